@@ -1,0 +1,75 @@
+"""Terminal progress line and summary table for `arbops demo` and `arbops run`."""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+
+class ProgressLine:
+    """One line rewritten in place, at most every `every_s` seconds."""
+
+    def __init__(self, stream: TextIO = sys.stderr, every_s: float = 0.5, width: int = 24) -> None:
+        self.stream = stream
+        self.every_s = every_s
+        self.width = width
+        self._last = 0.0
+        self.tty = stream.isatty()
+
+    def __call__(self, run: Any) -> None:
+        now = time.monotonic()
+        if now - self._last < self.every_s:
+            return
+        self._last = now
+        e = run.engine
+        elapsed = run.clock.time() - run.started_at
+        total = max(run.spec.duration_s, 1e-9)
+        done = min(elapsed / total, 1.0)
+        bar = "#" * int(done * self.width) + "-" * (self.width - int(done * self.width))
+        state = " closing" if run.closing else ""
+        line = (
+            f"[{bar}] {elapsed:5.0f}/{total:.0f}s  entries {e.entries}  exits {e.exits}  "
+            f"round trips {e.round_trips}  PnL ${e.pnl_usd:+.2f}  "
+            f"latency {e.latency.last_ms:.2f} ms{state}"
+        )
+        if self.tty:
+            self.stream.write("\r" + line.ljust(110))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def summary_table(kpi: dict[str, Any], kpi_path: str) -> str:
+    s, r, p = kpi["summary"], kpi["run"], kpi["performance"]
+    lat, cpu, mem = p["loop_latency_ms"], p["cpu_percent"], p["memory_mb"]
+    rows = [
+        ("run", f"{r['run_id']} ({r['mode']} phase {r['phase']}, {r['universe']}, {r['data_source']})"),
+        ("duration", f"{r['duration_seconds']:.1f} s"),
+        ("round trips", str(s["round_trips_completed"])),
+        ("total PnL (USD, net of fees)", f"{s['total_pnl_usd']:+.4f}"),
+        ("win rate", f"{s['win_rate']:.1%}"),
+        ("max drawdown (USD)", f"{s['max_drawdown_usd']:.4f}"),
+        ("fees (USD)", f"{kpi['trading']['fees_usd']:.4f}"),
+        ("failed fills", str(s["failed_fills_count"])),
+        ("exit reasons", ", ".join(f"{k} {v}" for k, v in kpi["exit_reasons"].items()) or "-"),
+        ("loop latency ms avg/p50/p99/max",
+         f"{lat['avg']:.3f} / {lat['p50']:.3f} / {lat['p99']:.3f} / {lat['max']:.3f}"),
+        ("CPU % avg/max", f"{cpu['avg']:.1f} / {cpu['max']:.1f}"),
+        ("memory MB avg/max", f"{mem['avg']:.1f} / {mem['max']:.1f}"),
+        ("stop reason", str(s["stop_reason"])),
+        ("kill switch", "TRIGGERED" if s["kill_switch_triggered"] else "no"),
+    ]
+    gate = kpi.get("gate")
+    if gate:
+        rows.append((f"phase {gate['phase']} gate", gate["result"]))
+        rows.extend(("  failed", reason) for reason in gate["reasons"])
+    rows.append(("exit code", str(s["exit_code"])))
+    rows.append(("KPI JSON", kpi_path))
+    w = max(len(k) for k, _ in rows)
+    line = "-" * (w + 3 + max(len(v) for _, v in rows))
+    return "\n".join([line, *(f"{k.ljust(w)} | {v}" for k, v in rows), line])

@@ -1,0 +1,155 @@
+"""The one command table both surfaces are generated from (design.md conv. 2-3).
+
+Each command names its argument model, the minimum role, whether it adds risk
+(two-step confirmation) and its help text. The CLI builds its parser from this
+table; the Telegram bot builds /help, its menu and its confirmation step from it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from core.universe import parse_universe
+
+
+class Role(IntEnum):
+    VIEWER = 1
+    OPERATOR = 2
+    ADMIN = 3
+
+
+def positional(**kw: object) -> dict[str, object]:
+    return {"json_schema_extra": {"positional": True}, **kw}
+
+
+class Args(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoArgs(Args):
+    pass
+
+
+class RunArgs(Args):
+    phase: int = Field(1, ge=1, le=3, description="ramp-up phase 1|2|3 (sets defaults)")
+    mode: Literal["paper", "live"] = Field("paper", description="paper or live")
+    universe: str | None = Field(None, description="topN: top10, top20, top50, top100, top200")
+    duration_minutes: float | None = Field(None, gt=0, description="run length in minutes")
+    duration_seconds: float | None = Field(None, gt=0, description="run length in seconds")
+    kpi_output_path: Path | None = Field(None, description="where the KPI JSON goes")
+    data_source: Literal["sim", "replay", "real"] = Field("sim", description="sim|replay|real")
+    seed: int | None = Field(None, description="sim market seed")
+    max_notional_usd: float | None = Field(None, gt=0, le=1000, description="per-leg order cap")
+
+    @field_validator("universe")
+    @classmethod
+    def _universe(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_universe(v)
+        return v
+
+    @model_validator(mode="after")
+    def _one_duration(self) -> "RunArgs":
+        if self.duration_minutes is not None and self.duration_seconds is not None:
+            raise ValueError("give --duration-minutes or --duration-seconds, not both")
+        return self
+
+
+class DemoArgs(Args):
+    seconds: float = Field(75.0, gt=0, le=3600, description="how long the paper session runs")
+    seed: int | None = Field(None, description="sim market seed")
+    universe: str = Field("top10", description="topN universe")
+
+    @field_validator("universe")
+    @classmethod
+    def _universe(cls, v: str) -> str:
+        parse_universe(v)
+        return v
+
+
+class StatusArgs(Args):
+    json_output: bool = Field(False, alias="json", description="print one JSON object")
+
+
+class ReasonArgs(Args):
+    reason: str = Field("manual", max_length=200, description="why (recorded and reported)")
+
+
+class ResetArgs(Args):
+    confirm: str | None = Field(None, description="the confirmation phrase (for scripts)")
+
+
+class AuditArgs(Args):
+    limit: int = Field(20, ge=1, le=1000, description="how many rows")
+
+
+class LogsArgs(Args):
+    what: Literal["errors"] = Field(**positional(description="errors"))  # type: ignore[arg-type]
+    since: str | None = Field(None, description="ISO time or 30m / 2h / 1d")
+
+
+class ConfigArgs(Args):
+    what: Literal["check"] = Field(**positional(description="check"))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    help: str
+    args: type[Args] = NoArgs
+    min_role: Role = Role.VIEWER
+    adds_risk: bool = False
+    cli: bool = True
+    telegram: bool = True
+    available: bool = True
+    pending_issue: str = ""
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("help", "list the commands", cli=False),
+    Command("whoami", "your user id and role", cli=False),
+    Command("demo", "paper session on the simulated market with live progress", DemoArgs,
+            telegram=False),
+    Command("serve", "run the service (engine, control channel; Telegram when configured)",
+            telegram=False),
+    Command("run", "run a phase (paper; live needs ARM)", RunArgs, Role.OPERATOR, adds_risk=True),
+    Command("status", "mode, trading state, ARM, run progress, memory", StatusArgs),
+    Command("stop", "graceful stop of the running phase: close positions, final KPI",
+            ReasonArgs, Role.OPERATOR, telegram=False),
+    Command("kill", "HALT now, cancel all orders, flatten, report (one step)", ReasonArgs),
+    Command("reset", "leave HALTED after a kill (shows what is still open first)", ResetArgs,
+            Role.OPERATOR, adds_risk=True),
+    Command("pause", "REDUCING: exits only, no new entries", ReasonArgs, Role.OPERATOR),
+    Command("resume", "back to ACTIVE from REDUCING", ReasonArgs, Role.OPERATOR, adds_risk=True),
+    Command("audit", "recent audit rows", AuditArgs),
+    Command("logs", "errors, exceptions and failures from the logs (runbook 5.3)", LogsArgs,
+            telegram=False),
+    Command("config", "check the settings", ConfigArgs, telegram=False),
+    Command("positions", "open positions", cli=False),
+    Command("kpi", "the latest KPI JSON summary", cli=False),
+    Command("preflight", "preflight checks (runbook 1.1)", available=False,
+            pending_issue="LIVE safety (#5)"),
+    Command("arm", "ARM live trading for one phase", NoArgs, Role.OPERATOR, adds_risk=True,
+            available=False, pending_issue="LIVE safety (#5)"),
+    Command("disarm", "drop the ARM", NoArgs, Role.OPERATOR, available=False,
+            pending_issue="LIVE safety (#5)"),
+    Command("balance", "both venues' balances", available=False, pending_issue="venues (#4)"),
+    Command("reconcile", "journal vs venues", available=False, pending_issue="venues (#4)"),
+    Command("record", "record market snapshots for replay", available=False,
+            pending_issue="venues (#4)", telegram=False),
+    Command("drill", "rehearse the LIVE runbook on loopback", available=False,
+            pending_issue="venues (#4)", telegram=False),
+    Command("report", "daily/weekly report", available=False, pending_issue="monitoring (#7)"),
+    Command("guards", "guard thresholds and headroom", available=False,
+            pending_issue="guards (#3)", cli=False),
+    Command("incident", "open an incident report by hand", available=False,
+            pending_issue="kill switch (#3)", telegram=False),
+    Command("notify", "send a test alert", available=False, pending_issue="Telegram (#6)",
+            telegram=False),
+)
+
+BY_NAME = {c.name: c for c in COMMANDS}

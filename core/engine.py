@@ -1,0 +1,390 @@
+"""The trading engine: one tick per market snapshot.
+
+A tick polls working orders (recording fills), updates each pair's signal,
+manages open positions and takes new entries through the gateway. Loop latency
+is the wall time of that work, order placement included. The engine never
+sleeps inside a tick; pacing comes from the market data task.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from loguru import logger
+
+from core.clock import Clock
+from core.domain.models import (
+    QUOTE,
+    Direction,
+    ExitReason,
+    MarketSnapshot,
+    Order,
+    Side,
+    Venue,
+    pair_symbols,
+)
+from core.gateway import Gateway, GatewayRefusal, OrderIntent, Purpose, SendUnknown
+from core.perf import LatencyStats, ResourceSampler
+from core.ports import ExchangeError, MarketData, OrderRejected
+from core.domain.ledger import Ledger
+from core.slots import Slot, SlotState, WorkingOrder
+from core.strategy import Signal, Strategy
+from core.trading_state import TradingStateBox
+
+VENUES = (Venue.UPBIT, Venue.BINANCE)
+
+
+@dataclass(slots=True, frozen=True)
+class EngineConfig:
+    run_id: str
+    universe: list[str]
+    notional_usd: float  # per leg order
+    max_concurrent: int
+    order_timeout_s: float
+    entry_cooldown_s: float
+    limit_slack_bps: float = 5.0  # how far past the touched level a marketable limit may go
+
+
+class Engine:
+    def __init__(
+        self,
+        cfg: EngineConfig,
+        market: MarketData,
+        exchanges: dict[Venue, object],
+        gateway: Gateway,
+        store: object,
+        state: TradingStateBox,
+        clock: Clock,
+        strategy: Strategy,
+    ) -> None:
+        self.cfg = cfg
+        self.market = market
+        self.ex = exchanges
+        self.gateway = gateway
+        self.store = store
+        self.state = state
+        self.clock = clock
+        self.strategy = strategy
+        self.slots = {b: Slot(b) for b in cfg.universe}
+        self.ledger = Ledger()
+        self.latency = LatencyStats()
+        self.resources = ResourceSampler()
+        self.exit_reasons: Counter[str] = Counter()
+        self.entries = 0
+        self.exits = 0
+        self.round_trips = 0
+        self.wins = 0
+        self.failed_fills = 0
+        self.errors = 0
+        self.consecutive_errors = 0
+        self.first_entry_mono: float | None = None
+        self.first_exit_mono: float | None = None
+        self.started_mono = clock.monotonic()
+        self.heartbeat_mono = self.started_mono
+        self.accept_entries = True
+        self.pnl_usd = 0.0
+        self.last_snapshot: MarketSnapshot | None = None
+        self._marks: dict[str, float] = {}
+        self._pos_ids = 0
+        self._last_resource_sample = time.perf_counter()
+
+    # --- the tick ---------------------------------------------------------------
+    async def tick(self, snap: MarketSnapshot) -> None:
+        t0 = time.perf_counter()
+        self.last_snapshot = snap
+        now = self.clock.time()
+        mono = self.clock.monotonic()
+        fx = snap.fx.mid
+        try:
+            await self._poll_working(snap, mono)
+            signals: dict[str, Signal] = {}
+            for base, slot in self.slots.items():
+                ub, bb = snap.upbit.get(base), snap.binance.get(base)
+                if ub is None or bb is None:
+                    continue
+                self._marks[base] = bb.mid
+                signals[base] = self.strategy.observe(base, ub, bb, fx, now)
+            for base, slot in self.slots.items():
+                sig = signals.get(base)
+                if sig is None:
+                    continue
+                if slot.state is SlotState.OPEN:
+                    await self._maybe_exit(slot, sig, snap, mono)
+            if self.accept_entries and self.state.allows_entries:
+                await self._entries(signals, snap, mono, now)
+            self.consecutive_errors = 0
+        except Exception:  # noqa: BLE001 - counted for the guards, never silent
+            self.errors += 1
+            self.consecutive_errors += 1
+            logger.exception("engine tick failed")
+        self.pnl_usd = self.ledger.pnl_usd(fx, self._marks)
+        self.ledger.observe(self.pnl_usd)
+        self.latency.record((time.perf_counter() - t0) * 1000.0)
+        self.heartbeat_mono = self.clock.monotonic()
+        if t0 - self._last_resource_sample >= 1.0:
+            self._last_resource_sample = t0
+            self.resources.sample()
+
+    # --- orders and fills ---------------------------------------------------------
+    async def _poll_working(self, snap: MarketSnapshot, mono: float) -> None:
+        for slot in self.slots.values():
+            if not slot.working:
+                continue
+            for oid, wo in list(slot.working.items()):
+                order = await self.ex[wo.venue].fetch_order(oid, wo.symbol)  # type: ignore[attr-defined]
+                if (
+                    not order.status.done
+                    and not wo.cancel_sent
+                    and mono - wo.placed_mono >= self.cfg.order_timeout_s
+                ):
+                    wo.cancel_sent = True
+                    try:
+                        order = await self.ex[wo.venue].cancel_order(oid, wo.symbol)  # type: ignore[attr-defined]
+                    except ExchangeError as exc:
+                        logger.warning("cancel of {} failed: {}", wo.client_order_id, exc)
+                        wo.cancel_sent = False
+                await self._absorb(slot, wo, order, snap)
+                if order.status.done:
+                    del slot.working[oid]
+                    if order.filled + 1e-12 < wo.amount and wo.purpose in (Purpose.ENTRY, Purpose.EXIT):
+                        self.failed_fills += 1
+            if not slot.working:
+                await self._settle(slot, snap, mono)
+
+    async def _absorb(self, slot: Slot, wo: WorkingOrder, order: Order, snap: MarketSnapshot) -> None:
+        """Record trades not seen before: journal, ledger and the slot's legs."""
+        fx = snap.fx.mid
+        venue = wo.venue
+        quote = QUOTE[venue]
+        for trade in order.trades[wo.trades_seen:]:
+            await self.store.record_fill(  # type: ignore[attr-defined]
+                venue=str(venue), trade_id=trade.id, client_order_id=trade.client_order_id,
+                run_id=self.cfg.run_id, symbol=trade.symbol, side=str(trade.side),
+                price=trade.price, amount=trade.amount, cost=trade.cost, fee=trade.fee_cost,
+                fee_currency=trade.fee_currency, fx=fx, position_id=slot.position_id,
+                ts=trade.timestamp_ms / 1000.0,
+            )
+            self.ledger.apply_fill(
+                venue, slot.base, quote, trade.side, trade.amount, trade.cost, trade.fee_cost, fx
+            )
+            to_usd = 1.0 / fx if quote == "KRW" else 1.0
+            sign = 1.0 if trade.side is Side.SELL else -1.0
+            slot.usd_flow += (sign * trade.cost - trade.fee_cost) * to_usd
+            slot.fees_usd += trade.fee_cost * to_usd
+            slot.base_flow += -sign * trade.amount
+            if wo.purpose is Purpose.ENTRY:
+                slot.open_qty[venue] += trade.amount
+            else:
+                slot.open_qty[venue] = max(slot.open_qty[venue] - trade.amount, 0.0)
+        wo.trades_seen = len(order.trades)
+        wo.filled = order.filled
+        if order.trades or order.status.done:
+            state = {"closed": "FILLED", "open": "OPEN"}.get(str(order.status), "CANCELED")
+            await self.store.update_intent(  # type: ignore[attr-defined]
+                wo.client_order_id, state, filled=order.filled, updated_at=self.clock.time()
+            )
+
+    async def _settle(self, slot: Slot, snap: MarketSnapshot, mono: float) -> None:
+        """All of the slot's orders are done: decide what the slot now is."""
+        step = self._step(slot.base)
+        qu, qb = slot.open_qty[Venue.UPBIT], slot.open_qty[Venue.BINANCE]
+        if slot.state is SlotState.ENTERING:
+            if qu <= step / 2 and qb <= step / 2:
+                slot.reset()
+                return
+            if abs(qu - qb) > step / 2:
+                # Leg risk: one venue filled more. Unwind the excess there so the
+                # position is two equal legs again (R-M4).
+                venue = Venue.UPBIT if qu > qb else Venue.BINANCE
+                excess = abs(qu - qb)
+                side = slot.direction.side_on(venue).opposite
+                if await self._place(slot, venue, side, excess, Purpose.UNWIND, snap, mono):
+                    return
+            slot.state = SlotState.OPEN
+            self.entries += 1
+            if self.first_entry_mono is None:
+                self.first_entry_mono = mono
+            await self._save_position(slot, "open")
+        elif slot.state is SlotState.EXITING:
+            if qu <= step / 2 and qb <= step / 2:
+                await self._close_round_trip(slot, mono)
+            else:
+                slot.state = SlotState.OPEN  # partly exited: try again next tick
+
+    async def _close_round_trip(self, slot: Slot, mono: float) -> None:
+        mark = self._marks.get(slot.base, 0.0)
+        pnl = slot.usd_flow + slot.base_flow * mark
+        reason = slot.exit_reason or ExitReason.SHUTDOWN
+        self.round_trips += 1
+        self.exits += 1
+        self.wins += 1 if pnl > 0 else 0
+        self.exit_reasons[str(reason)] += 1
+        if self.first_exit_mono is None:
+            self.first_exit_mono = mono
+        await self._save_position(slot, "closed", pnl=pnl)
+        slot.reset()
+        slot.last_exit_mono = mono
+
+    async def _save_position(self, slot: Slot, state: str, pnl: float | None = None) -> None:
+        now = self.clock.time()
+        await self.store.upsert_position(  # type: ignore[attr-defined]
+            position_id=slot.position_id, run_id=self.cfg.run_id, base=slot.base,
+            direction=str(slot.direction), qty=min(slot.open_qty.values()) if state != "closed" else 0.0,
+            state=state, opened_at=slot.opened_at, entry_premium_bps=slot.entry_premium_bps,
+            expected_edge_bps=slot.expected_edge_bps, break_even_bps=slot.break_even_bps,
+            closed_at=now if state == "closed" else None,
+            exit_reason=str(slot.exit_reason) if slot.exit_reason else None,
+            pnl_usd=pnl, fees_usd=slot.fees_usd if pnl is not None else None,
+        )
+
+    # --- entries and exits ----------------------------------------------------------
+    async def _entries(
+        self, signals: dict[str, Signal], snap: MarketSnapshot, mono: float, now: float
+    ) -> None:
+        busy = sum(1 for s in self.slots.values() if s.state is not SlotState.FLAT)
+        if busy >= self.cfg.max_concurrent:
+            return
+        for base, sig in signals.items():
+            slot = self.slots[base]
+            if slot.state is not SlotState.FLAT or mono - slot.last_exit_mono < self.cfg.entry_cooldown_s:
+                continue
+            ub, bb = snap.upbit[base], snap.binance[base]
+            qty = self._entry_qty(base, bb.mid)
+            if qty <= 0:
+                continue
+            decision = self.strategy.entry(sig, ub, bb, qty)
+            if decision is None:
+                continue
+            self._pos_ids += 1
+            slot.position_id = f"{self.cfg.run_id}-p{self._pos_ids}"
+            slot.direction = decision.direction
+            slot.entry_premium_bps = decision.entry_premium_bps
+            slot.expected_edge_bps = decision.expected_edge_bps
+            slot.break_even_bps = decision.break_even_bps
+            slot.opened_at, slot.opened_mono = now, mono
+            slot.state = SlotState.ENTERING
+            await self._save_position(slot, "entering")
+            for venue in VENUES:
+                ok = await self._place(
+                    slot, venue, decision.direction.side_on(venue), qty, Purpose.ENTRY, snap, mono
+                )
+                if not ok:
+                    break  # the other leg (if filled) is unwound when the slot settles
+            if not slot.working:
+                await self._settle(slot, snap, mono)
+            busy += 1
+            if busy >= self.cfg.max_concurrent:
+                return
+
+    async def _maybe_exit(self, slot: Slot, sig: Signal, snap: MarketSnapshot, mono: float) -> None:
+        reason = slot.exit_reason or self.strategy.exit_reason(
+            slot.direction, slot.entry_premium_bps, sig, mono - slot.opened_mono
+        )
+        if reason is not None:
+            await self.start_exit(slot, reason, snap, mono)
+
+    async def start_exit(
+        self, slot: Slot, reason: ExitReason, snap: MarketSnapshot, mono: float,
+        purpose: Purpose = Purpose.EXIT,
+    ) -> None:
+        slot.exit_reason = slot.exit_reason or reason
+        slot.state = SlotState.EXITING
+        for venue in VENUES:
+            qty = slot.open_qty[venue]
+            if qty > self._step(slot.base) / 2:
+                side = slot.direction.side_on(venue).opposite
+                await self._place(slot, venue, side, qty, purpose, snap, mono)
+        if not slot.working:
+            await self._settle(slot, snap, mono)
+
+    async def _place(
+        self, slot: Slot, venue: Venue, side: Side, qty: float, purpose: Purpose,
+        snap: MarketSnapshot, mono: float,
+    ) -> bool:
+        book = (snap.upbit if venue is Venue.UPBIT else snap.binance)[slot.base]
+        price = _marketable_limit(book.asks if side is Side.BUY else book.bids, qty, side,
+                                  self.cfg.limit_slack_bps)
+        to_usd = 1.0 / snap.fx.mid if venue is Venue.UPBIT else 1.0
+        intent = OrderIntent(
+            venue=venue, symbol=pair_symbols(slot.base)[venue], base=slot.base, side=side,
+            amount=qty, price=price, purpose=purpose, position_id=slot.position_id,
+            notional_usd=qty * price * to_usd,
+        )
+        try:
+            order = await self.gateway.submit(intent, snap, self.exposure_usd())
+        except GatewayRefusal as refusal:
+            logger.debug("refused {} {}: {}", venue, slot.base, refusal)
+            return False
+        except OrderRejected as exc:
+            self.failed_fills += 1
+            logger.warning("rejected {} {} {}: {}", venue, side, slot.base, exc)
+            return False
+        except SendUnknown as exc:
+            self.errors += 1
+            logger.error("order outcome unknown: {}", exc)
+            return False
+        slot.working[order.id] = WorkingOrder(
+            venue, order.id, order.client_order_id, order.symbol, purpose, mono, order.amount or qty
+        )
+        return True
+
+    # --- figures -------------------------------------------------------------------
+    def _entry_qty(self, base: str, binance_mid: float) -> float:
+        step = self._step(base)
+        # A little under the cap so the marketable limit price stays inside it.
+        raw = self.cfg.notional_usd * 0.97 / binance_mid
+        return int(raw / step) * step
+
+    def _step(self, base: str) -> float:
+        market = self.ex[Venue.BINANCE].market(f"{base}/USDT")  # type: ignore[attr-defined]
+        return market.amount_step
+
+    def exposure_usd(self) -> float:
+        total = 0.0
+        for slot in self.slots.values():
+            mark = self._marks.get(slot.base, 0.0)
+            total += sum(slot.open_qty.values()) * mark
+            for wo in slot.working.values():
+                if wo.purpose is Purpose.ENTRY:
+                    total += max(wo.amount - wo.filled, 0.0) * mark
+        return total
+
+    def open_positions(self) -> list[dict[str, object]]:
+        out = []
+        for slot in self.slots.values():
+            if slot.has_position or slot.working:
+                out.append({
+                    "position_id": slot.position_id, "base": slot.base, "state": str(slot.state),
+                    "direction": str(slot.direction),
+                    "open_qty": {str(v): q for v, q in slot.open_qty.items()},
+                    "working_orders": [w.client_order_id for w in slot.working.values()],
+                })
+        return out
+
+    @property
+    def win_rate(self) -> float:
+        return self.wins / self.round_trips if self.round_trips else 0.0
+
+    @property
+    def busy(self) -> bool:
+        return any(s.state is not SlotState.FLAT for s in self.slots.values())
+
+    def marks(self) -> dict[str, float]:
+        return dict(self._marks)
+
+
+def _marketable_limit(levels: list[tuple[float, float]], qty: float, side: Side, slack_bps: float) -> float:
+    """The price of the deepest level qty reaches, plus a little slack."""
+    left = qty
+    price = levels[0][0]
+    for price, size in levels:
+        left -= size
+        if left <= 0:
+            break
+    k = 1.0 + slack_bps / 1e4 if side is Side.BUY else 1.0 - slack_bps / 1e4
+    return price * k
+
+
+def direction_of(value: str) -> Direction:
+    return Direction(value)

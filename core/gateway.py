@@ -1,0 +1,216 @@
+"""The one door every order goes through (R-S6).
+
+Checks, in order: trading state, per-order notional cap, exposure cap, venue
+minimum and precision, price collar against a fresh book, stale book, order
+rate. A refusal is an event with a reason; a pass journals the intent
+(committed) before the order is sent. A send whose outcome is unknown is
+recorded UNKNOWN and later resolved by client order id, never resent.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+from collections import deque
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from core.clock import Clock
+from core.domain.models import (
+    MarketSnapshot,
+    Order,
+    OrderRequest,
+    OrderType,
+    Side,
+    TradingState,
+    Venue,
+)
+from core.ports import ExchangeError, OrderRejected, RateLimited, VenueUnavailable
+from core.trading_state import TradingStateBox
+from core.venue_rules import RuleViolation, VenueRules
+
+
+class Purpose(StrEnum):
+    ENTRY = "entry"
+    EXIT = "exit"
+    FLATTEN = "flatten"
+    UNWIND = "unwind"
+
+    @property
+    def adds_risk(self) -> bool:
+        return self is Purpose.ENTRY
+
+
+class GatewayRefusal(Exception):
+    def __init__(self, check: str, reason: str) -> None:
+        super().__init__(f"{check}: {reason}")
+        self.check = check
+        self.reason = reason
+
+
+class SendUnknown(Exception):
+    """The venue may or may not have the order; resolve it by client order id."""
+
+
+class Journal(Protocol):
+    async def record_intent(self, **kwargs: object) -> None: ...
+
+    async def update_intent(self, client_order_id: str, state: str, **kwargs: object) -> None: ...
+
+    async def record_event(self, ts: float, run_id: str | None, kind: str, payload: dict) -> None: ...
+
+
+class VenueAccess(Protocol):
+    venue: Venue
+
+    async def create_order(self, request: OrderRequest) -> Order: ...
+
+    def rules(self, symbol: str) -> VenueRules: ...
+
+
+@dataclass(slots=True, frozen=True)
+class OrderIntent:
+    venue: Venue
+    symbol: str
+    base: str
+    side: Side
+    amount: float
+    price: float  # limit price (marketable, inside the collar)
+    purpose: Purpose
+    position_id: str
+    notional_usd: float
+
+
+class Gateway:
+    def __init__(
+        self,
+        exchanges: dict[Venue, VenueAccess],
+        journal: Journal,
+        state: TradingStateBox,
+        clock: Clock,
+        *,
+        run_id: str,
+        max_order_usd: float,
+        max_exposure_usd: float,
+        collar_bps: float,
+        stale_book_ms: int,
+        max_orders_per_second: float,
+    ) -> None:
+        self._ex = exchanges
+        self._journal = journal
+        self._state = state
+        self._clock = clock
+        self.run_id = run_id
+        self.max_order_usd = max_order_usd
+        self.max_exposure_usd = max_exposure_usd
+        self.collar_bps = collar_bps
+        self.stale_book_ms = stale_book_ms
+        self.max_orders_per_second = max_orders_per_second
+        self._sent: deque[float] = deque()
+        self._ids = itertools.count(1)
+        self._prefix = f"arb{os.getpid():x}{int(clock.time()) % 100000:05d}"
+        self.refusals: dict[str, int] = {}
+
+    def next_client_id(self) -> str:
+        return f"{self._prefix}-{next(self._ids)}"
+
+    def check(self, intent: OrderIntent, snap: MarketSnapshot, exposure_usd: float) -> None:
+        """Raise GatewayRefusal naming the first failed check."""
+        state = self._state.state
+        if state is TradingState.HALTED and intent.purpose is not Purpose.FLATTEN:
+            raise GatewayRefusal("trading_state", f"HALTED ({self._state.reason})")
+        if state is TradingState.REDUCING and intent.purpose.adds_risk:
+            raise GatewayRefusal("trading_state", f"REDUCING ({self._state.reason}): exits only")
+        if intent.purpose.adds_risk:
+            if intent.notional_usd > self.max_order_usd + 1e-9:
+                raise GatewayRefusal(
+                    "notional_cap",
+                    f"order ${intent.notional_usd:.2f} > cap ${self.max_order_usd:.2f}",
+                )
+            if exposure_usd + intent.notional_usd > self.max_exposure_usd + 1e-9:
+                raise GatewayRefusal(
+                    "exposure_cap",
+                    f"exposure ${exposure_usd + intent.notional_usd:.2f} "
+                    f"> cap ${self.max_exposure_usd:.2f}",
+                )
+        books = snap.upbit if intent.venue is Venue.UPBIT else snap.binance
+        book = books.get(intent.base)
+        if book is None:
+            raise GatewayRefusal("stale_book", f"no book for {intent.symbol}")
+        age_ms = self._clock.time() * 1000 - book.timestamp_ms
+        if age_ms > self.stale_book_ms:
+            raise GatewayRefusal("stale_book", f"{intent.symbol} book is {age_ms:.0f} ms old")
+        ref = book.best_ask if intent.side is Side.BUY else book.best_bid
+        off_bps = (intent.price / ref - 1.0) * 1e4
+        if (intent.side is Side.BUY and off_bps > self.collar_bps) or (
+            intent.side is Side.SELL and -off_bps > self.collar_bps
+        ):
+            raise GatewayRefusal(
+                "price_collar", f"{intent.symbol} {off_bps:+.1f} bps from the book > {self.collar_bps}"
+            )
+        now = self._clock.monotonic()
+        while self._sent and now - self._sent[0] > 1.0:
+            self._sent.popleft()
+        if len(self._sent) >= self.max_orders_per_second and intent.purpose.adds_risk:
+            raise GatewayRefusal("throttle", f"{len(self._sent)} orders in the last second")
+
+    async def submit(self, intent: OrderIntent, snap: MarketSnapshot, exposure_usd: float) -> Order:
+        """Check, journal, send. Raises GatewayRefusal, OrderRejected or SendUnknown."""
+        try:
+            self.check(intent, snap, exposure_usd)
+            ex = self._ex[intent.venue]
+            amount, price, _ = ex.rules(intent.symbol).prepare(
+                intent.side, OrderType.LIMIT, intent.amount, intent.price, None, intent.price
+            )
+        except GatewayRefusal as refusal:
+            await self._refused(intent, refusal)
+            raise
+        except RuleViolation as exc:
+            refusal = GatewayRefusal("venue_rules", str(exc))
+            await self._refused(intent, refusal)
+            raise refusal from None
+        cid = self.next_client_id()
+        now = self._clock.time()
+        await self._journal.record_intent(
+            client_order_id=cid,
+            run_id=self.run_id,
+            venue=str(intent.venue),
+            symbol=intent.symbol,
+            side=str(intent.side),
+            type="limit",
+            amount=amount,
+            price=price,
+            cost=None,
+            purpose=str(intent.purpose),
+            position_id=intent.position_id,
+            created_at=now,
+        )
+        self._sent.append(self._clock.monotonic())
+        request = OrderRequest(intent.symbol, intent.side, OrderType.LIMIT, amount, cid, price)
+        try:
+            order = await ex.create_order(request)
+        except OrderRejected as exc:
+            await self._journal.update_intent(cid, "REJECTED", reason=str(exc), updated_at=now)
+            raise
+        except (VenueUnavailable, RateLimited, ExchangeError, OSError) as exc:
+            await self._journal.update_intent(cid, "UNKNOWN", reason=str(exc), updated_at=now)
+            raise SendUnknown(f"{cid}: {exc}") from exc
+        await self._journal.update_intent(
+            cid, "OPEN", exchange_order_id=order.id, updated_at=self._clock.time()
+        )
+        return order
+
+    async def _refused(self, intent: OrderIntent, refusal: GatewayRefusal) -> None:
+        self.refusals[refusal.check] = self.refusals.get(refusal.check, 0) + 1
+        await self._journal.record_event(
+            self._clock.time(),
+            self.run_id,
+            "order_refused",
+            {
+                "check": refusal.check,
+                "reason": refusal.reason,
+                "symbol": intent.symbol,
+                "side": str(intent.side),
+                "purpose": str(intent.purpose),
+            },
+        )

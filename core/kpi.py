@@ -1,0 +1,109 @@
+"""KPI JSON: one versioned schema for checkpoints and the final file (R-P3).
+
+Checkpoints (`final: false`) and the final file share every key; values not
+known yet (exit code, end time) are null. Files are written atomically
+(temp file, fsync, rename) so a reader never sees half a file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+def build_kpi(
+    *,
+    final: bool,
+    run: dict[str, Any],
+    engine: Any,
+    exit_code: int | None,
+    kill_switch_triggered: bool,
+    stop_reason: str | None,
+    trading_state: str,
+    fx_mid: float,
+    gate: dict[str, Any] | None = None,
+    open_positions: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    started = engine.started_mono
+
+    def since_start(mono: float | None) -> float | None:
+        return None if mono is None else round(mono - started, 3)
+
+    perf = {"loop_latency_ms": engine.latency.summary(), **engine.resources.summary()}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "final": final,
+        "summary": {
+            "exit_code": exit_code,
+            "round_trips_completed": engine.round_trips,
+            "total_pnl_usd": round(engine.pnl_usd, 6),
+            "win_rate": round(engine.win_rate, 6),
+            "failed_fills_count": engine.failed_fills,
+            "kill_switch_triggered": kill_switch_triggered,
+            "stop_reason": stop_reason,
+            "max_drawdown_usd": round(engine.ledger.max_drawdown, 6),
+        },
+        "run": run,
+        "performance": perf,
+        "trading": {
+            "ticks": len(engine.latency.samples),
+            "entries": engine.entries,
+            "exits": engine.exits,
+            "wins": engine.wins,
+            "fees_usd": round(engine.ledger.fees_usd, 6),
+            "exposure_usd": round(engine.exposure_usd(), 6),
+            "first_entry_s": since_start(engine.first_entry_mono),
+            "first_exit_s": since_start(engine.first_exit_mono),
+            "open_positions": open_positions if open_positions is not None else engine.open_positions(),
+            "marks": {"fx_usdt_krw": fx_mid, "base_usdt": engine.marks()},
+            "inventory_change": engine.ledger.inventory_change(),
+        },
+        "fills": {
+            "orders_sent": sum(getattr(ex, "orders_sent", 0) for ex in engine.ex.values()),
+            "failed_fills": engine.failed_fills,
+        },
+        "exit_reasons": dict(engine.exit_reasons),
+        "guards": {
+            "trading_state": trading_state,
+            "unhandled_errors": engine.errors,
+            "consecutive_errors": engine.consecutive_errors,
+            "gateway_refusals": dict(engine.gateway.refusals),
+        },
+        "gate": gate,
+    }
+
+
+def write_atomic(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, sort_keys=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_writable(path: Path) -> str | None:
+    """Why a KPI file cannot be written there, or None. Nothing is left behind."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.exists() and path.is_dir():
+        return f"{path} is a directory"
+    probe_dir = parent
+    while not probe_dir.exists():
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir():
+        return f"{probe_dir} is not a directory"
+    if not os.access(probe_dir, os.W_OK | os.X_OK):
+        return f"{probe_dir} is not writable"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"{path} is not writable"
+    return None

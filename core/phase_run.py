@@ -1,0 +1,337 @@
+"""One phase run: universe, funding, the tick loop, checkpoints, stop paths.
+
+Stop paths (R-K1): the duration ending or a first signal closes gracefully (no
+new entries, exit positions, final KPI, exit 0); a second signal is an
+emergency halt (HALTED, cancel everything, skip flattening, list what is open,
+exit 1); a kill halts, cancels, flattens and reports (exit 1).
+"""
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from core.clock import Clock, ManualClock
+from core.domain.models import ExitReason, TradingState, Venue
+from core.engine import Engine, EngineConfig
+from core.gateway import Gateway, Purpose
+from core.kpi import build_kpi, write_atomic
+from core.phases import evaluate_gate
+from core.ports import ExchangeError
+from core.settings import Settings
+from core.slots import SlotState
+from core.strategy import Strategy, StrategyParams
+from core.trading_state import TradingStateBox
+from core.universe import select_universe
+
+HALT_FLAG = "trading_state"
+
+
+@dataclass(slots=True, frozen=True)
+class RunSpec:
+    mode: str
+    phase: int
+    top_n: int
+    duration_s: float
+    notional_usd: float
+    data_source: str
+    kpi_path: Path | None = None
+    seed: int | None = None
+    fast: bool = False  # step the market without sleeping (tests, benchmarks)
+    close_timeout_s: float = 8.0
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    run_id: str
+    exit_code: int
+    kpi_path: Path
+    kpi: dict[str, Any]
+
+
+def new_run_id(mode: str, phase: int, now: float) -> str:
+    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{mode}-p{phase}-{secrets.token_hex(2)}"
+
+
+class PhaseRun:
+    def __init__(
+        self,
+        spec: RunSpec,
+        settings: Settings,
+        store: Any,
+        state: TradingStateBox,
+        clock: Clock,
+        market: Any,
+        exchanges: dict[Venue, Any],
+        on_progress: Callable[["PhaseRun"], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.store = store
+        self.state = state
+        self.clock = clock
+        self.market = market
+        self.ex = exchanges
+        self.on_progress = on_progress
+        self.run_id = new_run_id(spec.mode, spec.phase, clock.time())
+        self.kpi_path = spec.kpi_path or settings.data_dir / "kpi" / f"{self.run_id}.json"
+        self.engine: Engine | None = None
+        self.universe: list[str] = []
+        self.started_at = clock.time()
+        self.stop_reason: str | None = None
+        self.closing = False
+        self.emergency = False
+        self.killed = False
+        self._close_deadline = 0.0
+        self._last_checkpoint = clock.monotonic()
+        self._bg: set[asyncio.Task[Any]] = set()
+        self._market_task: asyncio.Task[None] | None = None
+        self._seq = -1
+
+    # --- public control -------------------------------------------------------
+    def request_stop(self, reason: str) -> str:
+        """First call: graceful close. Second: emergency halt. Returns what it did."""
+        if not self.closing:
+            self.closing = True
+            self.stop_reason = reason
+            if self.engine is not None:
+                self.engine.accept_entries = False
+            self._close_deadline = self.clock.monotonic() + self.spec.close_timeout_s
+            self._spawn(self._checkpoint(final=False))
+            return "closing"
+        self._halt(f"emergency: {reason}")
+        self.emergency = True
+        self.stop_reason = f"{self.stop_reason}; emergency: {reason}"
+        self._spawn(self._cancel_everything())
+        self._spawn(self._checkpoint(final=False))
+        return "emergency"
+
+    def kill(self, reason: str) -> None:
+        self._halt(f"kill: {reason}")
+        self.killed = True
+        self.stop_reason = f"kill: {reason}"
+        if not self.closing:
+            self.closing = True
+            self._close_deadline = self.clock.monotonic() + self.spec.close_timeout_s
+        if self.engine is not None:
+            self.engine.accept_entries = False
+        self._spawn(self._cancel_everything())
+        self._spawn(self._checkpoint(final=False))
+
+    # --- the run ----------------------------------------------------------------
+    async def execute(self) -> RunOutcome:
+        first = await self._prepare()
+        engine = self.engine
+        assert engine is not None
+        deadline = self.clock.monotonic() + self.spec.duration_s
+        snap = first
+        try:
+            while True:
+                await engine.tick(snap)
+                mono = self.clock.monotonic()
+                if mono - self._last_checkpoint >= self.settings.kpi_checkpoint_interval_s:
+                    self._last_checkpoint = mono
+                    self._spawn(self._checkpoint(final=False))
+                if self.on_progress is not None:
+                    self.on_progress(self)
+                if self.emergency:
+                    break
+                if not self.closing and mono >= deadline:
+                    self.request_stop("duration_elapsed")
+                if self.closing:
+                    await self._close_step(snap, mono)
+                    if not engine.busy:
+                        break
+                    if mono >= self._close_deadline:
+                        logger.error("close timed out with positions open")
+                        self.stop_reason = f"{self.stop_reason}; close_timeout"
+                        self._halt("close timed out")
+                        await self._cancel_everything()
+                        break
+                snap = await self._next_snapshot()
+        finally:
+            if self._market_task is not None:
+                self._market_task.cancel()
+        return await self._finish()
+
+    async def _prepare(self) -> Any:
+        stats = self.market.symbol_stats()
+        self.universe = select_universe(stats, self.spec.top_n, fx_krw=self.settings.sim_fx_krw)
+        if not self.universe:
+            raise RuntimeError("the universe is empty: no pair passes the depth and spread filters")
+        self.market.subscribe(self.universe)
+        if self.spec.fast:
+            first = self.market.step()
+        else:
+            self._market_task = asyncio.create_task(self.market.run(), name="market")
+            first = await self.market.wait_next(-1)
+        self._seq = first.seq
+        self._fund(first)
+        s = self.settings
+        gateway = Gateway(
+            self.ex, self.store, self.state, self.clock, run_id=self.run_id,
+            max_order_usd=self.spec.notional_usd,
+            max_exposure_usd=self.spec.notional_usd * 2 * s.max_concurrent,
+            collar_bps=s.price_collar_bps, stale_book_ms=s.stale_book_ms,
+            max_orders_per_second=s.max_orders_per_second,
+        )
+        strategy = Strategy(StrategyParams(
+            s.upbit_fee_bps, s.binance_fee_bps, s.entry_buffer_bps, s.baseline_halflife_s,
+            s.baseline_warmup_s, s.take_profit_bps, s.stop_loss_bps, s.max_hold_s, s.reversal_bps,
+        ))
+        cfg = EngineConfig(
+            run_id=self.run_id, universe=self.universe, notional_usd=self.spec.notional_usd,
+            max_concurrent=s.max_concurrent, order_timeout_s=s.order_timeout_s,
+            entry_cooldown_s=s.entry_cooldown_s,
+        )
+        self.engine = Engine(cfg, self.market, self.ex, gateway, self.store, self.state,
+                             self.clock, strategy)
+        if self.closing:
+            self.engine.accept_entries = False
+        await self.store.create_run(
+            run_id=self.run_id, mode=self.spec.mode, phase=self.spec.phase,
+            universe=f"top{self.spec.top_n}", data_source=self.spec.data_source,
+            started_at=self.started_at, max_notional_usd=self.spec.notional_usd,
+        )
+        await self._checkpoint(final=False)
+        logger.info("run {} started: {} phase {} top{} for {} s", self.run_id, self.spec.mode,
+                    self.spec.phase, self.spec.top_n, self.spec.duration_s)
+        return first
+
+    def _fund(self, snap: Any) -> None:
+        """Pre-funded inventory on both venues (R-M4): quote plus every base."""
+        s = self.settings
+        fx = snap.fx.mid
+        per_base_usd = max(20 * self.spec.notional_usd, 1000.0)
+        for venue, ex in self.ex.items():
+            if not hasattr(ex, "fund"):
+                continue
+            ex.list_markets(self.universe, snap)
+            ex.fund(ex.quote, s.paper_initial_usd * (fx if venue is Venue.UPBIT else 1.0))
+            for base in self.universe:
+                ex.fund(base, per_base_usd / snap.binance[base].mid)
+
+    async def _next_snapshot(self) -> Any:
+        if self.spec.fast:
+            if isinstance(self.clock, ManualClock):
+                self.clock.advance(self.settings.tick_interval_ms / 1000.0)
+            snap = self.market.step()
+            await asyncio.sleep(0)  # let the control channel and signal tasks run
+        else:
+            snap = await self.market.wait_next(self._seq)
+        self._seq = snap.seq
+        return snap
+
+    async def _close_step(self, snap: Any, mono: float) -> None:
+        engine = self.engine
+        assert engine is not None
+        purpose = Purpose.FLATTEN if self.killed else Purpose.EXIT
+        reason = ExitReason.KILL if self.killed else ExitReason.SHUTDOWN
+        for slot in engine.slots.values():
+            for wo in list(slot.working.values()):
+                if wo.purpose is Purpose.ENTRY and not wo.cancel_sent:
+                    wo.cancel_sent = True
+                    try:
+                        await self.ex[wo.venue].cancel_order(wo.order_id, wo.symbol)
+                    except ExchangeError as exc:
+                        wo.cancel_sent = False
+                        logger.warning("cancel failed, will retry: {}", exc)
+            if slot.state is SlotState.OPEN:
+                await engine.start_exit(slot, reason, snap, mono, purpose)
+
+    async def _cancel_everything(self) -> None:
+        """Cancel every open order on both venues, retrying with backoff."""
+        delay = 0.05
+        for _attempt in range(8):
+            failed = False
+            for venue, ex in self.ex.items():
+                try:
+                    await ex.cancel_all_orders()
+                except ExchangeError as exc:
+                    failed = True
+                    logger.warning("cancel-all on {} failed: {}", venue, exc)
+            if not failed:
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        logger.error("cancel-all still failing after retries")
+
+    def _halt(self, reason: str) -> None:
+        self.state.set(TradingState.HALTED, reason, self.clock.time())
+        if self.engine is not None:
+            self.engine.accept_entries = False
+        self._spawn(self.store.set_flag(HALT_FLAG, f"HALTED:{reason}", self.clock.time()))
+
+    # --- KPI ----------------------------------------------------------------------
+    def kpi(self, final: bool, exit_code: int | None, gate: dict[str, Any] | None = None) -> dict[str, Any]:
+        assert self.engine is not None
+        snap = self.engine.last_snapshot
+        ended = self.clock.time() if final else None
+        run = {
+            "run_id": self.run_id, "mode": self.spec.mode, "phase": self.spec.phase,
+            "universe": f"top{self.spec.top_n}", "data_source": self.spec.data_source,
+            "started_at": _iso(self.started_at), "ended_at": _iso(ended) if ended else None,
+            "duration_seconds": round(self.clock.time() - self.started_at, 3),
+            "max_notional_usd": self.spec.notional_usd,
+        }
+        return build_kpi(
+            final=final, run=run, engine=self.engine, exit_code=exit_code,
+            kill_switch_triggered=self.killed, stop_reason=self.stop_reason,
+            trading_state=str(self.state.state), fx_mid=snap.fx.mid if snap else 0.0, gate=gate,
+        )
+
+    async def _checkpoint(self, final: bool) -> None:
+        if self.engine is None:
+            return
+        data = self.kpi(final=False, exit_code=None)
+        await asyncio.to_thread(write_atomic, self.kpi_path, data)
+        await self.store.save_kpi(self.run_id, False, self.clock.time(), _dumps(data))
+
+    async def _finish(self) -> RunOutcome:
+        engine = self.engine
+        assert engine is not None
+        engine.resources.sample()
+        await asyncio.gather(*self._bg, return_exceptions=True)
+        clean = not (self.killed or self.emergency or engine.busy)
+        gate = None
+        if clean and not self.stop_reason_is_signal:
+            gate = evaluate_gate(self.spec.phase, self.kpi(final=True, exit_code=0)).as_dict()
+        exit_code = 0 if clean and (gate is None or gate["result"] == "PASS") else 1
+        data = self.kpi(final=True, exit_code=exit_code, gate=gate)
+        write_atomic(self.kpi_path, data)
+        await self.store.save_kpi(self.run_id, True, self.clock.time(), _dumps(data))
+        status = "killed" if self.killed else "stopped" if self.emergency else (
+            "completed" if exit_code == 0 else "failed")
+        await self.store.finish_run(
+            self.run_id, ended_at=self.clock.time(), status=status, stop_reason=self.stop_reason,
+            exit_code=exit_code, kpi_path=str(self.kpi_path),
+            gate_json=_dumps(gate) if gate else None,
+        )
+        logger.info("run {} ended: {} exit {} ({})", self.run_id, status, exit_code, self.stop_reason)
+        return RunOutcome(self.run_id, exit_code, self.kpi_path, data)
+
+    @property
+    def stop_reason_is_signal(self) -> bool:
+        return bool(self.stop_reason) and self.stop_reason != "duration_elapsed"
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _dumps(data: Any) -> str:
+    import json
+
+    return json.dumps(data)

@@ -1,0 +1,88 @@
+"""Phases of the ramp-up (R-P1) and their KPI gates (R-P2)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True, frozen=True)
+class Phase:
+    number: int
+    duration_s: int
+    top_n: int
+    notional_usd: float
+
+
+PHASES: dict[int, Phase] = {
+    1: Phase(1, 5 * 60, 10, 50.0),
+    2: Phase(2, 30 * 60, 20, 100.0),
+    3: Phase(3, 60 * 60, 50, 500.0),
+}
+
+
+@dataclass(slots=True, frozen=True)
+class GateThresholds:
+    entry_within_s: float = 60.0
+    exit_within_s: float = 120.0
+    phase1_latency_ms: float = 50.0
+    phase1_cpu_percent: float = 50.0
+    phase1_memory_mb: float = 200.0
+    min_round_trips: int = 5
+    min_win_rate: float = 0.5
+    min_pnl_usd: float = -10.0
+    phase2_latency_ms: float = 30.0
+
+
+@dataclass(slots=True)
+class GateResult:
+    phase: int
+    passed: bool
+    checks: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def reasons(self) -> list[str]:
+        return [c["reason"] for c in self.checks if not c["passed"]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"phase": self.phase, "result": "PASS" if self.passed else "FAIL",
+                "checks": self.checks, "reasons": self.reasons}
+
+
+def evaluate_gate(phase: int, kpi: dict[str, Any], th: GateThresholds | None = None) -> GateResult:
+    """PASS/FAIL with a reason for every check, from the measured KPI figures."""
+    th = th or GateThresholds()
+    s, perf, trading = kpi["summary"], kpi["performance"], kpi["trading"]
+    checks: list[dict[str, Any]] = []
+
+    def check(name: str, ok: bool, observed: Any, threshold: Any, reason: str) -> None:
+        checks.append({"name": name, "passed": bool(ok), "observed": observed,
+                       "threshold": threshold, "reason": reason})
+
+    lat = perf["loop_latency_ms"]["avg"]
+    if phase == 1:
+        fe, fx = trading["first_entry_s"], trading["first_exit_s"]
+        check("entry_in_first_minute", fe is not None and fe <= th.entry_within_s, fe,
+              th.entry_within_s, f"first entry at {fe} s (needs <= {th.entry_within_s} s)")
+        check("exit_in_first_2_minutes", fx is not None and fx <= th.exit_within_s, fx,
+              th.exit_within_s, f"first exit at {fx} s (needs <= {th.exit_within_s} s)")
+        check("loop_latency", lat < th.phase1_latency_ms, lat, th.phase1_latency_ms,
+              f"avg loop latency {lat:.2f} ms (needs < {th.phase1_latency_ms})")
+        cpu = perf["cpu_percent"]["avg"]
+        check("cpu", cpu < th.phase1_cpu_percent, cpu, th.phase1_cpu_percent,
+              f"avg CPU {cpu:.1f} % (needs < {th.phase1_cpu_percent})")
+        mem = perf["memory_mb"]["max"]
+        check("memory", mem < th.phase1_memory_mb, mem, th.phase1_memory_mb,
+              f"max RSS {mem:.1f} MB (needs < {th.phase1_memory_mb})")
+        errors = kpi["guards"]["unhandled_errors"]
+        check("no_unhandled_exception", errors == 0, errors, 0, f"{errors} unhandled errors")
+    else:
+        rt, wr, pnl = s["round_trips_completed"], s["win_rate"], s["total_pnl_usd"]
+        check("round_trips", rt >= th.min_round_trips, rt, th.min_round_trips,
+              f"{rt} round trips (needs >= {th.min_round_trips})")
+        check("win_rate", wr >= th.min_win_rate, wr, th.min_win_rate,
+              f"win rate {wr:.0%} (needs >= {th.min_win_rate:.0%})")
+        check("total_pnl", pnl >= th.min_pnl_usd, pnl, th.min_pnl_usd,
+              f"PnL ${pnl:.2f} (needs >= ${th.min_pnl_usd:.2f})")
+        check("avg_loop_latency", lat < th.phase2_latency_ms, lat, th.phase2_latency_ms,
+              f"avg loop latency {lat:.2f} ms (needs < {th.phase2_latency_ms})")
+    return GateResult(phase, all(c["passed"] for c in checks), checks)

@@ -1,0 +1,224 @@
+"""OperatorService: the one API both surfaces (CLI, Telegram) call.
+
+Surfaces parse and authorize; this class decides and acts, and returns plain
+typed results. It never formats for a surface and never imports one
+(freqtrade's RPC class is the model, design.md convention 1).
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from loguru import logger
+
+from core.clock import Clock
+from core.commands import RunArgs
+from core.domain.models import TradingState, Venue
+from core.phase_run import HALT_FLAG, PhaseRun, RunOutcome, RunSpec
+from core.phases import PHASES
+from core.ports import ExchangeError
+from core.settings import Settings
+from core.trading_state import TradingStateBox
+from core.universe import parse_universe
+
+VenuesFactory = Callable[[RunSpec], tuple[Any, dict[Venue, Any]]]
+
+
+class ServiceError(Exception):
+    """A refusal or failure with the exit code the surfaces use (1 failed, 2 refused)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(slots=True)
+class KillResult:
+    halted: bool
+    run_id: str | None
+    already_halted: bool
+    cancelled: int
+    message: str
+
+
+class OperatorService:
+    def __init__(
+        self, settings: Settings, store: Any, clock: Clock, venues_factory: VenuesFactory,
+        *, fast: bool = False,
+    ) -> None:
+        self.fast = fast  # step the sim without sleeping (tests, benchmarks)
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self._venues_factory = venues_factory
+        self.state = TradingStateBox()
+        self.current: PhaseRun | None = None
+        self.last_outcome: RunOutcome | None = None
+        self._proc_started = time.monotonic()
+
+    async def load_persistent_state(self) -> None:
+        """HALTED survives restarts until reset (R-S7)."""
+        flag = await self.store.get_flag(HALT_FLAG)
+        if flag and flag.startswith("HALTED"):
+            reason = flag.split(":", 1)[1] if ":" in flag else "persisted"
+            self.state.set(TradingState.HALTED, reason, self.clock.time())
+            logger.warning("trading state is HALTED from a previous session: {}", reason)
+
+    # --- runs -----------------------------------------------------------------------
+    def plan_run(self, args: RunArgs) -> RunSpec:
+        phase = PHASES[args.phase]
+        if args.mode == "live":
+            raise ServiceError("live runs are refused until the LIVE safety gate exists "
+                               "(issue #5); use --mode paper")
+        if args.data_source != "sim":
+            raise ServiceError(f"data source {args.data_source!r} is not available yet "
+                               "(issue #4); use --data-source sim")
+        if args.duration_seconds is not None:
+            duration = args.duration_seconds
+        elif args.duration_minutes is not None:
+            duration = args.duration_minutes * 60
+        else:
+            duration = float(phase.duration_s)
+        top_n = parse_universe(args.universe) if args.universe else phase.top_n
+        notional = args.max_notional_usd or phase.notional_usd
+        return RunSpec(mode=args.mode, phase=args.phase, top_n=top_n, duration_s=duration,
+                       notional_usd=notional, data_source=args.data_source,
+                       kpi_path=args.kpi_output_path, seed=args.seed,
+                       fast=self.fast)
+
+    async def run_phase(
+        self, spec: RunSpec, on_progress: Callable[[PhaseRun], None] | None = None
+    ) -> RunOutcome:
+        if self.state.state is TradingState.HALTED:
+            raise ServiceError(f"trading is HALTED ({self.state.reason}); "
+                               "inspect, then `arbops reset`")
+        if self.current is not None:
+            raise ServiceError(f"run {self.current.run_id} is already running")
+        market, exchanges = self._venues_factory(spec)
+        run = PhaseRun(spec, self.settings, self.store, self.state, self.clock, market,
+                       exchanges, on_progress)
+        self.current = run
+        try:
+            outcome = await run.execute()
+        finally:
+            self.current = None
+            for ex in exchanges.values():
+                await ex.close()
+        self.last_outcome = outcome
+        return outcome
+
+    def stop(self, reason: str) -> dict[str, Any]:
+        if self.current is None:
+            raise ServiceError("no run is active", code=1)
+        what = self.current.request_stop(reason)
+        return {"run_id": self.current.run_id, "action": what}
+
+    # --- kill switch, pause/resume, reset -------------------------------------------
+    async def kill(self, reason: str, actor: str) -> KillResult:
+        already = self.state.state is TradingState.HALTED
+        why = f"{reason} (by {actor})"
+        if self.current is not None:
+            run_id = self.current.run_id
+            self.current.kill(why)  # HALTED synchronously, then cancel + flatten
+            return KillResult(True, run_id, already, 0, "HALTED; cancelling and flattening")
+        self.state.set(TradingState.HALTED, why, self.clock.time())
+        await self.store.set_flag(HALT_FLAG, f"HALTED:{why}", self.clock.time())
+        await self.store.record_event(self.clock.time(), None, "kill", {"reason": why})
+        return KillResult(True, None, already, 0, "HALTED; no run was active")
+
+    def pause(self, reason: str) -> dict[str, Any]:
+        changed = self.state.set(TradingState.REDUCING, reason, self.clock.time())
+        return {"trading_state": str(self.state.state), "changed": changed}
+
+    def resume(self, reason: str) -> dict[str, Any]:
+        if self.state.state is TradingState.HALTED:
+            raise ServiceError("HALTED: only `reset` leaves it")
+        changed = self.state.set(TradingState.ACTIVE, reason, self.clock.time())
+        return {"trading_state": str(self.state.state), "changed": changed}
+
+    async def still_open(self) -> dict[str, Any]:
+        intents = await self.store.intents_in_states(["PENDING", "OPEN", "UNKNOWN"])
+        positions = await self.store.positions(None, ["entering", "open", "exiting"])
+        return {"open_orders": intents, "open_positions": positions}
+
+    async def reset(self, actor: str) -> dict[str, Any]:
+        if self.current is not None:
+            raise ServiceError("a run is active; stop it first")
+        if self.state.state is not TradingState.HALTED:
+            raise ServiceError(f"not HALTED (state {self.state.state})", code=1)
+        leftovers = await self.still_open()
+        self.state.reset(self.clock.time(), f"reset by {actor}")
+        await self.store.clear_flag(HALT_FLAG)
+        await self.store.record_event(self.clock.time(), None, "reset", {"actor": actor})
+        return {"trading_state": str(self.state.state), **leftovers}
+
+    # --- read-only ------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        run = self.current
+        run_info = None
+        if run is not None and run.engine is not None:
+            e = run.engine
+            run_info = {
+                "run_id": run.run_id, "phase": run.spec.phase, "mode": run.spec.mode,
+                "universe": f"top{run.spec.top_n}",
+                "started_at": datetime.fromtimestamp(run.started_at, UTC).isoformat(),
+                "elapsed_s": round(self.clock.time() - run.started_at, 1),
+                "duration_s": run.spec.duration_s, "round_trips": e.round_trips,
+                "pnl_usd": round(e.pnl_usd, 4), "entries": e.entries, "exits": e.exits,
+                "open_positions": len(e.open_positions()), "win_rate": round(e.win_rate, 4),
+                "loop_latency_ms": {"last": round(e.latency.last_ms, 3),
+                                    **e.latency.summary()},
+                "closing": run.closing, "stop_reason": run.stop_reason,
+            }
+        import psutil
+
+        return {
+            "mode": self.settings.arbitrage_env,
+            "trading_state": str(self.state.state),
+            "halted_reason": self.state.reason if self.state.state is TradingState.HALTED else None,
+            "armed": False,
+            "arm_cap_usd": None,
+            "arm_expires_at": None,
+            "run": run_info,
+            "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
+            "pid": os.getpid(),
+            "data_dir": str(self.settings.data_dir),
+        }
+
+    async def audit_rows(self, limit: int) -> list[dict[str, Any]]:
+        return await self.store.audit_rows(limit)
+
+    async def record_audit(self, *, surface: str, user: str, role: str, chat: str | None,
+                           command: str, args: Any, outcome: str, latency_ms: float) -> None:
+        await self.store.audit(self.clock.time(), user, role, chat, surface, command, args,
+                               outcome, latency_ms)
+
+    # --- the control channel's dispatcher -------------------------------------------
+    async def control(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
+        actor = str(args.get("actor", "cli"))
+        if cmd == "status":
+            return self.status()
+        if cmd == "stop":
+            return self.stop(str(args.get("reason", "control: stop")))
+        if cmd == "kill":
+            r = await self.kill(str(args.get("reason", "manual")), actor)
+            return {"halted": r.halted, "run_id": r.run_id, "already_halted": r.already_halted,
+                    "message": r.message, "trading_state": str(self.state.state)}
+        if cmd == "pause":
+            return self.pause(str(args.get("reason", "pause")))
+        if cmd == "resume":
+            return self.resume(str(args.get("reason", "resume")))
+        if cmd == "reset":
+            return await self.reset(actor)
+        if cmd == "still_open":
+            return await self.still_open()
+        from core.control_channel import CommandError
+
+        raise CommandError(f"unknown command {cmd!r}", code=2)
+
+
+__all__ = ["ExchangeError", "KillResult", "OperatorService", "ServiceError"]

@@ -1,0 +1,178 @@
+"""Typed, frozen settings (design.md convention 8).
+
+Runbook names are kept as they are (ARBITRAGE_ENV, LIVE_ARM_*, venue keys,
+TELEGRAM_*, REDIS_URL, PROMETHEUS_*); arbops' own settings are ARBOPS_<NAME>.
+Files: `.env`, then `.env.<ARBITRAGE_ENV>`; the process environment wins.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+RUNBOOK_NAMES = (
+    "ARBITRAGE_ENV",
+    "LIVE_ARM_ACK",
+    "LIVE_ARM_AT",
+    "LIVE_MAX_NOTIONAL_USD",
+    "UPBIT_ACCESS_KEY",
+    "UPBIT_SECRET_KEY",
+    "BINANCE_API_KEY",
+    "BINANCE_API_SECRET",
+    "TELEGRAM_BOT_TOKEN",
+    "TELEGRAM_CHAT_ID",
+    "TELEGRAM_ALLOWED_USERS",
+    "TELEGRAM_API_BASE",
+    "UPBIT_API_BASE",
+    "BINANCE_API_BASE",
+    "REDIS_URL",
+    "PROMETHEUS_ENABLED",
+    "PROMETHEUS_PORT",
+    "POSTGRES_DSN",
+    "ARBOPS_DATA_DIR",
+)
+
+
+def _env(name: str) -> Any:
+    return AliasChoices(name, name.lower())
+
+
+class SettingsError(Exception):
+    """Every bad field at once, each with why; surfaces print it and exit 2."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid settings:\n" + "\n".join(f"  - {p}" for p in problems))
+        self.problems = problems
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ARBOPS_",
+        frozen=True,
+        extra="ignore",
+        populate_by_name=True,
+        case_sensitive=False,
+    )
+
+    # --- runbook names ---------------------------------------------------
+    arbitrage_env: Literal["paper", "live"] = Field("paper", validation_alias=_env("ARBITRAGE_ENV"))
+    live_arm_ack: str | None = Field(None, validation_alias=_env("LIVE_ARM_ACK"))
+    live_arm_at: str | None = Field(None, validation_alias=_env("LIVE_ARM_AT"))
+    live_max_notional_usd: str | None = Field(None, validation_alias=_env("LIVE_MAX_NOTIONAL_USD"))
+    upbit_access_key: SecretStr | None = Field(None, validation_alias=_env("UPBIT_ACCESS_KEY"))
+    upbit_secret_key: SecretStr | None = Field(None, validation_alias=_env("UPBIT_SECRET_KEY"))
+    binance_api_key: SecretStr | None = Field(None, validation_alias=_env("BINANCE_API_KEY"))
+    binance_api_secret: SecretStr | None = Field(None, validation_alias=_env("BINANCE_API_SECRET"))
+    telegram_bot_token: SecretStr | None = Field(None, validation_alias=_env("TELEGRAM_BOT_TOKEN"))
+    telegram_chat_id: int | None = Field(None, validation_alias=_env("TELEGRAM_CHAT_ID"))
+    telegram_allowed_users: str = Field("", validation_alias=_env("TELEGRAM_ALLOWED_USERS"))
+    telegram_api_base: str = Field(
+        "https://api.telegram.org", validation_alias=_env("TELEGRAM_API_BASE")
+    )
+    upbit_api_base: str = Field("https://api.upbit.com", validation_alias=_env("UPBIT_API_BASE"))
+    binance_api_base: str = Field(
+        "https://api.binance.com", validation_alias=_env("BINANCE_API_BASE")
+    )
+    redis_url: SecretStr | None = Field(None, validation_alias=_env("REDIS_URL"))
+    prometheus_enabled: bool = Field(False, validation_alias=_env("PROMETHEUS_ENABLED"))
+    prometheus_port: int = Field(9100, ge=1, le=65535, validation_alias=_env("PROMETHEUS_PORT"))
+    postgres_dsn: SecretStr | None = Field(None, validation_alias=_env("POSTGRES_DSN"))
+    data_dir: Path = Field(Path("data"), validation_alias=_env("ARBOPS_DATA_DIR"))
+
+    # --- fees and strategy (R-M3) ----------------------------------------
+    upbit_fee_bps: float = Field(5.0, ge=0, le=100)
+    binance_fee_bps: float = Field(10.0, ge=0, le=100)
+    entry_buffer_bps: float = Field(5.0, ge=0, le=1000)
+    baseline_halflife_s: float = Field(30.0, gt=0)
+    baseline_warmup_s: float = Field(3.0, ge=0)
+    take_profit_bps: float = Field(10.0, gt=0)
+    stop_loss_bps: float = Field(60.0, gt=0)
+    max_hold_s: float = Field(45.0, gt=0)
+    reversal_bps: float = Field(5.0, ge=0)
+    max_concurrent: int = Field(5, ge=1, le=100)
+    order_timeout_s: float = Field(2.0, gt=0)
+    entry_cooldown_s: float = Field(2.0, ge=0)
+
+    # --- engine and gateway (R-S6) ---------------------------------------
+    tick_interval_ms: int = Field(100, ge=5, le=10_000)
+    price_collar_bps: float = Field(50.0, gt=0, le=2000)
+    stale_book_ms: int = Field(2000, ge=50)
+    max_orders_per_second: float = Field(20.0, gt=0)
+    kpi_checkpoint_interval_s: float = Field(60.0, gt=0)
+    report_timezone: str = "Asia/Seoul"
+    log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # --- simulated market (R-M8) -----------------------------------------
+    sim_seed: int = 7
+    sim_symbols: int = Field(200, ge=1, le=200)
+    sim_mean_reversion: float = Field(0.15, ge=0, le=10)  # per second
+    sim_premium_vol_bps: float = Field(4.0, ge=0)  # per sqrt(second)
+    sim_jump_rate_per_min: float = Field(1.0, ge=0)  # per symbol
+    sim_jump_bps: float = Field(90.0, ge=0)
+    sim_fx_krw: float = Field(1380.0, gt=0)
+
+    # --- paper exchange (and fault injection for tests and drills) -------
+    paper_initial_usd: float = Field(20_000.0, gt=0)  # per venue, half quote, half base
+    paper_latency_ms: float = Field(0.0, ge=0)
+    paper_fill_ratio: float = Field(1.0, gt=0, le=1)  # share of an order one book can fill
+    paper_cancel_failures: int = Field(0, ge=0)  # next N cancels raise VenueUnavailable
+
+    @field_validator("report_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except Exception as exc:  # noqa: BLE001 - any failure means unknown
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @property
+    def secrets_present(self) -> dict[str, bool]:
+        return {
+            "UPBIT_ACCESS_KEY": self.upbit_access_key is not None,
+            "UPBIT_SECRET_KEY": self.upbit_secret_key is not None,
+            "BINANCE_API_KEY": self.binance_api_key is not None,
+            "BINANCE_API_SECRET": self.binance_api_secret is not None,
+            "TELEGRAM_BOT_TOKEN": self.telegram_bot_token is not None,
+        }
+
+    def secret_values(self) -> list[str]:
+        """Raw secret values, only for the log redactor."""
+        out = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                raw = value.get_secret_value()
+                if len(raw) >= 4:
+                    out.append(raw)
+        return out
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets a field."""
+    info = Settings.model_fields[field]
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return f"ARBOPS_{field.upper()}"
+
+
+def load_settings(env_dir: Path | None = None, **overrides: Any) -> Settings:
+    """Load settings or raise SettingsError naming every bad field."""
+    base = env_dir or Path.cwd()
+    mode = os.environ.get("ARBITRAGE_ENV", "paper").strip() or "paper"
+    files = [p for p in (base / ".env", base / f".env.{mode}") if p.is_file()]
+    try:
+        return Settings(_env_file=tuple(files) or None, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = str(err["loc"][0]) if err["loc"] else "?"
+            name = env_name(loc) if loc in Settings.model_fields else loc
+            problems.append(f"{name}: {err['msg']}")
+        raise SettingsError(problems) from None

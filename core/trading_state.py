@@ -1,0 +1,36 @@
+"""ACTIVE / REDUCING / HALTED (R-S7), switched synchronously.
+
+The gateway reads this on every order, so a HALT takes effect at the instant
+it is set, before anything is awaited (design.md, kill flow).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.domain.models import TradingState
+
+
+@dataclass(slots=True)
+class TradingStateBox:
+    state: TradingState = TradingState.ACTIVE
+    reason: str = ""
+    changed_at: float = 0.0
+    history: list[tuple[float, TradingState, str]] = field(default_factory=list)
+
+    def set(self, state: TradingState, reason: str, now: float) -> bool:
+        """Move to state; HALTED only leaves through reset(). Returns whether it changed."""
+        if self.state is TradingState.HALTED and state is not TradingState.HALTED:
+            return False
+        if state is self.state:
+            return False
+        self.state, self.reason, self.changed_at = state, reason, now
+        self.history.append((now, state, reason))
+        return True
+
+    def reset(self, now: float, reason: str = "reset") -> None:
+        self.state, self.reason, self.changed_at = TradingState.ACTIVE, reason, now
+        self.history.append((now, TradingState.ACTIVE, reason))
+
+    @property
+    def allows_entries(self) -> bool:
+        return self.state is TradingState.ACTIVE
