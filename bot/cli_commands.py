@@ -268,8 +268,7 @@ async def _run_async(settings: Settings, args: RunArgs, show_progress: bool) -> 
         lock.acquire()
     except InstanceLocked as exc:
         raise CliError(str(exc)) from None
-    fast = os.environ.get("ARBOPS_FAST_SIM") == "1"
-    service = await build_service(settings, fast=fast)
+    service = await build_service(settings, fast=settings.sim_fast)
     server = ControlServer(socket_path_for(settings.data_dir), service.control)
     progress = ProgressLine() if show_progress else None
     try:

@@ -170,7 +170,10 @@ class Engine:
             )
             to_usd = 1.0 / fx if quote == "KRW" else 1.0
             sign = 1.0 if trade.side is Side.SELL else -1.0
-            slot.usd_flow += (sign * trade.cost - trade.fee_cost) * to_usd
+            if quote == "KRW":
+                slot.krw_flow += sign * trade.cost - trade.fee_cost
+            else:
+                slot.usdt_flow += sign * trade.cost - trade.fee_cost
             slot.fees_usd += trade.fee_cost * to_usd
             slot.base_flow += -sign * trade.amount
             if wo.purpose is Purpose.ENTRY:
@@ -208,13 +211,13 @@ class Engine:
             await self._save_position(slot, "open")
         elif slot.state is SlotState.EXITING:
             if qu <= step / 2 and qb <= step / 2:
-                await self._close_round_trip(slot, mono)
+                await self._close_round_trip(slot, mono, snap.fx.mid)
             else:
                 slot.state = SlotState.OPEN  # partly exited: try again next tick
 
-    async def _close_round_trip(self, slot: Slot, mono: float) -> None:
+    async def _close_round_trip(self, slot: Slot, mono: float, fx: float) -> None:
         mark = self._marks.get(slot.base, 0.0)
-        pnl = slot.usd_flow + slot.base_flow * mark
+        pnl = slot.usdt_flow + slot.krw_flow / fx + slot.base_flow * mark
         reason = slot.exit_reason or ExitReason.SHUTDOWN
         self.round_trips += 1
         self.exits += 1

@@ -113,6 +113,7 @@ class Settings(BaseSettings):
     sim_jump_rate_per_min: float = Field(1.0, ge=0)  # per symbol
     sim_jump_bps: float = Field(90.0, ge=0)
     sim_fx_krw: float = Field(1380.0, gt=0)
+    sim_fast: bool = False  # step the market without sleeping: tests and benchmarks only
 
     # --- paper exchange (and fault injection for tests and drills) -------
     paper_initial_usd: float = Field(20_000.0, gt=0)  # per venue, half quote, half base

@@ -48,7 +48,10 @@ class Slot:
     expected_edge_bps: float = 0.0
     break_even_bps: float = 0.0
     exit_reason: ExitReason | None = None
-    usd_flow: float = 0.0  # quote flows of every fill of this position, in USD at fill FX
+    # Quote flows of every fill of this position. KRW is converted once, at the
+    # close, so a round trip carries no spurious FX PnL on KRW it no longer holds.
+    krw_flow: float = 0.0
+    usdt_flow: float = 0.0
     base_flow: float = 0.0  # net base across both venues (zero when legs match)
     fees_usd: float = 0.0
     last_exit_mono: float = -1e18
@@ -59,7 +62,7 @@ class Slot:
         self.open_qty = {Venue.UPBIT: 0.0, Venue.BINANCE: 0.0}
         self.working.clear()
         self.exit_reason = None
-        self.usd_flow = self.base_flow = self.fees_usd = 0.0
+        self.krw_flow = self.usdt_flow = self.base_flow = self.fees_usd = 0.0
 
     @property
     def has_position(self) -> bool:
