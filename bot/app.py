@@ -13,6 +13,7 @@ from core.domain.models import Venue
 from core.phase_run import RunSpec
 from core.service import OperatorService
 from core.settings import Settings
+from core.watchdog import Watchdog, headroom_warnings
 
 DB_NAME = "arbops.sqlite3"
 
@@ -55,3 +56,17 @@ async def build_service(settings: Settings, *, fast: bool = False) -> OperatorSe
     service = OperatorService(settings, store, clock, factory, fast=fast)
     await service.load_persistent_state()
     return service
+
+
+def start_watchdog(service: OperatorService) -> Watchdog:
+    """The watchdog thread; it samples the baseline RSS now, after start-up."""
+    import asyncio
+
+    from loguru import logger
+
+    watchdog = Watchdog(service, service.settings, service.clock)
+    for warning in headroom_warnings(watchdog.rss_baseline, service.settings):
+        logger.warning(warning)
+    service.watchdog = watchdog
+    watchdog.start(asyncio.get_running_loop())
+    return watchdog

@@ -253,7 +253,7 @@ def _run(settings: Settings, args: RunArgs, show_progress: bool) -> int:
 
 
 async def _run_async(settings: Settings, args: RunArgs, show_progress: bool) -> int:
-    from bot.app import build_service
+    from bot.app import build_service, start_watchdog
     from bot.progress import ProgressLine, summary_table
     from core.control_channel import ControlServer
     from core.instance_lock import InstanceLock, InstanceLocked
@@ -271,6 +271,7 @@ async def _run_async(settings: Settings, args: RunArgs, show_progress: bool) -> 
     service = await build_service(settings, fast=settings.sim_fast)
     server = ControlServer(socket_path_for(settings.data_dir), service.control)
     progress = ProgressLine() if show_progress else None
+    watchdog = start_watchdog(service)
     try:
         try:
             spec = service.plan_run(args)
@@ -290,6 +291,7 @@ async def _run_async(settings: Settings, args: RunArgs, show_progress: bool) -> 
         print(f"KPI JSON: {outcome.kpi_path}")
         return outcome.exit_code
     finally:
+        watchdog.stop()
         await server.stop()
         await service.store.close()
         lock.release()
@@ -305,7 +307,7 @@ def cmd_serve(settings: Settings, args: Any) -> int:
 
 
 async def _serve(settings: Settings) -> int:
-    from bot.app import build_service
+    from bot.app import build_service, start_watchdog
     from core.control_channel import ControlServer
     from core.instance_lock import InstanceLock, InstanceLocked
     from core.logging_setup import setup_logging
@@ -320,6 +322,7 @@ async def _serve(settings: Settings) -> int:
         raise CliError(str(exc)) from None
     service = await build_service(settings)
     server = ControlServer(socket_path_for(settings.data_dir), service.control)
+    watchdog = start_watchdog(service)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -333,6 +336,7 @@ async def _serve(settings: Settings) -> int:
         logger.info("arbops serve stopping")
         return EXIT_OK
     finally:
+        watchdog.stop()
         await server.stop()
         await service.store.close()
         lock.release()

@@ -26,7 +26,7 @@ from core.domain.models import (
 )
 from core.gateway import Gateway, GatewayRefusal, OrderIntent, Purpose, SendUnknown
 from core.perf import LatencyStats, ResourceSampler
-from core.ports import ExchangeError, MarketData, OrderRejected
+from core.ports import ExchangeError, MarketData, OrderRejected, RateLimited
 from core.domain.ledger import Ledger
 from core.slots import Slot, SlotState, WorkingOrder
 from core.strategy import Signal, Strategy
@@ -82,6 +82,15 @@ class Engine:
         self.first_exit_mono: float | None = None
         self.started_mono = clock.monotonic()
         self.heartbeat_mono = self.started_mono
+        # Real monotonic time, for the watchdog thread: a stuck loop must show
+        # even when the injected clock is a manual one.
+        self.heartbeat_real = time.monotonic()
+        self.last_entry_mono: float | None = None
+        self.last_exit_mono: float | None = None
+        self.worst_trade_pnl = 0.0
+        self.exchange_errors = 0
+        self.rate_limit_hits = 0
+        self.rate_limit_wait_s = 0.0
         self.accept_entries = True
         self.pnl_usd = 0.0
         self.last_snapshot: MarketSnapshot | None = None
@@ -122,6 +131,7 @@ class Engine:
         self.ledger.observe(self.pnl_usd)
         self.latency.record((time.perf_counter() - t0) * 1000.0)
         self.heartbeat_mono = self.clock.monotonic()
+        self.heartbeat_real = time.monotonic()
         if t0 - self._last_resource_sample >= 1.0:
             self._last_resource_sample = t0
             self.resources.sample()
@@ -132,7 +142,11 @@ class Engine:
             if not slot.working:
                 continue
             for oid, wo in list(slot.working.items()):
-                order = await self.ex[wo.venue].fetch_order(oid, wo.symbol)  # type: ignore[attr-defined]
+                try:
+                    order = await self.ex[wo.venue].fetch_order(oid, wo.symbol)  # type: ignore[attr-defined]
+                except ExchangeError as exc:
+                    self._venue_error(exc)  # an outage is counted, not an engine failure
+                    continue
                 if (
                     not order.status.done
                     and not wo.cancel_sent
@@ -142,6 +156,7 @@ class Engine:
                     try:
                         order = await self.ex[wo.venue].cancel_order(oid, wo.symbol)  # type: ignore[attr-defined]
                     except ExchangeError as exc:
+                        self._venue_error(exc)
                         logger.warning("cancel of {} failed: {}", wo.client_order_id, exc)
                         wo.cancel_sent = False
                 await self._absorb(slot, wo, order, snap)
@@ -206,6 +221,7 @@ class Engine:
                     return
             slot.state = SlotState.OPEN
             self.entries += 1
+            self.last_entry_mono = mono
             if self.first_entry_mono is None:
                 self.first_entry_mono = mono
             await self._save_position(slot, "open")
@@ -223,6 +239,8 @@ class Engine:
         self.exits += 1
         self.wins += 1 if pnl > 0 else 0
         self.exit_reasons[str(reason)] += 1
+        self.last_exit_mono = mono
+        self.worst_trade_pnl = min(self.worst_trade_pnl, pnl)
         if self.first_exit_mono is None:
             self.first_exit_mono = mono
         await self._save_position(slot, "closed", pnl=pnl)
@@ -324,13 +342,19 @@ class Engine:
             logger.warning("rejected {} {} {}: {}", venue, side, slot.base, exc)
             return False
         except SendUnknown as exc:
-            self.errors += 1
+            self._venue_error(exc.__cause__ or exc)
             logger.error("order outcome unknown: {}", exc)
             return False
         slot.working[order.id] = WorkingOrder(
             venue, order.id, order.client_order_id, order.symbol, purpose, mono, order.amount or qty
         )
         return True
+
+    def _venue_error(self, exc: BaseException) -> None:
+        self.exchange_errors += 1
+        if isinstance(exc, RateLimited):
+            self.rate_limit_hits += 1
+            self.rate_limit_wait_s = max(self.rate_limit_wait_s, exc.retry_after_s)
 
     # --- figures -------------------------------------------------------------------
     def _entry_qty(self, base: str, binance_mid: float) -> float:

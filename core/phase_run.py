@@ -71,8 +71,13 @@ class PhaseRun:
         market: Any,
         exchanges: dict[Venue, Any],
         on_progress: Callable[["PhaseRun"], None] | None = None,
+        notifier: Any = None,
     ) -> None:
         self.spec = spec
+        self.notifier = notifier
+        self.kill_steps: list[dict[str, Any]] = []
+        self.kill_trigger: str | None = None
+        self.kill_metrics: dict[str, Any] = {}
         self.settings = settings
         self.store = store
         self.state = state
@@ -113,9 +118,15 @@ class PhaseRun:
         self._spawn(self._checkpoint(final=False))
         return "emergency"
 
-    def kill(self, reason: str) -> None:
-        self._halt(f"kill: {reason}")
+    def kill(self, reason: str, metrics: dict[str, Any] | None = None) -> bool:
+        """The kill procedure (R-K1). Idempotent: a second kill only returns False."""
+        if self.killed:
+            return False
         self.killed = True
+        self.kill_trigger = reason
+        self.kill_metrics = metrics or self._metrics()
+        self._halt(f"kill: {reason}")  # the gateway refuses from this instant
+        self.step("halt", True, f"HALTED: {reason}")
         self.stop_reason = f"kill: {reason}"
         if not self.closing:
             self.closing = True
@@ -124,6 +135,26 @@ class PhaseRun:
             self.engine.accept_entries = False
         self._spawn(self._cancel_everything())
         self._spawn(self._checkpoint(final=False))
+        return True
+
+    def step(self, name: str, ok: bool, detail: str) -> None:
+        at = datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]
+        self.kill_steps.append({"step": name, "ok": ok, "detail": detail, "at": at})
+        (logger.info if ok else logger.error)("kill step {}: {} ({})", name,
+                                              "ok" if ok else "FAILED", detail)
+
+    def _metrics(self) -> dict[str, Any]:
+        e = self.engine
+        if e is None:
+            return {}
+        return {
+            "pnl_usd": round(e.pnl_usd, 4), "round_trips": e.round_trips,
+            "open_positions": len(e.open_positions()), "loop_latency_ms_last": e.latency.last_ms,
+            "loop_latency_ms": e.latency.summary(), "cpu_percent": e.resources.last.cpu_percent,
+            "rss_mb": e.resources.rss_now(), "exchange_errors": e.exchange_errors,
+            "rate_limit_hits": e.rate_limit_hits, "failed_fills": e.failed_fills,
+            "consecutive_errors": e.consecutive_errors,
+        }
 
     # --- the run ----------------------------------------------------------------
     async def execute(self) -> RunOutcome:
@@ -246,28 +277,46 @@ class PhaseRun:
             if slot.state is SlotState.OPEN:
                 await engine.start_exit(slot, reason, snap, mono, purpose)
 
-    async def _cancel_everything(self) -> None:
-        """Cancel every open order on both venues, retrying with backoff."""
+    async def _cancel_everything(self) -> bool:
+        """Cancel every open order on both venues, retrying with backoff until the
+        close deadline; a failure is reported, never skipped (R-K1)."""
         delay = 0.05
-        for _attempt in range(8):
-            failed = False
+        attempts = 0
+        while True:
+            attempts += 1
+            failed = []
             for venue, ex in self.ex.items():
                 try:
                     await ex.cancel_all_orders()
                 except ExchangeError as exc:
-                    failed = True
-                    logger.warning("cancel-all on {} failed: {}", venue, exc)
+                    failed.append(f"{venue}: {exc}")
             if not failed:
-                return
+                if self.killed:
+                    self.step("cancel_all", True, f"every open order cancelled "
+                              f"(attempt {attempts})")
+                return True
+            logger.warning("cancel-all attempt {} failed: {}", attempts, "; ".join(failed))
+            if self.clock.monotonic() >= self._close_deadline + 2.0 or attempts >= 200:
+                if self.killed:
+                    self.step("cancel_all", False, f"still failing after {attempts} attempts: "
+                              + "; ".join(failed))
+                return False
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
-        logger.error("cancel-all still failing after retries")
 
     def _halt(self, reason: str) -> None:
         self.state.set(TradingState.HALTED, reason, self.clock.time())
         if self.engine is not None:
             self.engine.accept_entries = False
-        self._spawn(self.store.set_flag(HALT_FLAG, f"HALTED:{reason}", self.clock.time()))
+        self._spawn(self._persist_halt(reason))
+
+    async def _persist_halt(self, reason: str) -> None:
+        try:
+            await self.store.set_flag(HALT_FLAG, f"HALTED:{reason}", self.clock.time())
+            if self.killed:
+                self.step("persist_flag", True, "kill flag stored in SQLite")
+        except Exception as exc:  # noqa: BLE001 - reported, and HALTED holds in memory
+            self.step("persist_flag", False, f"could not store the kill flag: {exc}")
 
     # --- KPI ----------------------------------------------------------------------
     def kpi(self, final: bool, exit_code: int | None, gate: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -299,14 +348,22 @@ class PhaseRun:
         assert engine is not None
         engine.resources.sample()
         await asyncio.gather(*self._bg, return_exceptions=True)
-        clean = not (self.killed or self.emergency or engine.busy)
+        still_open = await self._verify_flat()
+        clean = not (self.killed or self.emergency or still_open)
         gate = None
         if clean and not self.stop_reason_is_signal:
             gate = evaluate_gate(self.spec.phase, self.kpi(final=True, exit_code=0)).as_dict()
         exit_code = 0 if clean and (gate is None or gate["result"] == "PASS") else 1
         data = self.kpi(final=True, exit_code=exit_code, gate=gate)
+        data["trading"]["still_open_on_venues"] = still_open
+        if self.killed:
+            data["kill"] = {"trigger": self.kill_trigger, "steps": self.kill_steps}
         write_atomic(self.kpi_path, data)
         await self.store.save_kpi(self.run_id, True, self.clock.time(), _dumps(data))
+        if self.killed:
+            self.step("final_kpi", True, str(self.kpi_path))
+            data["kill"]["incident"] = str(await self._incident(still_open))
+            write_atomic(self.kpi_path, data)
         status = "killed" if self.killed else "stopped" if self.emergency else (
             "completed" if exit_code == 0 else "failed")
         await self.store.finish_run(
@@ -316,6 +373,46 @@ class PhaseRun:
         )
         logger.info("run {} ended: {} exit {} ({})", self.run_id, status, exit_code, self.stop_reason)
         return RunOutcome(self.run_id, exit_code, self.kpi_path, data)
+
+    async def _verify_flat(self) -> list[dict[str, Any]]:
+        """What is still open: the engine's positions and every venue's open orders."""
+        engine = self.engine
+        assert engine is not None
+        leftovers: list[dict[str, Any]] = list(engine.open_positions())
+        for venue, ex in self.ex.items():
+            try:
+                for order in await ex.fetch_open_orders():
+                    leftovers.append({"venue": str(venue), "open_order": order.client_order_id,
+                                      "symbol": order.symbol, "side": str(order.side),
+                                      "remaining": order.remaining})
+            except ExchangeError as exc:
+                leftovers.append({"venue": str(venue), "error": f"could not list orders: {exc}"})
+        if self.killed:
+            self.step("verify_flat", not leftovers,
+                      "no open orders, positions flat" if not leftovers
+                      else f"{len(leftovers)} item(s) still open: clean up by hand (runbook 6.1)")
+        return leftovers
+
+    async def _incident(self, still_open: list[dict[str, Any]]) -> Path:
+        from core.incident import write_incident
+
+        path = await asyncio.to_thread(
+            write_incident, self.settings.data_dir, run_id=self.run_id,
+            title=f"kill switch: {self.kill_trigger}", trigger=str(self.kill_trigger),
+            metrics=self.kill_metrics, actions=[*self.kill_steps, {
+                "step": "incident_report", "ok": True, "detail": "this file",
+                "at": datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]}]
+            + ([{"step": "still_open", "ok": False, "detail": _dumps(still_open)}]
+               if still_open else []),
+        )
+        if self.notifier is not None:
+            body = (f"run {self.run_id} HALTED: {self.kill_trigger}. PnL ${self.engine.pnl_usd:+.2f}"
+                    if self.engine else str(self.kill_trigger))
+            if still_open:
+                body += f"; {len(still_open)} item(s) still open, see {path}"
+            await self.notifier.notify("KILL", "kill switch", body)
+            self.step("notify", True, "notification sent")
+        return path
 
     @property
     def stop_reason_is_signal(self) -> bool:

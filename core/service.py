@@ -6,18 +6,21 @@ typed results. It never formats for a surface and never imports one
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from loguru import logger
 
 from core.clock import Clock
 from core.commands import RunArgs
 from core.domain.models import TradingState, Venue
+from core.notifier import LogNotifier
 from core.phase_run import HALT_FLAG, PhaseRun, RunOutcome, RunSpec
 from core.phases import PHASES
 from core.ports import ExchangeError
@@ -51,6 +54,10 @@ class OperatorService:
         *, fast: bool = False,
     ) -> None:
         self.fast = fast  # step the sim without sleeping (tests, benchmarks)
+        self.notifier: Any = LogNotifier()
+        self.watchdog: Any = None
+        self._day_pnl: dict[str, float] = {}  # realized PnL of finished runs per report day
+        self._tz = ZoneInfo(settings.report_timezone)
         self.settings = settings
         self.store = store
         self.clock = clock
@@ -100,7 +107,7 @@ class OperatorService:
             raise ServiceError(f"run {self.current.run_id} is already running")
         market, exchanges = self._venues_factory(spec)
         run = PhaseRun(spec, self.settings, self.store, self.state, self.clock, market,
-                       exchanges, on_progress)
+                       exchanges, on_progress, self.notifier)
         self.current = run
         try:
             outcome = await run.execute()
@@ -109,7 +116,42 @@ class OperatorService:
             for ex in exchanges.values():
                 await ex.close()
         self.last_outcome = outcome
+        day = self._day(self.clock.time())
+        self._day_pnl[day] = self._day_pnl.get(day, 0.0) + outcome.kpi["summary"]["total_pnl_usd"]
         return outcome
+
+    def _day(self, ts: float) -> str:
+        return datetime.fromtimestamp(ts, self._tz).date().isoformat()
+
+    def daily_pnl(self, now: float, current_run_pnl: float) -> float:
+        """Today's PnL in the report zone: finished runs plus the running one (R-K4)."""
+        return self._day_pnl.get(self._day(now), 0.0) + current_run_pnl
+
+    def halt_now(self, reason: str) -> None:
+        """HALT from any thread, persisting the flag on a connection of its own.
+
+        Used by the watchdog thread when the event loop itself may be stuck: the
+        gateway refuses from this instant, and a provisional KPI is written.
+        """
+        if not self.state.set(TradingState.HALTED, reason, self.clock.time()):
+            return
+        import sqlite3
+
+        from core.kpi import write_atomic
+
+        try:
+            con = sqlite3.connect(self.store.path, timeout=5)
+            try:
+                con.execute("INSERT OR REPLACE INTO flags(key, value, updated_at) VALUES (?,?,?)",
+                            (HALT_FLAG, f"HALTED:{reason}", self.clock.time()))
+                con.commit()
+            finally:
+                con.close()
+            run = self.current
+            if run is not None and run.engine is not None:
+                write_atomic(run.kpi_path, run.kpi(final=False, exit_code=None))
+        except Exception:  # noqa: BLE001 - HALTED holds in memory; the loop retries
+            logger.exception("could not persist HALT from the watchdog thread")
 
     def stop(self, reason: str) -> dict[str, Any]:
         if self.current is None:
@@ -119,15 +161,30 @@ class OperatorService:
 
     # --- kill switch, pause/resume, reset -------------------------------------------
     async def kill(self, reason: str, actor: str) -> KillResult:
+        """One idempotent kill for every entry point: CLI, Telegram, guards (R-K1, R-K2)."""
         already = self.state.state is TradingState.HALTED
         why = f"{reason} (by {actor})"
         if self.current is not None:
             run_id = self.current.run_id
-            self.current.kill(why)  # HALTED synchronously, then cancel + flatten
-            return KillResult(True, run_id, already, 0, "HALTED; cancelling and flattening")
+            started = self.current.kill(why)  # HALTED synchronously, then cancel + flatten
+            msg = "HALTED; cancelling and flattening" if started else "kill already in progress"
+            return KillResult(True, run_id, already, 0, msg)
         self.state.set(TradingState.HALTED, why, self.clock.time())
         await self.store.set_flag(HALT_FLAG, f"HALTED:{why}", self.clock.time())
         await self.store.record_event(self.clock.time(), None, "kill", {"reason": why})
+        if not already:
+            from core.incident import write_incident
+
+            leftovers = await self.still_open()
+            path = await asyncio.to_thread(
+                write_incident, self.settings.data_dir, run_id="no-run", title=f"kill: {why}",
+                trigger=why, metrics=self.status(), actions=[
+                    {"step": "halt", "ok": True, "detail": "HALTED (no run was active)"},
+                    {"step": "persist_flag", "ok": True, "detail": "kill flag stored"},
+                    {"step": "still_open_per_journal", "ok": not leftovers["open_orders"],
+                     "detail": f"{len(leftovers['open_orders'])} open order(s) in the journal"},
+                ])
+            await self.notifier.notify("KILL", "kill switch", f"HALTED: {why}; report {path}")
         return KillResult(True, None, already, 0, "HALTED; no run was active")
 
     def pause(self, reason: str) -> dict[str, Any]:
@@ -187,6 +244,24 @@ class OperatorService:
             "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
             "pid": os.getpid(),
             "data_dir": str(self.settings.data_dir),
+            "guards": self.guard_status(),
+        }
+
+    def guard_status(self) -> dict[str, Any]:
+        """Tripped guards and the headroom to each threshold, from the last sample."""
+        wd = self.watchdog
+        if wd is None:
+            return {"watchdog": False}
+        from core.watchdog import headroom_warnings
+
+        verdicts = wd.last_verdicts
+        return {
+            "watchdog": True,
+            "samples": wd.samples,
+            "tripped": [{"name": v.name, "action": v.action.name, "reason": v.reason}
+                        for v in verdicts if v.tripped],
+            "headroom": {v.name: round(v.threshold - v.observed, 3) for v in verdicts},
+            "memory_headroom_warnings": headroom_warnings(wd.rss_baseline, self.settings),
         }
 
     async def audit_rows(self, limit: int) -> list[dict[str, Any]]:

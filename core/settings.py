@@ -105,6 +105,33 @@ class Settings(BaseSettings):
     report_timezone: str = "Asia/Seoul"
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # --- guards (R-K3, R-K4); defaults are the runbook's ---------------------
+    guard_daily_loss_usd: float = Field(300.0, gt=0)
+    guard_single_trade_loss_usd: float = Field(100.0, gt=0)
+    guard_max_open_positions: int = Field(10, ge=1)
+    guard_memory_kill_mb: float = Field(500.0, gt=0)
+    guard_max_consecutive_errors: int = Field(5, ge=1)
+    guard_latency_ms: float = Field(100.0, gt=0)
+    guard_latency_window_s: float = Field(60.0, gt=0)
+    guard_cpu_percent: float = Field(80.0, gt=0)
+    guard_cpu_window_s: float = Field(120.0, gt=0)
+    guard_memory_anomaly_mb: float = Field(300.0, gt=0)
+    guard_pnl_fall_usd: float = Field(50.0, gt=0)
+    guard_pnl_fall_window_s: float = Field(1800.0, gt=0)
+    guard_exchange_errors_per_min: int = Field(10, ge=1)
+    guard_rate_limit_hits: int = Field(5, ge=1)
+    guard_rate_limit_window_s: float = Field(600.0, gt=0)
+    guard_no_entry_alert_s: float = Field(300.0, gt=0)
+    guard_no_exit_alert_s: float = Field(600.0, gt=0)
+    guard_phase1_no_entry_kill_s: float = Field(180.0, gt=0)
+    guard_heartbeat_s: float = Field(5.0, gt=0)
+    guard_rss_growth_mb: float = Field(150.0, gt=0)
+    guard_exchange_errors_alert_per_min: int = Field(5, ge=1)
+    guard_rate_limit_wait_alert_s: float = Field(1.0, gt=0)
+    watchdog_interval_s: float = Field(1.0, gt=0, le=10)
+    alert_cooldown_s: float = Field(300.0, ge=0)
+    memory_headroom_warn: float = Field(0.2, ge=0, le=1)
+
     # --- simulated market (R-M8) -----------------------------------------
     sim_seed: int = 7
     sim_symbols: int = Field(200, ge=1, le=200)

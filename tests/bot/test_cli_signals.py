@@ -1,0 +1,327 @@
+"""R-K1 stop paths of a real `arbops run` subprocess, driven by real signals.
+
+A first SIGTERM/SIGINT is a graceful stop (no new entries, close positions, final KPI
+JSON with kill_switch_triggered false, exit 0, no lasting HALT); a second signal is an
+emergency halt (cancel, skip flattening, list what is open, HALTED, exit 1). Within 10 s
+of a signal at least a provisional KPI JSON naming the stop is on disk.
+
+The runs use real time (not ARBOPS_SIM_FAST) and paper orders that fill 30 % per market
+step (ARBOPS_PAPER_FILL_RATIO=0.3), so the signal lands while an order is partly filled.
+The last two tests are deterministic fast-mode reproductions of engine bugs found here.
+"""
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers.procs import (
+    ArbopsProc,
+    arbops_env,
+    query,
+    query_one,
+    read_json,
+    run_cli,
+    short_data_dir,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.slow]
+
+TRADING_ENV = {
+    "ARBOPS_PAPER_FILL_RATIO": "0.3",
+    "ARBOPS_ORDER_TIMEOUT_S": "5",
+    "ARBOPS_SIM_JUMP_RATE_PER_MIN": "6",
+}
+STOP_DEADLINE_S = 10.0
+# Venue minimums in the sim: 5 USDT on Binance, 5000 KRW (~3.6 USD) on Upbit.
+DUST_USD = 6.0
+
+
+@pytest.fixture
+def data_dir():
+    with short_data_dir("aosig") as d:
+        yield d
+
+
+def start_trading_run(data_dir: Path, kpi: Path, seconds: int = 120) -> ArbopsProc:
+    return ArbopsProc(
+        ["run", "--phase", "1", "--duration-seconds", str(seconds), "--kpi-output-path", str(kpi)],
+        data_dir, arbops_env(data_dir, TRADING_ENV), name="run",
+    )
+
+
+def _alive_or_fail(proc: ArbopsProc) -> None:
+    if not proc.alive():
+        raise AssertionError(f"run exited early ({proc.returncode})\n{proc.output()}")
+
+
+def open_position_and_partial_order(data_dir: Path, proc: ArbopsProc) -> dict[str, Any] | None:
+    """Journal rows proving an open position and a partly filled working order, or None."""
+    _alive_or_fail(proc)
+    pos = query_one(
+        data_dir,
+        "SELECT p.position_id, p.state FROM positions p WHERE p.state = 'open' OR "
+        "(p.state = 'entering' AND EXISTS (SELECT 1 FROM fills f "
+        " WHERE f.position_id = p.position_id)) LIMIT 1",
+    )
+    if not pos:
+        return None
+    intents = query(
+        data_dir, "SELECT client_order_id, amount, filled FROM order_intents WHERE state = 'OPEN'"
+    ) or []
+    partial = [i for i in intents
+               if i["amount"] is not None and 0 < float(i["filled"]) < float(i["amount"])]
+    if not partial:
+        return None
+    return {"position": pos, "partial": partial[0]}
+
+
+def open_position(data_dir: Path, proc: ArbopsProc) -> dict[str, Any] | None:
+    _alive_or_fail(proc)
+    return query_one(data_dir, "SELECT position_id FROM positions WHERE state = 'open' LIMIT 1")
+
+
+def kpi_naming(kpi: Path, needle: str) -> dict[str, Any] | None:
+    data = read_json(kpi)
+    if data and needle in (data["summary"].get("stop_reason") or ""):
+        return data
+    return None
+
+
+def _dust_legs(data: dict[str, Any]) -> list[str]:
+    """Legs of still-open positions worth less than a venue's minimum order."""
+    fx = data["trading"]["marks"]["fx_usdt_krw"]
+    marks = data["trading"]["marks"]["base_usdt"]
+    out = []
+    for p in data["trading"]["open_positions"]:
+        for venue, qty in p["open_qty"].items():
+            usd = qty * marks.get(p["base"], 0.0)
+            if 0 < usd < DUST_USD:
+                out.append(f"{p['base']} {venue} {qty!r} (${usd:.4f}, fx {fx:.0f})")
+    return out
+
+
+def _net_base(data: dict[str, Any]) -> dict[str, float]:
+    """Net change of each base across both venues, in USD at the marks."""
+    inv = data["trading"]["inventory_change"]
+    marks = data["trading"]["marks"]["base_usdt"]
+    net: dict[str, float] = {}
+    for venue_inv in inv.values():
+        for asset, qty in venue_inv.items():
+            if asset in ("KRW", "USDT"):
+                continue
+            net[asset] = net.get(asset, 0.0) + qty
+    return {a: q * marks.get(a, 0.0) for a, q in net.items()}
+
+
+def _orphan_entering(data_dir: Path) -> list[str]:
+    """'entering' rows with no order ever journalled (see the strict xfail below)."""
+    rows = query(
+        data_dir,
+        "SELECT position_id FROM positions p WHERE state = 'entering' AND NOT EXISTS "
+        "(SELECT 1 FROM order_intents o WHERE o.position_id = p.position_id)",
+    ) or []
+    return [r["position_id"] for r in rows]
+
+
+# --- a first signal: graceful ----------------------------------------------------------
+@pytest.mark.timeout(120)
+def test_sigterm_with_open_position_and_partial_fill_closes_gracefully(data_dir):
+    kpi = data_dir / "out" / "kpi.json"
+    with start_trading_run(data_dir, kpi) as proc:
+        seen = wait_until(lambda: open_position_and_partial_order(data_dir, proc), 60,
+                          interval=0.05, what="an open position and a partly filled order",
+                          on_timeout=proc.output)
+        sent = proc.signal(signal.SIGTERM)
+
+        # within 10 s: a KPI naming the signal is on disk, and the process is gone
+        provisional = wait_until(lambda: kpi_naming(kpi, "SIGTERM"), STOP_DEADLINE_S,
+                                 interval=0.05, what="a KPI JSON naming SIGTERM",
+                                 on_timeout=proc.output)
+        assert time.monotonic() - sent <= STOP_DEADLINE_S
+        code = proc.wait(max(0.1, STOP_DEADLINE_S - (time.monotonic() - sent)))
+        elapsed = time.monotonic() - sent
+        data = read_json(kpi)
+        assert data is not None and data["final"] is True, proc.output()
+
+        dust = _dust_legs(data)
+        if code == 1 and "close_timeout" in (data["summary"]["stop_reason"] or "") and dust:
+            pytest.xfail(
+                "BUG core/engine.py (start_exit/_settle): a leg residue below the venue "
+                "minimum can never be exited, so the graceful close times out (exit 1, "
+                f"HALTED) instead of exit 0; dust legs: {dust} (deterministic repro: "
+                "test_duration_end_closes_every_position_with_partial_fills)"
+            )
+        assert code == 0, (f"exit {code} after {elapsed:.1f} s; stop_reason "
+                           f"{data['summary']['stop_reason']!r}; still open "
+                           f"{data['trading']['open_positions']}\n{proc.output()}")
+        assert elapsed <= STOP_DEADLINE_S
+        assert "Traceback" not in proc.stdout() + proc.stderr()
+
+    assert provisional["summary"]["kill_switch_triggered"] is False
+    summary = data["summary"]
+    assert summary["exit_code"] == 0
+    assert summary["kill_switch_triggered"] is False
+    assert "SIGTERM" in summary["stop_reason"]
+    assert "emergency" not in summary["stop_reason"]
+    assert data["trading"]["open_positions"] == []
+    assert data["guards"]["trading_state"] != "HALTED"
+    assert data["trading"]["entries"] >= 1, "the stop was meant to land on a live position"
+    net = _net_base(data)
+    assert all(abs(usd) < 0.05 for usd in net.values()), net
+
+    # the journal: every position that traded is closed; no order is left working
+    positions = query(data_dir, "SELECT position_id, state FROM positions") or []
+    assert seen["position"]["position_id"] in {p["position_id"] for p in positions}
+    orphans = set(_orphan_entering(data_dir))
+    live = [p for p in positions
+            if p["state"] in ("open", "entering", "exiting") and p["position_id"] not in orphans]
+    assert live == []
+    working = query(data_dir, "SELECT client_order_id, state FROM order_intents "
+                              "WHERE state IN ('OPEN', 'PENDING')")
+    assert working == []
+    partial = query_one(data_dir, "SELECT state, filled, amount FROM order_intents "
+                                  "WHERE client_order_id = ?",
+                        (seen["partial"]["client_order_id"],))
+    assert partial["state"] in ("FILLED", "CANCELED")
+    run = query_one(data_dir, "SELECT status, exit_code, stop_reason FROM runs")
+    assert run["status"] == "completed" and run["exit_code"] == 0
+    assert "SIGTERM" in run["stop_reason"]
+    # fills net out per base across both venues (same check as the KPI, from the journal)
+    fills = query(data_dir, "SELECT symbol, side, amount FROM fills") or []
+    per_base: dict[str, float] = {}
+    for f in fills:
+        base = f["symbol"].split("/")[0]
+        sign = 1.0 if f["side"] == "buy" else -1.0
+        per_base[base] = per_base.get(base, 0.0) + sign * float(f["amount"])
+    marks = data["trading"]["marks"]["base_usdt"]
+    assert all(abs(q * marks.get(b, 0.0)) < 0.05 for b, q in per_base.items()), per_base
+
+    # a graceful stop leaves no lasting HALT
+    status = run_cli(["status", "--json"], data_dir)
+    assert status.returncode == 0
+    assert '"trading_state": "ACTIVE"' in status.stdout
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_right_after_start_writes_kpi_within_10s_and_exits_0(data_dir):
+    kpi = data_dir / "out" / "kpi.json"
+    with start_trading_run(data_dir, kpi) as proc:
+        wait_until(lambda: (_alive_or_fail(proc), query_one(data_dir, "SELECT run_id FROM runs"))[1],
+                   20, interval=0.05, what="the run row", on_timeout=proc.output)
+        sent = proc.signal(signal.SIGTERM)
+        wait_until(lambda: kpi_naming(kpi, "SIGTERM"), STOP_DEADLINE_S, interval=0.05,
+                   what="a KPI JSON naming SIGTERM", on_timeout=proc.output)
+        code = proc.wait(STOP_DEADLINE_S)
+        assert time.monotonic() - sent <= STOP_DEADLINE_S
+        assert code == 0, proc.output()
+    data = read_json(kpi)
+    assert data["final"] is True
+    assert data["summary"]["exit_code"] == 0
+    assert data["summary"]["kill_switch_triggered"] is False
+    assert data["summary"]["stop_reason"] == "signal SIGTERM"
+    assert data["trading"]["open_positions"] == []
+
+
+# --- a second signal: emergency halt -----------------------------------------------------
+@pytest.mark.timeout(120)
+def test_double_sigint_is_an_emergency_halt_until_reset(data_dir):
+    kpi = data_dir / "out" / "kpi.json"
+    with start_trading_run(data_dir, kpi) as proc:
+        wait_until(lambda: open_position(data_dir, proc), 60, interval=0.05,
+                   what="an open position", on_timeout=proc.output)
+        sent = proc.signal(signal.SIGINT)
+        time.sleep(0.2)
+        proc.signal(signal.SIGINT)
+        wait_until(lambda: kpi_naming(kpi, "emergency"), STOP_DEADLINE_S, interval=0.05,
+                   what="a KPI JSON naming the emergency", on_timeout=proc.output)
+        code = proc.wait(max(0.1, STOP_DEADLINE_S - (time.monotonic() - sent)))
+        assert time.monotonic() - sent <= STOP_DEADLINE_S
+        assert code == 1, proc.output()
+        assert "Traceback" not in proc.stdout() + proc.stderr()
+
+    data = read_json(kpi)
+    assert data["final"] is True
+    summary = data["summary"]
+    assert summary["exit_code"] == 1
+    assert "SIGINT" in summary["stop_reason"]
+    assert "emergency" in summary["stop_reason"]
+    assert data["trading"]["open_positions"] != [], "what is still open must be listed"
+    assert data["guards"]["trading_state"] == "HALTED"
+    run = query_one(data_dir, "SELECT status, exit_code FROM runs")
+    assert run["exit_code"] == 1 and run["status"] in ("stopped", "failed")
+    flag = query_one(data_dir, "SELECT value FROM flags WHERE key = 'trading_state'")
+    assert flag and flag["value"].startswith("HALTED")
+
+    status = run_cli(["status", "--json"], data_dir)
+    assert status.returncode == 0, status.stderr
+    assert '"trading_state": "HALTED"' in status.stdout
+    assert '"engine_running": false' in status.stdout
+
+    refused = run_cli(["run", "--duration-seconds", "5"], data_dir)
+    assert refused.returncode == 2 and "HALTED" in refused.stderr
+
+    reset = run_cli(["reset", "--confirm", "RESET"], data_dir)
+    assert reset.returncode == 0, reset.stdout + reset.stderr
+    assert "still open per journal" in reset.stdout
+    status = run_cli(["status", "--json"], data_dir)
+    assert '"trading_state": "ACTIVE"' in status.stdout
+
+
+# --- deterministic reproductions (fast mode: manual clock, seeded market) ---------------
+def _fast_run(data_dir: Path, kpi: Path, seconds: int, env: dict[str, str]) -> int:
+    res = run_cli(
+        ["run", "--phase", "1", "--duration-seconds", str(seconds), "--seed", "7",
+         "--kpi-output-path", str(kpi)],
+        data_dir, arbops_env(data_dir, {"ARBOPS_SIM_FAST": "1", **env}), timeout=60,
+    )
+    assert "Traceback" not in res.stdout + res.stderr, res.stdout + res.stderr
+    return res.returncode
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG core/engine.py start_exit/_settle (+ _absorb float arithmetic): with partial "
+    "fills a leg keeps a residue the venue will not take (e.g. BCH binance "
+    "0.0009999999999999766 < stepSize 0.001 -> floored to 0.0 -> gateway refusal "
+    "'venue_rules: lot_size' every tick); the slot never leaves OPEN, so the close at the "
+    "end of the run times out ('duration_elapsed; close_timeout'), the run exits 1 and "
+    "core/phase_run.py persists HALTED. Expected: dust below the venue minimum is treated "
+    "as flat (or snapped to the step) and the run closes every position. Repro: "
+    "ARBOPS_SIM_FAST=1 ARBOPS_PAPER_FILL_RATIO=0.3 ARBOPS_ORDER_TIMEOUT_S=5 "
+    "ARBOPS_SIM_JUMP_RATE_PER_MIN=6 arbops run --phase 1 --duration-seconds 30 --seed 7",
+)
+def test_duration_end_closes_every_position_with_partial_fills(data_dir):
+    kpi = data_dir / "out" / "kpi.json"
+    _fast_run(data_dir, kpi, 30, TRADING_ENV)
+    data = read_json(kpi)
+    assert data is not None and data["final"] is True
+    assert "close_timeout" not in data["summary"]["stop_reason"]
+    assert data["trading"]["open_positions"] == []
+    assert data["guards"]["trading_state"] != "HALTED"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG core/engine.py _entries/_settle: an entry whose first (Upbit) leg the gateway "
+    "refuses (notional_cap: _entry_qty sizes by the Binance mid, so with a 3-5 % premium "
+    "the Upbit leg is > the $50 cap) is journalled as position 'entering' and then "
+    "slot.reset() drops it without updating the row, so every refused entry (about one "
+    "per tick on a high-premium pair) leaves an 'entering' row forever (82 after a 60 s "
+    "seed-7 run). Expected: after a completed run no position row is entering/open/exiting",
+)
+def test_completed_run_leaves_no_live_position_rows(data_dir):
+    kpi = data_dir / "out" / "kpi.json"
+    _fast_run(data_dir, kpi, 60, {})
+    data = read_json(kpi)
+    assert data is not None and data["final"] is True
+    assert data["trading"]["open_positions"] == []  # the engine itself is flat
+    live = query(data_dir, "SELECT position_id, state FROM positions "
+                           "WHERE state IN ('entering', 'open', 'exiting')")
+    assert live == [], f"{len(live)} live rows, e.g. {live[:3]}"

@@ -1,0 +1,133 @@
+"""Layer rules (design.md "Layers"): imports point downwards only.
+
+- `guards` imports nothing from `core` or `bot` (and, being pure decisions, no asyncio
+  and no I/O libraries);
+- `core` never imports `bot`, aiogram or a CLI library (typer, click);
+- `bot` never imports ccxt, aiosqlite or redis;
+- `arbops --help`, `arbops status` and `arbops kill` do not import aiogram or ccxt.
+
+Every import statement counts, including ones inside functions (lazy imports) and
+under `if TYPE_CHECKING:`.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.procs import arbops_env, run_python, short_data_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FORBIDDEN: dict[str, set[str]] = {
+    "guards": {"core", "bot", "asyncio", "aiosqlite", "aiohttp", "ccxt", "redis", "aiogram",
+               "sqlite3", "socket"},
+    "core": {"bot", "aiogram", "typer", "click"},
+    "bot": {"ccxt", "aiosqlite", "redis"},
+}
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path, source: str | None = None) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in the file, relative ones resolved."""
+    tree = ast.parse(path.read_text() if source is None else source, filename=str(path))
+    pkg = _module_name(path).split(".")
+    if path.name != "__init__.py":
+        pkg = pkg[:-1]
+    out: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.extend((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg[: len(pkg) - (node.level - 1)] if node.level > 1 else pkg
+                mod = ".".join([*base, node.module] if node.module else base)
+            else:
+                mod = node.module or ""
+            out.append((node.lineno, mod))
+            # `from . import x` / `from core import bot_thing`: the names may be modules too
+            out.extend((node.lineno, f"{mod}.{a.name}") for a in node.names if a.name != "*")
+    return out
+
+
+def _files(layer: str) -> list[Path]:
+    return sorted(p for p in (ROOT / layer).rglob("*.py") if ".venv" not in p.parts)
+
+
+def _violations(layer: str) -> list[str]:
+    bad = []
+    for path in _files(layer):
+        for line, mod in _imports(path):
+            top = mod.split(".")[0]
+            if top in FORBIDDEN[layer]:
+                bad.append(f"{path.relative_to(ROOT)}:{line} imports {mod}")
+    return sorted(set(bad))
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_layer_imports(layer):
+    assert _files(layer), f"no python files under {layer}/"
+    assert _violations(layer) == []
+
+
+def test_the_walker_sees_lazy_and_relative_imports():
+    """The checker itself: a lazy import inside a function and a relative import count."""
+    pkg = ROOT / "core"
+    src = textwrap.dedent(
+        """
+        from __future__ import annotations
+        from . import settings
+        def f():
+            import aiogram
+            from bot.cli import main
+        """
+    )
+    fake = pkg / "adapters" / "_layer_probe_does_not_exist.py"
+    mods = [m for _, m in _imports(fake, src)]
+    assert "core.adapters.settings" in mods
+    assert "aiogram" in mods
+    assert "bot.cli" in mods
+
+
+PROBE = textwrap.dedent(
+    """
+    import contextlib, io, json, sys
+    import bot.cli
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = bot.cli.main(json.loads(sys.argv[1]))
+    except SystemExit as exc:
+        code = exc.code
+    heavy = sorted(m for m in ("aiogram", "ccxt") if m in sys.modules)
+    print(json.dumps({"code": code, "heavy": heavy, "stdout": out.getvalue()[-400:],
+                      "stderr": err.getvalue()[-400:]}))
+    """
+)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["status", "--help"], ["status", "--json"], ["status"],
+     ["kill", "--reason", "layer-test"]],
+    ids=["help", "status-help", "status-json", "status", "kill"],
+)
+def test_light_commands_do_not_import_aiogram_or_ccxt(argv):
+    with short_data_dir("aolay") as d:
+        code = PROBE.replace("sys.argv[1]", repr(json.dumps(argv)))
+        res = run_python(code, arbops_env(d), d, timeout=50)
+        assert res.returncode == 0, res.stdout + res.stderr
+        report = json.loads(res.stdout.strip().splitlines()[-1])
+        assert report["code"] == 0, report
+        assert report["heavy"] == [], f"`arbops {' '.join(argv)}` imported {report['heavy']}"
