@@ -32,7 +32,8 @@ ACTOR = f"cli:{getpass.getuser()}"
 
 
 def _control(settings: Settings, cmd: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
-    reply = request_sync(socket_path_for(settings.data_dir), cmd, {"actor": ACTOR, **(args or {})})
+    reply = request_sync(socket_path_for(settings.data_dir), cmd, {"actor": ACTOR, **(args or {})},
+                         timeout=10.0)
     if not reply.get("ok"):
         raise CliError(str(reply.get("error")), int(reply.get("code", EXIT_FAILED)))
     result: dict[str, Any] = reply["result"]
@@ -249,7 +250,35 @@ def _run(settings: Settings, args: RunArgs, show_progress: bool) -> int:
         problem = check_writable(args.kpi_output_path)
         if problem:
             raise CliError(f"--kpi-output-path: {problem}")
+    try:
+        return _run_in_service(settings, args)
+    except EngineNotRunning:
+        pass
     return asyncio.run(_run_async(settings, args, show_progress))
+
+
+def _run_in_service(settings: Settings, args: RunArgs) -> int:
+    """One engine per data dir: with `arbops serve` up, the phase runs inside it."""
+    from bot.progress import summary_table
+
+    payload = args.model_dump(mode="json", exclude_none=True)
+    started = _control(settings, "run", payload)
+    print(f"run {started['run_id']} started in the running service; following it "
+          "(Ctrl+C stops following, not the run)")
+    poll = {"actor": ACTOR + "-poll"}
+    while True:
+        time.sleep(1.0)
+        status = _control(settings, "status", poll)
+        run = status.get("run")
+        if run is None or run.get("run_id") != started["run_id"]:
+            break
+        print(f"  {run['elapsed_s']:.0f}/{run['duration_s']:.0f}s  round trips "
+              f"{run['round_trips']}  PnL ${run['pnl_usd']:+.2f}", file=sys.stderr)
+    last = _control(settings, "last_run", poll)["last_run"]
+    if last is None or last["run_id"] != started["run_id"]:
+        raise CliError("the run ended without a result; see `arbops logs errors`", EXIT_FAILED)
+    print(summary_table(last["kpi"], last["kpi_path"]))
+    return int(last["exit_code"])
 
 
 async def _run_async(settings: Settings, args: RunArgs, show_progress: bool) -> int:
@@ -325,8 +354,22 @@ async def _serve(settings: Settings) -> int:
     watchdog = start_watchdog(service)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    interrupted: list[str] = []  # run ids a signal stopped
+
+    def on_signal(sig: signal.Signals) -> None:
+        # First signal: a running phase closes gracefully, then the service exits;
+        # a second signal is an emergency halt of that phase (R-K1).
+        run_task = service._run_task
+        if service.current is not None:
+            interrupted.append(service.current.run_id)
+            service.current.request_stop(f"signal {sig.name}")
+        if run_task is not None and not run_task.done():
+            run_task.add_done_callback(lambda _t: stop.set())
+        else:
+            stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     try:
         await server.start()
         if settings.telegram_bot_token is None:
@@ -334,6 +377,11 @@ async def _serve(settings: Settings) -> int:
         logger.info("arbops serve ready (pid {}), state {}", os.getpid(), service.state.state)
         await stop.wait()
         logger.info("arbops serve stopping")
+        last = service.last_outcome
+        # The runbook's stop semantics for the phase a signal interrupted: 0 after a
+        # graceful close, 1 after an emergency halt.
+        if last is not None and last.run_id in interrupted:
+            return last.exit_code
         return EXIT_OK
     finally:
         watchdog.stop()

@@ -66,6 +66,7 @@ class OperatorService:
         self.current: PhaseRun | None = None
         self.last_outcome: RunOutcome | None = None
         self._proc_started = time.monotonic()
+        self._run_task: asyncio.Task[None] | None = None
 
     async def load_persistent_state(self) -> None:
         """HALTED survives restarts until reset (R-S7)."""
@@ -152,6 +153,39 @@ class OperatorService:
                 write_atomic(run.kpi_path, run.kpi(final=False, exit_code=None))
         except Exception:  # noqa: BLE001 - HALTED holds in memory; the loop retries
             logger.exception("could not persist HALT from the watchdog thread")
+
+    async def start_run(self, args: RunArgs) -> dict[str, Any]:
+        """Start a phase inside this (serving) process and return once it is running."""
+        spec = self.plan_run(args)
+        if self.state.state is TradingState.HALTED:
+            raise ServiceError(f"trading is HALTED ({self.state.reason}); "
+                               "inspect, then `arbops reset`")
+        if self.current is not None:
+            raise ServiceError(f"run {self.current.run_id} is already running")
+        task = asyncio.create_task(self._run_logged(spec), name="phase-run")
+        self._run_task = task
+        for _ in range(500):  # the run registers itself before its first await
+            if self.current is not None or task.done():
+                break
+            await asyncio.sleep(0.01)
+        if task.done() and task.exception() is not None:
+            raise ServiceError(f"run failed to start: {task.exception()}", code=1)
+        run = self.current
+        return {"run_id": run.run_id if run else None, "kpi_path": str(run.kpi_path) if run else None}
+
+    async def _run_logged(self, spec: RunSpec) -> None:
+        try:
+            await self.run_phase(spec)
+        except Exception:  # noqa: BLE001 - a background run must not vanish silently
+            logger.exception("background run failed")
+            raise
+
+    def last_run_result(self) -> dict[str, Any] | None:
+        o = self.last_outcome
+        if o is None:
+            return None
+        return {"run_id": o.run_id, "exit_code": o.exit_code, "kpi_path": str(o.kpi_path),
+                "kpi": o.kpi}
 
     def stop(self, reason: str) -> dict[str, Any]:
         if self.current is None:
@@ -274,6 +308,29 @@ class OperatorService:
 
     # --- the control channel's dispatcher -------------------------------------------
     async def control(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
+        """Control-channel entry: audited, with refusals carrying their exit code."""
+        from core.control_channel import CommandError
+
+        t0 = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await self._control(cmd, args)
+        except ServiceError as exc:
+            outcome = f"refused: {exc}"
+            raise CommandError(str(exc), exc.code) from None
+        except CommandError as exc:
+            outcome = f"refused: {exc}"
+            raise
+        finally:
+            if cmd not in ("last_run", "still_open") and not str(args.get("actor", "")).endswith(
+                    "-poll"):
+                await self.record_audit(
+                    surface="control", user=str(args.get("actor", "?")), role="local",
+                    chat=None, command=cmd,
+                    args={k: v for k, v in args.items() if k != "actor"}, outcome=outcome,
+                    latency_ms=(time.perf_counter() - t0) * 1000)
+
+    async def _control(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
         actor = str(args.get("actor", "cli"))
         if cmd == "status":
             return self.status()
@@ -291,6 +348,15 @@ class OperatorService:
             return await self.reset(actor)
         if cmd == "still_open":
             return await self.still_open()
+        if cmd == "run":
+            fields = {k: v for k, v in args.items() if k != "actor"}
+            try:
+                run_args = RunArgs.model_validate(fields)
+            except ValueError as exc:
+                raise ServiceError(f"bad arguments: {exc}") from None
+            return await self.start_run(run_args)
+        if cmd == "last_run":
+            return {"last_run": self.last_run_result()}
         from core.control_channel import CommandError
 
         raise CommandError(f"unknown command {cmd!r}", code=2)
