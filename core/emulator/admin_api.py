@@ -10,6 +10,7 @@ POST   /admin/fund      {"venue","asset","amount"} -> balances of that venue
 GET    /admin/state     -> {"seq","universe","autostep","interval_s","markets":{...}}
 GET    /admin/requests  (?venue=) -> {"requests":[{"ts_ms","venue","method","path","status"}]}
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -60,14 +61,16 @@ class AdminApi:
         try:
             for spec in specs:
                 if not isinstance(spec, dict):
-                    raise ValueError("a fault is a JSON object")
+                    raise TypeError("a fault is a JSON object")
                 added.extend(self.core.faults.add(spec))
         except (ValueError, TypeError) as exc:
             raise _bad(str(exc).replace('"', "'")) from None
-        return web.json_response({
-            "added": [f.to_json() for f in added],
-            "faults": [f.to_json() for f in self.core.faults.active()],
-        })
+        return web.json_response(
+            {
+                "added": [f.to_json() for f in added],
+                "faults": [f.to_json() for f in self.core.faults.active()],
+            }
+        )
 
     async def clear_faults(self, request: web.Request) -> web.Response:
         return web.json_response({"cleared": self.core.faults.clear(request.query.get("venue"))})
@@ -109,16 +112,18 @@ class AdminApi:
     async def state(self, request: web.Request) -> web.Response:
         core = self.core
         snap = core.snapshot()
-        return web.json_response({
-            "seq": snap.seq,
-            "universe": core.universe,
-            "autostep": self.autostep,
-            "interval_s": core.sim.interval_s,
-            "fx": snap.fx.mid,
-            "markets": {
-                name: sorted(await vs.engine.load_markets()) for name, vs in core.venues.items()
-            },
-        })
+        return web.json_response(
+            {
+                "seq": snap.seq,
+                "universe": core.universe,
+                "autostep": self.autostep,
+                "interval_s": core.sim.interval_s,
+                "fx": snap.fx.mid,
+                "markets": {
+                    name: sorted(await vs.engine.load_markets()) for name, vs in core.venues.items()
+                },
+            }
+        )
 
     async def requests(self, request: web.Request) -> web.Response:
         want = request.query.get("venue")

@@ -4,10 +4,10 @@ The middleware routes by prefix (/api/v3 = Binance, /v1 = Upbit, /admin),
 applies request-level faults, turns ApiError into venue-shaped responses, adds
 the venues' rate-limit headers and logs every venue request.
 """
+
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable
 
@@ -58,11 +58,15 @@ async def _apply_fault(
         await _wait_or_stop(core, fault.seconds or 30.0)
         return plain_error(504, "Gateway Timeout").response()
     if kind == "maintenance":
-        return plain_error(fault.status or 503, "Service Unavailable: system maintenance").response()
+        return plain_error(
+            fault.status or 503, "Service Unavailable: system maintenance"
+        ).response()
     if venue == "binance":
         if kind == "http_429":
-            msg = ("Too many requests; current limit of IP(127.0.0.1) request weight is 6000 per "
-                   "1 MINUTE. Please use WebSocket Streams for live updates to avoid bans.")
+            msg = (
+                "Too many requests; current limit of IP(127.0.0.1) request weight is 6000 per "
+                "1 MINUTE. Please use WebSocket Streams for live updates to avoid bans."
+            )
             return binance_error(429, -1003, msg, {"Retry-After": retry}).response()
         ban_until = int(time.time() * 1000) + int(retry) * 1000
         msg = f"Way too much request weight used; IP banned until {ban_until}."
@@ -145,4 +149,4 @@ def build_app(core: EmulatorCore, autostep: bool) -> web.Application:
     return app
 
 
-__all__ = ["CORE_KEY", "build_app", "json", "venue_of"]
+__all__ = ["CORE_KEY", "build_app", "venue_of"]

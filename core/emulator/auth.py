@@ -4,6 +4,7 @@ Binance: HMAC-SHA256 over the raw query/body string before `&signature=`,
 X-MBX-APIKEY, timestamp within recvWindow. Upbit: HS256 JWT (stdlib only) with a
 SHA-512 query_hash over the params as sent and single-use nonces.
 """
+
 from __future__ import annotations
 
 import base64
@@ -34,9 +35,13 @@ def binance_verify(
     raw = raw_query + ("&" if raw_query and raw_body else "") + raw_body
     cut = raw.rfind("signature=")
     if cut < 0 or (cut > 0 and raw[cut - 1] != "&"):
-        raise binance_error(400, -1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
+        raise binance_error(
+            400,
+            -1102,
+            "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.",
+        )
     signed = raw[: cut - 1] if cut > 0 else ""
-    given = raw[cut + len("signature="):].split("&", 1)[0]
+    given = raw[cut + len("signature=") :].split("&", 1)[0]
     expected = hmac.new(secret.encode(), signed.encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, given.lower()):
         raise binance_error(400, -1022, BN_BAD_SIGNATURE)
@@ -46,17 +51,23 @@ def binance_verify(
         ts = int(fields["timestamp"])
     except (KeyError, ValueError):
         raise binance_error(
-            400, -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed."
+            400,
+            -1102,
+            "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.",
         ) from None
     try:
         recv = int(fields.get("recvWindow", "5000"))
     except ValueError:
-        raise binance_error(400, -1100, "Illegal characters found in parameter 'recvWindow'.") from None
+        raise binance_error(
+            400, -1100, "Illegal characters found in parameter 'recvWindow'."
+        ) from None
     if recv > 60000:
         raise binance_error(400, -1131, "recvWindow must be less than 60000")
     server = int(time.time() * 1000) if now_ms is None else now_ms
     if ts > server + 1000:
-        raise binance_error(400, -1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+        raise binance_error(
+            400, -1021, "Timestamp for this request was 1000ms ahead of the server's time."
+        )
     if server - ts > recv:
         raise binance_error(400, -1021, "Timestamp for this request is outside of the recvWindow.")
     return params
@@ -106,7 +117,7 @@ class UpbitAuth:
         """Returns the access key; raises ApiError(401) as the venue would."""
         if not authorization or not authorization.startswith("Bearer "):
             raise upbit_error(401, "no_authorization_token", "Authorization token does not exist.")
-        token = authorization[len("Bearer "):].strip()
+        token = authorization[len("Bearer ") :].strip()
         parts = token.split(".")
         if len(parts) != 3:
             raise upbit_error(401, "jwt_verification", "Jwt 토큰 검증에 실패했습니다.")
@@ -116,19 +127,30 @@ class UpbitAuth:
             sig = _b64url_decode(parts[2])
         except (ValueError, UnicodeDecodeError):
             raise upbit_error(401, "jwt_verification", "Jwt 토큰 검증에 실패했습니다.") from None
-        if not isinstance(payload, dict) or not isinstance(header, dict) or header.get("alg") != "HS256":
+        if (
+            not isinstance(payload, dict)
+            or not isinstance(header, dict)
+            or header.get("alg") != "HS256"
+        ):
             raise upbit_error(401, "jwt_verification", "Jwt 토큰 검증에 실패했습니다.")
         access = payload.get("access_key")
         secret = self._keys.get(access) if isinstance(access, str) else None
         if secret is None:
             raise upbit_error(401, "invalid_access_key", "잘못된 엑세스 키입니다.")
-        expected = hmac.new(secret.encode(), f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest()
+        expected = hmac.new(
+            secret.encode(), f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256
+        ).digest()
         if not hmac.compare_digest(expected, sig):
             raise upbit_error(401, "jwt_verification", "Jwt 토큰 검증에 실패했습니다.")
         if hashed:
             want = hashlib.sha512(hashed.encode()).hexdigest()
-            if payload.get("query_hash") != want or payload.get("query_hash_alg", "SHA512") != "SHA512":
-                raise upbit_error(401, "invalid_query_payload", "JWT 페이로드의 쿼리가 일치하지 않습니다.")
+            if (
+                payload.get("query_hash") != want
+                or payload.get("query_hash_alg", "SHA512") != "SHA512"
+            ):
+                raise upbit_error(
+                    401, "invalid_query_payload", "JWT 페이로드의 쿼리가 일치하지 않습니다."
+                )
         nonce = payload.get("nonce")
         if not isinstance(nonce, str) or not nonce:
             raise upbit_error(401, "jwt_verification", "Jwt 토큰 검증에 실패했습니다.")

@@ -1,4 +1,5 @@
 """Binance spot REST subset under /api/v3 (venues.md §2-§5)."""
+
 from __future__ import annotations
 
 import json
@@ -61,8 +62,10 @@ class BinanceApi:
     async def _signed(self, request: web.Request) -> dict[str, str]:
         body = (await request.text()) if request.method == "POST" else ""
         params = binance_verify(
-            self.core.secrets.get("binance", {}), request.headers.get("X-MBX-APIKEY"),
-            request.rel_url.raw_query_string, body,
+            self.core.secrets.get("binance", {}),
+            request.headers.get("X-MBX-APIKEY"),
+            request.rel_url.raw_query_string,
+            body,
         )
         return dict(params)
 
@@ -70,7 +73,11 @@ class BinanceApi:
         sid = params.get("symbol")
         if not sid:
             if required:
-                raise binance_error(400, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+                raise binance_error(
+                    400,
+                    -1102,
+                    "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.",
+                )
             return None
         if sid not in self.symbols:
             raise binance_error(400, -1121, "Invalid symbol.")
@@ -80,7 +87,11 @@ class BinanceApi:
         sid = self._symbol(params)
         oid, cid = params.get("orderId"), params.get("origClientOrderId")
         if not oid and not cid:
-            raise binance_error(400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
+            raise binance_error(
+                400,
+                -1102,
+                "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!",
+            )
         rec = self.vs.by_order_id.get(oid) if oid else self.vs.by_client.get(cid or "")
         if rec is None or rec.symbol != self.symbols[sid or ""]:
             msg = BN_UNKNOWN_ORDER if missing_code == -2011 else BN_NO_SUCH_ORDER
@@ -106,7 +117,9 @@ class BinanceApi:
             try:
                 wanted = list(json.loads(q["symbols"]))
             except ValueError:
-                raise binance_error(400, -1100, "Illegal characters found in parameter 'symbols'.") from None
+                raise binance_error(
+                    400, -1100, "Illegal characters found in parameter 'symbols'."
+                ) from None
         if wanted is not None and any(s not in self.infos for s in wanted):
             raise binance_error(400, -1121, "Invalid symbol.")
         infos = [self.infos[s] for s in (wanted or self.infos)]
@@ -117,9 +130,15 @@ class BinanceApi:
         try:
             limit = int(request.query.get("limit", "100"))
         except ValueError:
-            raise binance_error(400, -1100, "Illegal characters found in parameter 'limit'.") from None
+            raise binance_error(
+                400, -1100, "Illegal characters found in parameter 'limit'."
+            ) from None
         if not 1 <= limit <= 5000:
-            raise binance_error(400, -1100, "Illegal characters found in parameter 'limit'; legal range is '1' to '5000'.")
+            raise binance_error(
+                400,
+                -1100,
+                "Illegal characters found in parameter 'limit'; legal range is '1' to '5000'.",
+            )
         book = self.core.book("binance", self.symbols[sid or ""].split("/")[0])
         assert book is not None
         return web.json_response(shapes.depth(book, limit))
@@ -134,7 +153,9 @@ class BinanceApi:
             try:
                 wanted = list(json.loads(q["symbols"]))
             except ValueError:
-                raise binance_error(400, -1100, "Illegal characters found in parameter 'symbols'.") from None
+                raise binance_error(
+                    400, -1100, "Illegal characters found in parameter 'symbols'."
+                ) from None
             if any(s not in self.symbols for s in wanted):
                 raise binance_error(400, -1121, "Invalid symbol.")
         return web.json_response([self._ticker(s) for s in wanted])
@@ -143,8 +164,10 @@ class BinanceApi:
         base = self.symbols[sid].split("/")[0]
         book = self.core.book("binance", base)
         assert book is not None
-        vol = self.core.sim.symbol_stats()[self.core.sim.bases.index(base)].binance_quote_volume_usdt
-        return shapes.ticker(sid, book, self.core.tickers.get("binance", base), vol, self.core.now_ms())
+        vol = self.core.volumes[base].binance_quote_volume_usdt
+        return shapes.ticker(
+            sid, book, self.core.tickers.get("binance", base), vol, self.core.now_ms()
+        )
 
     # --- private ------------------------------------------------------------------
     async def account(self, request: web.Request) -> web.Response:
@@ -157,12 +180,19 @@ class BinanceApi:
     async def create_order(self, request: web.Request) -> web.Response:
         p = await self._signed(request)
         vs, core = self.vs, self.core
-        rec = vs.record(OrderRecord(
-            seq=len(vs.records) + 1, venue="binance", received_ms=core.now_ms(),
-            client_order_id=p.get("newClientOrderId"), symbol=self.symbols.get(p.get("symbol", "")),
-            side=(p.get("side") or "").lower() or None, wire_type=p.get("type"), params=p,
-            time_in_force=p.get("timeInForce"),
-        ))
+        rec = vs.record(
+            OrderRecord(
+                seq=len(vs.records) + 1,
+                venue="binance",
+                received_ms=core.now_ms(),
+                client_order_id=p.get("newClientOrderId"),
+                symbol=self.symbols.get(p.get("symbol", "")),
+                side=(p.get("side") or "").lower() or None,
+                wire_type=p.get("type"),
+                params=p,
+                time_in_force=p.get("timeInForce"),
+            )
+        )
         try:
             resp = await self._create(p, rec)
         except ApiError as exc:
@@ -189,22 +219,38 @@ class BinanceApi:
         book = core.book("binance", self.symbols[sid].split("/")[0])
         assert book is not None
         ref = book.best_ask if side is Side.BUY else book.best_bid
-        qty, price, cost = parse_num(p.get("quantity")), parse_num(p.get("price")), parse_num(p.get("quoteOrderQty"))
+        qty, price, cost = (
+            parse_num(p.get("quantity")),
+            parse_num(p.get("price")),
+            parse_num(p.get("quoteOrderQty")),
+        )
         otype = OrderType.LIMIT if type_s == "LIMIT" else OrderType.MARKET
         if otype is OrderType.LIMIT:
             tif = p.get("timeInForce")
             if tif is None:
-                raise binance_error(400, -1102, "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed.")
+                raise binance_error(
+                    400,
+                    -1102,
+                    "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed.",
+                )
             if tif not in ("GTC", "IOC", "FOK"):
                 raise binance_error(400, -1115, "Invalid timeInForce.")
             if qty is None or price is None:
-                raise binance_error(400, -1102, "Mandatory parameter 'quantity' or 'price' was not sent, was empty/null, or malformed.")
+                raise binance_error(
+                    400,
+                    -1102,
+                    "Mandatory parameter 'quantity' or 'price' was not sent, was empty/null, or malformed.",
+                )
             cost = None
         else:
             if "timeInForce" in p:
                 raise binance_error(400, -1106, "Parameter 'timeInForce' sent when not required.")
             if (qty is None) == (cost is None):
-                raise binance_error(400, -1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty!")
+                raise binance_error(
+                    400,
+                    -1102,
+                    "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty!",
+                )
             price = None
             rec.quote_qty = cost
         try:
@@ -229,7 +275,9 @@ class BinanceApi:
         if otype is OrderType.LIMIT and rec.time_in_force in ("IOC", "FOK"):
             vs.engine.ioc.add(order.id)
         self._order_faults(rec, order.id, path)
-        body = shapes.order_created(rec, order, sid, p.get("newOrderRespType", "FULL"), core.now_ms())
+        body = shapes.order_created(
+            rec, order, sid, p.get("newOrderRespType", "FULL"), core.now_ms()
+        )
         return web.json_response(body)
 
     def _order_faults(self, rec: OrderRecord, paper_id: str, path: str) -> None:
@@ -247,7 +295,9 @@ class BinanceApi:
         p = await self._signed(request)
         rec = self._find(p, -2013)
         order = await self.vs.order_of(rec)
-        return web.json_response(shapes.order_queried(rec, order, self._sid(rec), self.core.now_ms()))
+        return web.json_response(
+            shapes.order_queried(rec, order, self._sid(rec), self.core.now_ms())
+        )
 
     async def cancel_order(self, request: web.Request) -> web.Response:
         p = await self._signed(request)
@@ -300,7 +350,7 @@ def _filter_error(exc: RuleViolation) -> ApiError:
 
 def weight(method: str, path: str, query: dict[str, str]) -> int:
     """Binance IP weight of a request (venues.md §2)."""
-    sub = path[len(PREFIX):]
+    sub = path[len(PREFIX) :]
     if sub == "/exchangeInfo" or sub == "/account":
         return 20
     if sub == "/depth":

@@ -1,4 +1,5 @@
 """Binance spot response bodies (venues.md §2), built from sim objects."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -41,11 +42,20 @@ def symbol_info(market: Market) -> dict[str, Any]:
         "filters": [
             {"filterType": "PRICE_FILTER", "minPrice": tick, "maxPrice": _BIG, "tickSize": tick},
             {"filterType": "LOT_SIZE", "minQty": step, "maxQty": _BIG, "stepSize": step},
-            {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00000000", "maxQty": _BIG,
-             "stepSize": "0.00000000"},
-            {"filterType": "NOTIONAL", "minNotional": dec_str(market.min_cost, 8),
-             "applyMinToMarket": True, "maxNotional": _BIG, "applyMaxToMarket": False,
-             "avgPriceMins": 5},
+            {
+                "filterType": "MARKET_LOT_SIZE",
+                "minQty": "0.00000000",
+                "maxQty": _BIG,
+                "stepSize": "0.00000000",
+            },
+            {
+                "filterType": "NOTIONAL",
+                "minNotional": dec_str(market.min_cost, 8),
+                "applyMinToMarket": True,
+                "maxNotional": _BIG,
+                "applyMaxToMarket": False,
+                "avgPriceMins": 5,
+            },
         ],
         "permissions": [],
         "permissionSets": [["SPOT"]],
@@ -59,10 +69,20 @@ def exchange_info(infos: list[dict[str, Any]], now_ms: int) -> dict[str, Any]:
         "timezone": "UTC",
         "serverTime": now_ms,
         "rateLimits": [
-            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+            {
+                "rateLimitType": "REQUEST_WEIGHT",
+                "interval": "MINUTE",
+                "intervalNum": 1,
+                "limit": 6000,
+            },
             {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
             {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
-            {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
+            {
+                "rateLimitType": "RAW_REQUESTS",
+                "interval": "MINUTE",
+                "intervalNum": 5,
+                "limit": 61000,
+            },
         ],
         "exchangeFilters": [],
         "symbols": infos,
@@ -77,7 +97,9 @@ def depth(book: OrderBook, limit: int) -> dict[str, Any]:
     }
 
 
-def ticker(sym_id: str, book: OrderBook, ohl: Ohl | None, volume_quote: float, now_ms: int) -> dict[str, Any]:
+def ticker(
+    sym_id: str, book: OrderBook, ohl: Ohl | None, volume_quote: float, now_ms: int
+) -> dict[str, Any]:
     last = book.mid
     o = ohl or Ohl(last, last, last, last, now_ms)
     vol_base = volume_quote / last if last > 0 else 0.0
@@ -150,10 +172,17 @@ def fills(order: Order) -> list[dict[str, Any]]:
     ]
 
 
-def order_created(rec: OrderRecord, order: Order, sym_id: str, resp_type: str, now_ms: int) -> dict[str, Any]:
+def order_created(
+    rec: OrderRecord, order: Order, sym_id: str, resp_type: str, now_ms: int
+) -> dict[str, Any]:
     if resp_type == "ACK":
-        return {"symbol": sym_id, "orderId": int(rec.order_id or 0), "orderListId": -1,
-                "clientOrderId": rec.client_order_id, "transactTime": now_ms}
+        return {
+            "symbol": sym_id,
+            "orderId": int(rec.order_id or 0),
+            "orderListId": -1,
+            "clientOrderId": rec.client_order_id,
+            "transactTime": now_ms,
+        }
     out = _base_fields(rec, order, sym_id)
     out["transactTime"] = now_ms
     if resp_type == "FULL":
@@ -164,14 +193,18 @@ def order_created(rec: OrderRecord, order: Order, sym_id: str, resp_type: str, n
 def order_queried(rec: OrderRecord, order: Order, sym_id: str, now_ms: int) -> dict[str, Any]:
     out = _base_fields(rec, order, sym_id)
     out.update(
-        stopPrice="0.00000000", icebergQty="0.00000000", time=order.timestamp_ms,
+        stopPrice="0.00000000",
+        icebergQty="0.00000000",
+        time=order.timestamp_ms,
         updateTime=order.trades[-1].timestamp_ms if order.trades else order.timestamp_ms,
         isWorking=True,
     )
     return out
 
 
-def order_canceled(rec: OrderRecord, order: Order, sym_id: str, cancel_id: str, now_ms: int) -> dict[str, Any]:
+def order_canceled(
+    rec: OrderRecord, order: Order, sym_id: str, cancel_id: str, now_ms: int
+) -> dict[str, Any]:
     out = _base_fields(rec, order, sym_id)
     out["origClientOrderId"] = rec.client_order_id
     out["clientOrderId"] = cancel_id
@@ -181,12 +214,24 @@ def order_canceled(rec: OrderRecord, order: Order, sym_id: str, cancel_id: str, 
 
 def account(balances: dict[str, tuple[float, float]], now_ms: int) -> dict[str, Any]:
     return {
-        "makerCommission": 10, "takerCommission": 10, "buyerCommission": 0, "sellerCommission": 0,
-        "commissionRates": {"maker": "0.00100000", "taker": "0.00100000", "buyer": "0.00000000",
-                            "seller": "0.00000000"},
-        "canTrade": True, "canWithdraw": True, "canDeposit": True, "brokered": False,
-        "requireSelfTradePrevention": False, "preventSor": False,
-        "updateTime": now_ms, "accountType": "SPOT",
+        "makerCommission": 10,
+        "takerCommission": 10,
+        "buyerCommission": 0,
+        "sellerCommission": 0,
+        "commissionRates": {
+            "maker": "0.00100000",
+            "taker": "0.00100000",
+            "buyer": "0.00000000",
+            "seller": "0.00000000",
+        },
+        "canTrade": True,
+        "canWithdraw": True,
+        "canDeposit": True,
+        "brokered": False,
+        "requireSelfTradePrevention": False,
+        "preventSor": False,
+        "updateTime": now_ms,
+        "accountType": "SPOT",
         "balances": [
             {"asset": a, "free": dec_str(max(f, 0.0), 8), "locked": dec_str(max(u, 0.0), 8)}
             for a, (f, u) in sorted(balances.items())

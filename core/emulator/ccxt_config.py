@@ -4,6 +4,7 @@ Pure dicts, no ccxt import: the ccxt adapter builds its client from these
 (venues.md §1). Every Binance API family is pointed at the emulator so a stray
 sapi/fapi call shows up there as a 404 instead of reaching the real venue.
 """
+
 from __future__ import annotations
 
 from typing import Any

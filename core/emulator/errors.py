@@ -1,4 +1,5 @@
 """Venue-shaped error responses, raised from handlers as ApiError (venues.md §5, §9)."""
+
 from __future__ import annotations
 
 import json
@@ -26,13 +27,19 @@ class ApiError(Exception):
 
     def response(self) -> web.Response:
         return web.Response(
-            status=self.status, text=self.body, content_type=self.content_type,
+            status=self.status,
+            text=self.body,
+            content_type=self.content_type,
             headers=self.headers,
         )
 
 
-def binance_error(status: int, code: int, msg: str, headers: dict[str, str] | None = None) -> ApiError:
-    return ApiError(status, json.dumps({"code": code, "msg": msg}), headers=headers, label=str(code))
+def binance_error(
+    status: int, code: int, msg: str, headers: dict[str, str] | None = None
+) -> ApiError:
+    return ApiError(
+        status, json.dumps({"code": code, "msg": msg}), headers=headers, label=str(code)
+    )
 
 
 def upbit_error(status: int, name: str, message: str) -> ApiError:
@@ -41,7 +48,9 @@ def upbit_error(status: int, name: str, message: str) -> ApiError:
 
 
 def plain_error(status: int, text: str, headers: dict[str, str] | None = None) -> ApiError:
-    return ApiError(status, text, content_type="text/plain", headers=headers, label=f"http_{status}")
+    return ApiError(
+        status, text, content_type="text/plain", headers=headers, label=f"http_{status}"
+    )
 
 
 # Binance messages ccxt maps (venues.md §5).
@@ -58,7 +67,9 @@ def bn_insufficient() -> ApiError:
 
 
 def up_insufficient(side: str, currency: str) -> ApiError:
-    return upbit_error(400, f"insufficient_funds_{side}", f"주문가능한 금액({currency})이 부족합니다.")
+    return upbit_error(
+        400, f"insufficient_funds_{side}", f"주문가능한 금액({currency})이 부족합니다."
+    )
 
 
 def up_not_found() -> ApiError:

@@ -5,6 +5,7 @@ applied by the middleware to any matching venue request; order-level kinds
 (partial_fill, insufficient_funds, http_5xx_after_execute) are consumed by order
 creation only. `count` None means until cleared.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -70,9 +71,15 @@ class FaultBook:
         added = []
         for v in venues:
             f = Fault(
-                id=next(self._ids), venue=v, kind=kind, count=count,
-                seconds=None if seconds is None else float(seconds), ratio=ratio,
-                status=spec.get("status"), path=spec.get("path"), method=spec.get("method"),
+                id=next(self._ids),
+                venue=v,
+                kind=kind,
+                count=count,
+                seconds=None if seconds is None else float(seconds),
+                ratio=ratio,
+                status=spec.get("status"),
+                path=spec.get("path"),
+                method=spec.get("method"),
                 execute=bool(spec.get("execute", False)),
             )
             self._faults.append(f)

@@ -5,6 +5,7 @@ Adds what a venue order needs on top of PaperExchange: a per-order fill ratio
 limit IOC/FOK are cancelled after their first match), and the quote/base still
 reserved by a working order (Upbit's `locked`).
 """
+
 from __future__ import annotations
 
 from core.adapters.paper_exchange import PaperExchange, _Working
@@ -37,4 +38,6 @@ class EmuMatchingEngine(PaperExchange):
         if oid in self.ioc and oid in self._working:
             left = self._working.pop(oid)
             self._release(left.order, left)
-            left.order.status = OrderStatus.CLOSED if left.order.remaining <= 0 else OrderStatus.CANCELED
+            left.order.status = (
+                OrderStatus.CLOSED if left.order.remaining <= 0 else OrderStatus.CANCELED
+            )

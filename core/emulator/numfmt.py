@@ -1,10 +1,12 @@
 """Decimal strings for the wire: exact, never in exponent notation."""
+
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 
 
-def dec_str(x: float | int | None, places: int | None = None) -> str:
+def dec_str(x: float | None, places: int | None = None) -> str:
     """Plain decimal string of x ('0.00000001', '95000'); `places` pads/rounds to that many."""
     if x is None:
         return "0"
@@ -26,6 +28,6 @@ def parse_num(text: str | None) -> float | None:
         v = float(text)
     except (TypeError, ValueError):
         return None
-    if v != v or v in (float("inf"), float("-inf")):
+    if not math.isfinite(v):
         return None
     return v

@@ -1,5 +1,6 @@
 """The emulator's shared state: one SimMarket, one matching engine per venue,
 the order log, faults, keys and the request log."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,13 +10,13 @@ import itertools
 import time
 from typing import Any
 
+from core.adapters.sim_market import SimMarket
 from core.clock import SystemClock
 from core.domain.models import MarketSnapshot, Order, OrderBook, OrderRequest, Venue
 from core.emulator.auth import UpbitAuth
 from core.emulator.faults import FaultBook
 from core.emulator.matching import EmuMatchingEngine
 from core.emulator.ticker_stats import TickerStats
-from core.adapters.sim_market import SimMarket
 from core.universe import select_universe
 
 DEFAULT_KEYS: dict[str, tuple[str, str]] = {
@@ -50,8 +51,9 @@ class OrderRecord:
     def to_json(self, order: Order | None) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.__slots__ if k != "paper_id"}
         if order is not None:
-            out.update(status=str(order.status), filled=order.filled, cost=order.cost,
-                       fee=order.fee_cost)
+            out.update(
+                status=str(order.status), filled=order.filled, cost=order.cost, fee=order.fee_cost
+            )
         return out
 
 
@@ -80,8 +82,10 @@ class VenueState:
 
     def open_records(self, symbol: str | None = None) -> list[OrderRecord]:
         return [
-            r for r in self.records
-            if r.paper_id is not None and self.engine.is_working(r.paper_id)
+            r
+            for r in self.records
+            if r.paper_id is not None
+            and self.engine.is_working(r.paper_id)
             and symbol in (None, r.symbol)
         ]
 
@@ -105,10 +109,14 @@ class EmulatorCore:
     ) -> None:
         self.clock = SystemClock()
         self.sim = SimMarket(seed, interval_s=interval_s, clock=self.clock, levels=levels)
-        self.universe = list(bases) if bases else select_universe(
-            self.sim.symbol_stats(), top_n, fx_krw=self.sim.fx
+        self.universe = (
+            list(bases)
+            if bases
+            else select_universe(self.sim.symbol_stats(), top_n, fx_krw=self.sim.fx)
         )
         self.sim.subscribe(self.universe)
+        # 24 h quote volumes are static per symbol in the sim: rank once, serve from here
+        self.volumes = {st.base: st for st in self.sim.symbol_stats()}
         self.keys = dict(keys or DEFAULT_KEYS)
         self.secrets = {v: {k: s} for v, (k, s) in self.keys.items()}
         self.upbit_auth = UpbitAuth(self.secrets.get("upbit", {}))
@@ -169,17 +177,27 @@ class EmulatorCore:
 
     def log_request(self, venue: str, method: str, path: str, status: int) -> None:
         self.requests.append(
-            {"ts_ms": self.now_ms(), "venue": venue, "method": method, "path": path, "status": status}
+            {
+                "ts_ms": self.now_ms(),
+                "venue": venue,
+                "method": method,
+                "path": path,
+                "status": status,
+            }
         )
 
     async def balances(self) -> dict[str, dict[str, dict[str, float]]]:
         out = {}
         for name, vs in self.venues.items():
             bals = await vs.engine.fetch_balance()
-            out[name] = {a: {"free": b.free, "used": b.used, "total": b.total} for a, b in bals.items()}
+            out[name] = {
+                a: {"free": b.free, "used": b.used, "total": b.total} for a, b in bals.items()
+            }
         return out
 
-    async def place(self, vs: VenueState, rec: OrderRecord, req: OrderRequest, venue_id: str) -> Order:
+    async def place(
+        self, vs: VenueState, rec: OrderRecord, req: OrderRequest, venue_id: str
+    ) -> Order:
         order = await vs.engine.create_order(req)
         vs.accepted(rec, order, venue_id)
         return order

@@ -1,4 +1,5 @@
 """Rolling open/high/low per book since the emulator started (the '24 h' ticker fields)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,10 +37,8 @@ class TickerStats:
             table[base] = Ohl(mid, mid, mid, mid, ts_ms)
             return
         o.last = mid
-        if mid > o.high:
-            o.high = mid
-        if mid < o.low:
-            o.low = mid
+        o.high = max(o.high, mid)
+        o.low = min(o.low, mid)
 
     def get(self, venue: str, base: str) -> Ohl | None:
         return self.books[venue].get(base)

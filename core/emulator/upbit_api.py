@@ -1,4 +1,5 @@
 """Upbit REST subset under /v1 (venues.md §6-§9)."""
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,12 @@ from core.ports import OrderRejected
 from core.venue_rules import RuleViolation, UpbitKrwRules, upbit_tick
 
 _FEE = FEE_BPS["upbit"] / 1e4
-_NAMES = {"BTC": ("비트코인", "Bitcoin"), "ETH": ("이더리움", "Ethereum"), "XRP": ("리플", "XRP"),
-          "USDT": ("테더", "Tether")}
+_NAMES = {
+    "BTC": ("비트코인", "Bitcoin"),
+    "ETH": ("이더리움", "Ethereum"),
+    "XRP": ("리플", "XRP"),
+    "USDT": ("테더", "Tether"),
+}
 
 
 class UpbitApi:
@@ -86,7 +91,9 @@ class UpbitApi:
         assert book is not None
         return book
 
-    def _json(self, rec: OrderRecord, order: Any, trades: bool = False, state: str | None = None) -> dict[str, Any]:
+    def _json(
+        self, rec: OrderRecord, order: Any, trades: bool = False, state: str | None = None
+    ) -> dict[str, Any]:
         locked = self.vs.engine.reserved(rec.paper_id or "")
         return shapes.order_json(rec, order, _FEE, locked, trades, state)
 
@@ -97,14 +104,21 @@ class UpbitApi:
             base = code.split("-")[1]
             ko, en = _NAMES.get(base, (base, base))
             row: dict[str, Any] = {"market": code, "korean_name": ko, "english_name": en}
-            if request.query.get("is_details") == "true" or request.query.get("isDetails") == "true":
+            if (
+                request.query.get("is_details") == "true"
+                or request.query.get("isDetails") == "true"
+            ):
                 row["market_event"] = {"warning": False, "caution": {}}
             out.append(row)
         return web.json_response(out)
 
     async def orderbook(self, request: web.Request) -> web.Response:
         codes = self._markets_param(request)
-        count = int(request.query.get("count", "30")) if request.query.get("count", "30").isdigit() else 30
+        count = (
+            int(request.query.get("count", "30"))
+            if request.query.get("count", "30").isdigit()
+            else 30
+        )
         count = max(1, min(30, count))
         return web.json_response([shapes.orderbook(c, self._book(c), count) for c in codes])
 
@@ -112,18 +126,23 @@ class UpbitApi:
         out = []
         for code in self._markets_param(request):
             tick = upbit_tick(Decimal(repr(self._book(code).best_bid)), self.codes[code])
-            out.append({"market": code, "quote_currency": "KRW", "tick_size": dec_str(float(tick)),
-                        "supported_levels": ["0"]})
+            out.append(
+                {
+                    "market": code,
+                    "quote_currency": "KRW",
+                    "tick_size": dec_str(float(tick)),
+                    "supported_levels": ["0"],
+                }
+            )
         return web.json_response(out)
 
     def _ticker(self, code: str) -> dict[str, Any]:
         base = code.split("-")[1]
-        sim = self.core.sim
-        if base in sim.bases and base != "USDT":
-            vol = sim.symbol_stats()[sim.bases.index(base)].upbit_quote_volume_krw
-        else:
-            vol = 5.0e11
-        return shapes.ticker(code, self._book(code), self.core.tickers.get("upbit", base), vol, self.core.now_ms())
+        stats = self.core.volumes.get(base)
+        vol = stats.upbit_quote_volume_krw if stats is not None and base != "USDT" else 5.0e11
+        return shapes.ticker(
+            code, self._book(code), self.core.tickers.get("upbit", base), vol, self.core.now_ms()
+        )
 
     async def ticker(self, request: web.Request) -> web.Response:
         return web.json_response([self._ticker(c) for c in self._markets_param(request)])
@@ -136,18 +155,27 @@ class UpbitApi:
     async def accounts(self, request: web.Request) -> web.Response:
         await self._private(request)
         bals = await self.vs.engine.fetch_balance()
-        return web.json_response(shapes.account_rows({a: (b.free, b.used) for a, b in bals.items()}))
+        return web.json_response(
+            shapes.account_rows({a: (b.free, b.used) for a, b in bals.items()})
+        )
 
     async def create_order(self, request: web.Request) -> web.Response:
         params = await self._private(request)
         p = dict(params)
         vs = self.vs
-        rec = vs.record(OrderRecord(
-            seq=len(vs.records) + 1, venue="upbit", received_ms=self.core.now_ms(),
-            client_order_id=p.get("identifier"), symbol=self.codes.get(p.get("market", "")),
-            side={"bid": "buy", "ask": "sell"}.get(p.get("side", "")), wire_type=p.get("ord_type"),
-            params=p, time_in_force=p.get("time_in_force"),
-        ))
+        rec = vs.record(
+            OrderRecord(
+                seq=len(vs.records) + 1,
+                venue="upbit",
+                received_ms=self.core.now_ms(),
+                client_order_id=p.get("identifier"),
+                symbol=self.codes.get(p.get("market", "")),
+                side={"bid": "buy", "ask": "sell"}.get(p.get("side", "")),
+                wire_type=p.get("ord_type"),
+                params=p,
+                time_in_force=p.get("time_in_force"),
+            )
+        )
         try:
             body = await self._create(p, rec)
         except ApiError as exc:
@@ -169,11 +197,16 @@ class UpbitApi:
         if code not in self.codes:
             raise up_validation("market does not exist")
         if self.codes[code] == FX_SYMBOL:
-            raise upbit_error(400, "create_bid_error" if p.get("side") == "bid" else "create_ask_error",
-                              "USDT/KRW orders are not supported by the emulator")
+            raise upbit_error(
+                400,
+                "create_bid_error" if p.get("side") == "bid" else "create_ask_error",
+                "USDT/KRW orders are not supported by the emulator",
+            )
         side_s, ord_type = p.get("side"), p.get("ord_type")
         if side_s not in ("bid", "ask"):
-            raise upbit_error(400, "validation_error", "side is missing, side does not have a valid value")
+            raise upbit_error(
+                400, "validation_error", "side is missing, side does not have a valid value"
+            )
         side = Side.BUY if side_s == "bid" else Side.SELL
         tif = p.get("time_in_force")
         if tif is not None and tif not in ("ioc", "fok", "post_only"):
@@ -198,7 +231,9 @@ class UpbitApi:
         book = self._book(code)
         ref = book.best_ask if side is Side.BUY else book.best_bid
         try:
-            self.rules[code].check(side, otype, volume if ord_type != "price" else None, price, cost, ref)
+            self.rules[code].check(
+                side, otype, volume if ord_type != "price" else None, price, cost, ref
+            )
         except RuleViolation as exc:
             raise _rule_error(exc, side_s) from None
         path = "/v1/orders"
@@ -207,7 +242,9 @@ class UpbitApi:
             rec.fault = "insufficient_funds"
             raise up_insufficient(side_s, currency)
         cid = ident if ident is not None else f"emu-{uuid.uuid4()}"
-        req = OrderRequest(self.codes[code], side, otype, None if cost is not None else volume, cid, price, cost)
+        req = OrderRequest(
+            self.codes[code], side, otype, None if cost is not None else volume, cid, price, cost
+        )
         try:
             order = await core.place(vs, rec, req, str(uuid.uuid4()))
         except OrderRejected as exc:
@@ -242,19 +279,28 @@ class UpbitApi:
     async def cancel_order(self, request: web.Request) -> web.Response:
         rec = self._find(dict(await self._private(request)))
         if rec.paper_id is None or not self.vs.engine.is_working(rec.paper_id):
-            raise upbit_error(400, "canceled_order" if rec.user_canceled else "done_order",
-                              "이미 체결되었거나 취소된 주문입니다.")
-        body = self._json(rec, await self.vs.order_of(rec))  # Upbit answers with the pre-cancel state
+            raise upbit_error(
+                400,
+                "canceled_order" if rec.user_canceled else "done_order",
+                "이미 체결되었거나 취소된 주문입니다.",
+            )
+        body = self._json(
+            rec, await self.vs.order_of(rec)
+        )  # Upbit answers with the pre-cancel state
         rec.user_canceled = True
         await self.vs.engine.cancel_order(rec.paper_id, rec.symbol or "")
         return web.json_response(body)
 
-    def _state_filter(self, params: list[tuple[str, str]], default: tuple[str, ...]) -> tuple[str, ...]:
+    def _state_filter(
+        self, params: list[tuple[str, str]], default: tuple[str, ...]
+    ) -> tuple[str, ...]:
         states = [v for k, v in params if k in ("states[]", "states")]
         one = dict(params).get("state")
         return tuple(states) or ((one,) if one else default)
 
-    async def _listing(self, params: list[tuple[str, str]], default: tuple[str, ...]) -> list[dict[str, Any]]:
+    async def _listing(
+        self, params: list[tuple[str, str]], default: tuple[str, ...]
+    ) -> list[dict[str, Any]]:
         p = dict(params)
         states = self._state_filter(params, default)
         market = p.get("market")
@@ -272,13 +318,17 @@ class UpbitApi:
                 rows.append(self._json(rec, order))
         if p.get("order_by", "desc") == "desc":
             rows.reverse()
-        return rows[(page - 1) * limit: page * limit]
+        return rows[(page - 1) * limit : page * limit]
 
     async def open_orders(self, request: web.Request) -> web.Response:
-        return web.json_response(await self._listing(await self._private(request), ("wait", "watch")))
+        return web.json_response(
+            await self._listing(await self._private(request), ("wait", "watch"))
+        )
 
     async def closed_orders(self, request: web.Request) -> web.Response:
-        return web.json_response(await self._listing(await self._private(request), ("done", "cancel")))
+        return web.json_response(
+            await self._listing(await self._private(request), ("done", "cancel"))
+        )
 
     async def cancel_open_orders(self, request: web.Request) -> web.Response:
         p = dict(await self._private(request))
@@ -311,7 +361,11 @@ class UpbitApi:
 
 def _rule_error(exc: RuleViolation, side: str) -> ApiError:
     if exc.rule == "price_filter":
-        return upbit_error(400, f"invalid_price_{side}", "주문 가격 단위를 잘못 입력하셨습니다. 확인 후 다시 시도해주세요.")
+        return upbit_error(
+            400,
+            f"invalid_price_{side}",
+            "주문 가격 단위를 잘못 입력하셨습니다. 확인 후 다시 시도해주세요.",
+        )
     if exc.rule == "min_total":
         return upbit_error(400, f"under_min_total_{side}", "최소주문금액 이상으로 주문해주세요")
     return up_validation(str(exc))

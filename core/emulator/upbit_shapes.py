@@ -1,4 +1,5 @@
 """Upbit response bodies (venues.md §6): quotation numbers, exchange decimal strings."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -31,14 +32,21 @@ def orderbook(code: str, book: OrderBook, count: int) -> dict[str, Any]:
         "total_ask_size": round(sum(q for _, q in asks), 8),
         "total_bid_size": round(sum(q for _, q in bids), 8),
         "orderbook_units": [
-            {"ask_price": a[0], "bid_price": b[0], "ask_size": round(a[1], 8), "bid_size": round(b[1], 8)}
+            {
+                "ask_price": a[0],
+                "bid_price": b[0],
+                "ask_size": round(a[1], 8),
+                "bid_size": round(b[1], 8),
+            }
             for a, b in zip(asks, bids, strict=True)
         ],
         "level": 0,
     }
 
 
-def ticker(code: str, book: OrderBook, ohl: Ohl | None, volume_krw: float, now_ms: int) -> dict[str, Any]:
+def ticker(
+    code: str, book: OrderBook, ohl: Ohl | None, volume_krw: float, now_ms: int
+) -> dict[str, Any]:
     last = book.best_bid  # a trade at the bid: on the tick grid, unlike the mid
     o = ohl or Ohl(last, last, last, last, now_ms)
     change = last - o.open
@@ -46,20 +54,30 @@ def ticker(code: str, book: OrderBook, ohl: Ohl | None, volume_krw: float, now_m
     k = t.astimezone(KST)
     return {
         "market": code,
-        "trade_date": t.strftime("%Y%m%d"), "trade_time": t.strftime("%H%M%S"),
-        "trade_date_kst": k.strftime("%Y%m%d"), "trade_time_kst": k.strftime("%H%M%S"),
+        "trade_date": t.strftime("%Y%m%d"),
+        "trade_time": t.strftime("%H%M%S"),
+        "trade_date_kst": k.strftime("%Y%m%d"),
+        "trade_time_kst": k.strftime("%H%M%S"),
         "trade_timestamp": now_ms,
-        "opening_price": o.open, "high_price": max(o.high, last), "low_price": min(o.low, last),
-        "trade_price": last, "prev_closing_price": o.open,
+        "opening_price": o.open,
+        "high_price": max(o.high, last),
+        "low_price": min(o.low, last),
+        "trade_price": last,
+        "prev_closing_price": o.open,
         "change": "RISE" if change > 0 else "FALL" if change < 0 else "EVEN",
-        "change_price": abs(change), "change_rate": abs(change) / o.open if o.open else 0.0,
-        "signed_change_price": change, "signed_change_rate": change / o.open if o.open else 0.0,
+        "change_price": abs(change),
+        "change_rate": abs(change) / o.open if o.open else 0.0,
+        "signed_change_price": change,
+        "signed_change_rate": change / o.open if o.open else 0.0,
         "trade_volume": round(book.bids[0][1] * 0.01, 8),
-        "acc_trade_price": volume_krw / 2, "acc_trade_price_24h": volume_krw,
+        "acc_trade_price": volume_krw / 2,
+        "acc_trade_price_24h": volume_krw,
         "acc_trade_volume": volume_krw / 2 / last if last else 0.0,
         "acc_trade_volume_24h": volume_krw / last if last else 0.0,
-        "highest_52_week_price": max(o.high, last) * 1.5, "highest_52_week_date": "2025-12-01",
-        "lowest_52_week_price": min(o.low, last) * 0.5, "lowest_52_week_date": "2025-04-07",
+        "highest_52_week_price": max(o.high, last) * 1.5,
+        "highest_52_week_date": "2025-12-01",
+        "lowest_52_week_price": min(o.low, last) * 0.5,
+        "lowest_52_week_date": "2025-04-07",
         "timestamp": now_ms,
     }
 
@@ -71,7 +89,11 @@ def state_of(order: Order) -> str:
 
 
 def order_json(
-    rec: OrderRecord, order: Order, fee_rate: float, locked: float, with_trades: bool = False,
+    rec: OrderRecord,
+    order: Order,
+    fee_rate: float,
+    locked: float,
+    with_trades: bool = False,
     state: str | None = None,
 ) -> dict[str, Any]:
     bid = order.side is Side.BUY
