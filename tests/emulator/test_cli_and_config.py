@@ -18,13 +18,16 @@ def test_ccxt_config_points_everything_at_the_emulator() -> None:
     assert b["urls"]["api"]["public"] == b["urls"]["api"]["private"] == url + "/api/v3"
     assert set(b["urls"]["api"]) == set(BINANCE_API_PATHS)
     assert all(v.startswith(url + "/") for v in b["urls"]["api"].values())
+    # Spot only (one exchangeInfo call); open orders listable without a symbol.
     assert b["options"] == {
         "fetchMarkets": {"types": ["spot"]},
         "fetchCurrencies": False,
         "fetchMargins": False,
+        "fetchOpenOrders": {"warnWithoutSymbol": False},
     }
     u = ccxt_config("upbit", url + "/", "k", "s")
     assert u["urls"]["api"] == {"public": url, "private": url}
+    assert u["options"] == {"createMarketBuyOrderRequiresPrice": False}
     with pytest.raises(ValueError):
         ccxt_config("kraken", url, "k", "s")
     assert "ccxt" not in sys.modules["core.emulator.ccxt_config"].__dict__
