@@ -24,7 +24,8 @@ from core.domain.models import (
     Venue,
     pair_symbols,
 )
-from core.gateway import Gateway, GatewayRefusal, OrderIntent, Purpose, SendUnknown
+from core.gateway import Gateway, GatewayRefusal, OrderIntent, Prepared, Purpose, SendUnknown
+from core.journal_writer import WriteBehind
 from core.perf import LatencyStats, ResourceSampler
 from core.ports import ExchangeError, MarketData, OrderRejected, RateLimited
 from core.domain.ledger import Ledger
@@ -43,6 +44,7 @@ class EngineConfig:
     max_concurrent: int
     order_timeout_s: float
     entry_cooldown_s: float
+    exit_reprice_s: float = 1.0
     limit_slack_bps: float = 5.0  # how far past the touched level a marketable limit may go
 
 
@@ -57,8 +59,10 @@ class Engine:
         state: TradingStateBox,
         clock: Clock,
         strategy: Strategy,
+        journal: WriteBehind,
     ) -> None:
         self.cfg = cfg
+        self.journal = journal
         self.market = market
         self.ex = exchanges
         self.gateway = gateway
@@ -101,6 +105,13 @@ class Engine:
     # --- the tick ---------------------------------------------------------------
     async def tick(self, snap: MarketSnapshot) -> None:
         t0 = time.perf_counter()
+        self.journal.tick_started()  # the write-behind waits: ticks own the database
+        try:
+            await self._tick(snap, t0)
+        finally:
+            self.journal.tick_ended()
+
+    async def _tick(self, snap: MarketSnapshot, t0: float) -> None:
         self.last_snapshot = snap
         now = self.clock.time()
         mono = self.clock.monotonic()
@@ -147,10 +158,14 @@ class Engine:
                 except ExchangeError as exc:
                     self._venue_error(exc)  # an outage is counted, not an engine failure
                     continue
+                # Exits are re-priced quickly (cancel, then a fresh order at the new
+                # book); entries simply expire.
+                timeout = (self.cfg.order_timeout_s if wo.purpose is Purpose.ENTRY
+                           else min(self.cfg.exit_reprice_s, self.cfg.order_timeout_s))
                 if (
                     not order.status.done
                     and not wo.cancel_sent
-                    and mono - wo.placed_mono >= self.cfg.order_timeout_s
+                    and mono - wo.placed_mono >= timeout
                 ):
                     wo.cancel_sent = True
                     try:
@@ -173,7 +188,8 @@ class Engine:
         venue = wo.venue
         quote = QUOTE[venue]
         for trade in order.trades[wo.trades_seen:]:
-            await self.store.record_fill(  # type: ignore[attr-defined]
+            self.journal.later(
+                self.store.record_fill,  # type: ignore[attr-defined]
                 venue=str(venue), trade_id=trade.id, client_order_id=trade.client_order_id,
                 run_id=self.cfg.run_id, symbol=trade.symbol, side=str(trade.side),
                 price=trade.price, amount=trade.amount, cost=trade.cost, fee=trade.fee_cost,
@@ -199,8 +215,10 @@ class Engine:
         wo.filled = order.filled
         if order.trades or order.status.done:
             state = {"closed": "FILLED", "open": "OPEN"}.get(str(order.status), "CANCELED")
-            await self.store.update_intent(  # type: ignore[attr-defined]
-                wo.client_order_id, state, filled=order.filled, updated_at=self.clock.time()
+            self.journal.later(
+                self.store.update_intent,  # type: ignore[attr-defined]
+                client_order_id=wo.client_order_id, state=state, filled=order.filled,
+                updated_at=self.clock.time(),
             )
 
     async def _settle(self, slot: Slot, snap: MarketSnapshot, mono: float) -> None:
@@ -209,6 +227,7 @@ class Engine:
         qu, qb = slot.open_qty[Venue.UPBIT], slot.open_qty[Venue.BINANCE]
         if slot.state is SlotState.ENTERING:
             if qu <= step / 2 and qb <= step / 2:
+                await self._save_position(slot, "flat")  # nothing filled: no position
                 slot.reset()
                 return
             if abs(qu - qb) > step / 2:
@@ -217,7 +236,8 @@ class Engine:
                 venue = Venue.UPBIT if qu > qb else Venue.BINANCE
                 excess = abs(qu - qb)
                 side = slot.direction.side_on(venue).opposite
-                if await self._place(slot, venue, side, excess, Purpose.UNWIND, snap, mono):
+                if await self._place(slot, [(venue, side, excess)], Purpose.UNWIND, snap, mono,
+                                     all_or_none=True):
                     return
             slot.state = SlotState.OPEN
             self.entries += 1
@@ -249,7 +269,8 @@ class Engine:
 
     async def _save_position(self, slot: Slot, state: str, pnl: float | None = None) -> None:
         now = self.clock.time()
-        await self.store.upsert_position(  # type: ignore[attr-defined]
+        self.journal.later(
+            self.store.upsert_position,  # type: ignore[attr-defined]
             position_id=slot.position_id, run_id=self.cfg.run_id, base=slot.base,
             direction=str(slot.direction), qty=min(slot.open_qty.values()) if state != "closed" else 0.0,
             state=state, opened_at=slot.opened_at, entry_premium_bps=slot.entry_premium_bps,
@@ -271,7 +292,9 @@ class Engine:
             if slot.state is not SlotState.FLAT or mono - slot.last_exit_mono < self.cfg.entry_cooldown_s:
                 continue
             ub, bb = snap.upbit[base], snap.binance[base]
-            qty = self._entry_qty(base, bb.mid)
+            # Size on the dearer leg in USD (Upbit carries the premium) so both legs
+            # stay inside the per-order cap.
+            qty = self._entry_qty(base, max(bb.best_ask, ub.best_ask / snap.fx.mid))
             if qty <= 0:
                 continue
             decision = self.strategy.entry(sig, ub, bb, qty)
@@ -285,13 +308,13 @@ class Engine:
             slot.break_even_bps = decision.break_even_bps
             slot.opened_at, slot.opened_mono = now, mono
             slot.state = SlotState.ENTERING
+            # Both legs or neither: a refused leg must not leave the other one naked.
+            legs = [(v, decision.direction.side_on(v), qty) for v in VENUES]
+            if not await self._place(slot, legs, Purpose.ENTRY, snap, mono, all_or_none=True):
+                if not slot.working:
+                    slot.reset()
+                    continue
             await self._save_position(slot, "entering")
-            for venue in VENUES:
-                ok = await self._place(
-                    slot, venue, decision.direction.side_on(venue), qty, Purpose.ENTRY, snap, mono
-                )
-                if not ok:
-                    break  # the other leg (if filled) is unwound when the slot settles
             if not slot.working:
                 await self._settle(slot, snap, mono)
             busy += 1
@@ -311,44 +334,60 @@ class Engine:
     ) -> None:
         slot.exit_reason = slot.exit_reason or reason
         slot.state = SlotState.EXITING
-        for venue in VENUES:
-            qty = slot.open_qty[venue]
-            if qty > self._step(slot.base) / 2:
-                side = slot.direction.side_on(venue).opposite
-                await self._place(slot, venue, side, qty, purpose, snap, mono)
+        half_step = self._step(slot.base) / 2
+        legs = [(v, slot.direction.side_on(v).opposite, slot.open_qty[v]) for v in VENUES
+                if slot.open_qty[v] > half_step]
+        await self._place(slot, legs, purpose, snap, mono, all_or_none=False)
         if not slot.working:
             await self._settle(slot, snap, mono)
 
     async def _place(
-        self, slot: Slot, venue: Venue, side: Side, qty: float, purpose: Purpose,
-        snap: MarketSnapshot, mono: float,
+        self, slot: Slot, legs: list[tuple[Venue, Side, float]], purpose: Purpose,
+        snap: MarketSnapshot, mono: float, *, all_or_none: bool,
     ) -> bool:
-        book = (snap.upbit if venue is Venue.UPBIT else snap.binance)[slot.base]
-        price = _marketable_limit(book.asks if side is Side.BUY else book.bids, qty, side,
-                                  self.cfg.limit_slack_bps)
-        to_usd = 1.0 / snap.fx.mid if venue is Venue.UPBIT else 1.0
-        intent = OrderIntent(
-            venue=venue, symbol=pair_symbols(slot.base)[venue], base=slot.base, side=side,
-            amount=qty, price=price, purpose=purpose, position_id=slot.position_id,
-            notional_usd=qty * price * to_usd,
-        )
-        try:
-            order = await self.gateway.submit(intent, snap, self.exposure_usd())
-        except GatewayRefusal as refusal:
-            logger.debug("refused {} {}: {}", venue, slot.base, refusal)
+        """Check every leg, journal the passing ones in one commit, then send them."""
+        exposure = self.exposure_usd()
+        prepared: list[Prepared] = []
+        for venue, side, qty in legs:
+            book = (snap.upbit if venue is Venue.UPBIT else snap.binance)[slot.base]
+            price = _marketable_limit(book.asks if side is Side.BUY else book.bids, qty, side,
+                                      self.cfg.limit_slack_bps)
+            to_usd = 1.0 / snap.fx.mid if venue is Venue.UPBIT else 1.0
+            intent = OrderIntent(
+                venue=venue, symbol=pair_symbols(slot.base)[venue], base=slot.base, side=side,
+                amount=qty, price=price, purpose=purpose, position_id=slot.position_id,
+                notional_usd=qty * price * to_usd,
+            )
+            try:
+                prepared.append(await self.gateway.prepare(intent, snap, exposure))
+            except GatewayRefusal as refusal:
+                logger.debug("refused {} {}: {}", venue, slot.base, refusal)
+                if all_or_none:
+                    return False
+                continue
+            if purpose.adds_risk:
+                exposure += intent.notional_usd
+        if not prepared:
             return False
-        except OrderRejected as exc:
-            self.failed_fills += 1
-            logger.warning("rejected {} {} {}: {}", venue, side, slot.base, exc)
-            return False
-        except SendUnknown as exc:
-            self._venue_error(exc.__cause__ or exc)
-            logger.error("order outcome unknown: {}", exc)
-            return False
-        slot.working[order.id] = WorkingOrder(
-            venue, order.id, order.client_order_id, order.symbol, purpose, mono, order.amount or qty
-        )
-        return True
+        await self.gateway.journal(prepared)
+        placed = False
+        for p in prepared:
+            try:
+                order = await self.gateway.send(p)
+            except OrderRejected as exc:
+                self.failed_fills += 1
+                logger.warning("rejected {} {}: {}", p.intent.venue, p.request.symbol, exc)
+                continue
+            except SendUnknown as exc:
+                self._venue_error(exc.__cause__ or exc)
+                logger.error("order outcome unknown: {}", exc)
+                continue
+            slot.working[order.id] = WorkingOrder(
+                p.intent.venue, order.id, order.client_order_id, order.symbol, purpose, mono,
+                order.amount or p.intent.amount,
+            )
+            placed = True
+        return placed
 
     def _venue_error(self, exc: BaseException) -> None:
         self.exchange_errors += 1
@@ -357,10 +396,10 @@ class Engine:
             self.rate_limit_wait_s = max(self.rate_limit_wait_s, exc.retry_after_s)
 
     # --- figures -------------------------------------------------------------------
-    def _entry_qty(self, base: str, binance_mid: float) -> float:
+    def _entry_qty(self, base: str, price_usd: float) -> float:
         step = self._step(base)
         # A little under the cap so the marketable limit price stays inside it.
-        raw = self.cfg.notional_usd * 0.97 / binance_mid
+        raw = self.cfg.notional_usd * 0.97 / price_usd
         return int(raw / step) * step
 
     def _step(self, base: str) -> float:

@@ -13,7 +13,7 @@ import os
 from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from core.clock import Clock
 from core.domain.models import (
@@ -57,6 +57,8 @@ class Journal(Protocol):
 
     async def update_intent(self, client_order_id: str, state: str, **kwargs: object) -> None: ...
 
+    def transaction(self) -> Any: ...
+
     async def record_event(self, ts: float, run_id: str | None, kind: str, payload: dict) -> None: ...
 
 
@@ -66,6 +68,12 @@ class VenueAccess(Protocol):
     async def create_order(self, request: OrderRequest) -> Order: ...
 
     def rules(self, symbol: str) -> VenueRules: ...
+
+
+@dataclass(slots=True, frozen=True)
+class Prepared:
+    intent: "OrderIntent"
+    request: OrderRequest
 
 
 @dataclass(slots=True, frozen=True)
@@ -95,7 +103,9 @@ class Gateway:
         collar_bps: float,
         stale_book_ms: int,
         max_orders_per_second: float,
+        write_behind: Any = None,
     ) -> None:
+        self._write_behind = write_behind
         self._ex = exchanges
         self._journal = journal
         self._state = state
@@ -154,12 +164,13 @@ class Gateway:
         if len(self._sent) >= self.max_orders_per_second and intent.purpose.adds_risk:
             raise GatewayRefusal("throttle", f"{len(self._sent)} orders in the last second")
 
-    async def submit(self, intent: OrderIntent, snap: MarketSnapshot, exposure_usd: float) -> Order:
-        """Check, journal, send. Raises GatewayRefusal, OrderRejected or SendUnknown."""
+    async def prepare(
+        self, intent: OrderIntent, snap: MarketSnapshot, exposure_usd: float
+    ) -> Prepared:
+        """Run every check and the venue's rounding; raise GatewayRefusal on the first failure."""
         try:
             self.check(intent, snap, exposure_usd)
-            ex = self._ex[intent.venue]
-            amount, price, _ = ex.rules(intent.symbol).prepare(
+            amount, price, _ = self._ex[intent.venue].rules(intent.symbol).prepare(
                 intent.side, OrderType.LIMIT, intent.amount, intent.price, None, intent.price
             )
         except GatewayRefusal as refusal:
@@ -170,47 +181,58 @@ class Gateway:
             await self._refused(intent, refusal)
             raise refusal from None
         cid = self.next_client_id()
-        now = self._clock.time()
-        await self._journal.record_intent(
-            client_order_id=cid,
-            run_id=self.run_id,
-            venue=str(intent.venue),
-            symbol=intent.symbol,
-            side=str(intent.side),
-            type="limit",
-            amount=amount,
-            price=price,
-            cost=None,
-            purpose=str(intent.purpose),
-            position_id=intent.position_id,
-            created_at=now,
-        )
-        self._sent.append(self._clock.monotonic())
         request = OrderRequest(intent.symbol, intent.side, OrderType.LIMIT, amount, cid, price)
+        return Prepared(intent, request)
+
+    async def journal(self, prepared: list[Prepared]) -> None:
+        """Commit the intents, together, before any of them is sent (R-S6)."""
+        now = self._clock.time()
+        async with self._journal.transaction():
+            for p in prepared:
+                r = p.request
+                await self._journal.record_intent(
+                    client_order_id=r.client_order_id, run_id=self.run_id,
+                    venue=str(p.intent.venue), symbol=r.symbol, side=str(r.side), type="limit",
+                    amount=r.amount, price=r.price, cost=None, purpose=str(p.intent.purpose),
+                    position_id=p.intent.position_id, created_at=now,
+                )
+
+    async def send(self, p: Prepared) -> Order:
+        """Send a journaled intent. Raises OrderRejected or SendUnknown."""
+        cid = p.request.client_order_id
+        self._sent.append(self._clock.monotonic())
         try:
-            order = await ex.create_order(request)
+            order = await self._ex[p.intent.venue].create_order(p.request)
         except OrderRejected as exc:
-            await self._journal.update_intent(cid, "REJECTED", reason=str(exc), updated_at=now)
+            await self._record(self._journal.update_intent, client_order_id=cid, state="REJECTED",
+                        reason=str(exc), updated_at=self._clock.time())
             raise
         except (VenueUnavailable, RateLimited, ExchangeError, OSError) as exc:
-            await self._journal.update_intent(cid, "UNKNOWN", reason=str(exc), updated_at=now)
+            # Durable at once: an UNKNOWN must survive a crash to be resolved by id.
+            await self._journal.update_intent(cid, "UNKNOWN", reason=str(exc),
+                                              updated_at=self._clock.time())
             raise SendUnknown(f"{cid}: {exc}") from exc
-        await self._journal.update_intent(
-            cid, "OPEN", exchange_order_id=order.id, updated_at=self._clock.time()
-        )
+        await self._record(self._journal.update_intent, client_order_id=cid, state="OPEN",
+                    exchange_order_id=order.id, updated_at=self._clock.time())
         return order
+
+    async def submit(self, intent: OrderIntent, snap: MarketSnapshot, exposure_usd: float) -> Order:
+        """Check, journal, send one order. Raises GatewayRefusal, OrderRejected or SendUnknown."""
+        prepared = await self.prepare(intent, snap, exposure_usd)
+        await self.journal([prepared])
+        return await self.send(prepared)
+
+    async def _record(self, write: Any, **kwargs: Any) -> None:
+        """Post-send records: write-behind when the engine has one, else at once."""
+        if self._write_behind is not None:
+            self._write_behind.later(write, **kwargs)
+        else:
+            await write(**kwargs)
 
     async def _refused(self, intent: OrderIntent, refusal: GatewayRefusal) -> None:
         self.refusals[refusal.check] = self.refusals.get(refusal.check, 0) + 1
-        await self._journal.record_event(
-            self._clock.time(),
-            self.run_id,
-            "order_refused",
-            {
-                "check": refusal.check,
-                "reason": refusal.reason,
-                "symbol": intent.symbol,
-                "side": str(intent.side),
-                "purpose": str(intent.purpose),
-            },
-        )
+        await self._record(self._journal.record_event, ts=self._clock.time(), run_id=self.run_id,
+                    kind="order_refused", payload={
+                        "check": refusal.check, "reason": refusal.reason,
+                        "symbol": intent.symbol, "side": str(intent.side),
+                        "purpose": str(intent.purpose)})

@@ -95,6 +95,7 @@ class Settings(BaseSettings):
     max_concurrent: int = Field(5, ge=1, le=100)
     order_timeout_s: float = Field(2.0, gt=0)
     entry_cooldown_s: float = Field(2.0, ge=0)
+    exit_reprice_s: float = Field(1.0, gt=0)
 
     # --- engine and gateway (R-S6) ---------------------------------------
     tick_interval_ms: int = Field(100, ge=5, le=10_000)

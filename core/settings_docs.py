@@ -38,6 +38,8 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     "max_concurrent": ("most pairs with a position at once (ALERT above it)", "§3.1 max_concurrent"),
     "order_timeout_s": ("cancel a working order after this many seconds", ""),
     "entry_cooldown_s": ("pause before re-entering the same pair after an exit", ""),
+    "exit_reprice_s": ("an unfilled exit is cancelled and re-sent at the fresh book after "
+                       "this long", ""),
     "tick_interval_ms": ("market/engine tick interval, ms", ""),
     "price_collar_bps": ("refuse orders priced further than this from the fresh book", ""),
     "stale_book_ms": ("refuse orders when the book is older than this", ""),

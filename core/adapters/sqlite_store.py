@@ -17,9 +17,10 @@ Why these choices:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Self
@@ -61,6 +62,32 @@ class SqliteStore:
         self.path = path
         self.last_backup = backup  # backup taken by the migration at open, if any
         self._wlock = asyncio.Lock()
+        self._tx_owner: asyncio.Task[Any] | None = None
+
+    async def checkpoint(self) -> None:
+        """Move the WAL into the database file (PASSIVE: never blocks readers)."""
+        async with self._wlock:
+            await self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Self]:
+        """Group writes into one committed (one fsync) transaction.
+
+        Used to journal both legs' intents with a single commit before either is
+        sent, and by the write-behind journal to batch post-send records.
+        """
+        async with self._wlock:
+            self._tx_owner = asyncio.current_task()
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            else:
+                await self._conn.execute("COMMIT")
+            finally:
+                self._tx_owner = None
 
     @classmethod
     async def open(cls, path: Path, *, now: float | None = None) -> SqliteStore:
@@ -81,6 +108,10 @@ class SqliteStore:
             async with conn.execute("PRAGMA journal_mode=WAL") as cur:
                 await cur.fetchone()
             await conn.execute("PRAGMA synchronous=FULL")
+            # Checkpoints are run by the journal writer between ticks (checkpoint()),
+            # never by whichever commit happens to cross the threshold: that
+            # commit may be an order intent on the engine's critical path.
+            await conn.execute("PRAGMA wal_autocheckpoint=0")
             _, _, bak = await _mig.migrate(conn, path, time.time() if now is None else now)
         except BaseException:
             await conn.close()
@@ -109,7 +140,12 @@ class SqliteStore:
         return await _mig.current_version(self._conn)
 
     async def _write(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Cursor:
-        # Autocommit + synchronous=FULL: committed and fsynced when this returns.
+        # Autocommit + synchronous=FULL: committed and fsynced when this returns,
+        # unless this task holds an open transaction(), which commits them together.
+        if self._tx_owner is not None and self._tx_owner is asyncio.current_task():
+            cur = await self._conn.execute(sql, tuple(params))
+            await cur.close()
+            return cur
         async with self._wlock:
             cur = await self._conn.execute(sql, tuple(params))
             await cur.close()

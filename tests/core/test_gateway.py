@@ -3,6 +3,7 @@
 Real pieces: a SqliteStore journal, a SimMarket stepped on a ManualClock and a
 PaperExchange per venue that refuses any order whose intent was not committed.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,7 +18,15 @@ from core.adapters.paper_exchange import PaperExchange, paper_journal_probe
 from core.adapters.sim_market import SimMarket
 from core.adapters.sqlite_store import SqliteStore
 from core.clock import ManualClock
-from core.domain.models import MarketSnapshot, Order, OrderRequest, OrderStatus, Side, TradingState, Venue
+from core.domain.models import (
+    MarketSnapshot,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    Side,
+    TradingState,
+    Venue,
+)
 from core.gateway import Gateway, GatewayRefusal, OrderIntent, Purpose, SendUnknown
 from core.ports import OrderRejected, VenueUnavailable
 from core.trading_state import TradingStateBox
@@ -46,8 +55,14 @@ class Rig:
         return snap
 
     def intent(
-        self, venue: Venue = Venue.BINANCE, side: Side = Side.BUY, purpose: Purpose = Purpose.ENTRY,
-        *, usd: float = 60.0, price_bps: float = 0.0, notional: float | None = None,
+        self,
+        venue: Venue = Venue.BINANCE,
+        side: Side = Side.BUY,
+        purpose: Purpose = Purpose.ENTRY,
+        *,
+        usd: float = 60.0,
+        price_bps: float = 0.0,
+        notional: float | None = None,
         base: str = "ETH",
     ) -> OrderIntent:
         """A marketable limit for about `usd` of base, `price_bps` off the touch."""
@@ -59,7 +74,14 @@ class Rig:
         qty = usd / (self.snap.binance[base].mid)
         symbol = f"{base}/KRW" if venue is Venue.UPBIT else f"{base}/USDT"
         return OrderIntent(
-            venue, symbol, base, side, qty, price, purpose, "pos-1",
+            venue,
+            symbol,
+            base,
+            side,
+            qty,
+            price,
+            purpose,
+            "pos-1",
             notional if notional is not None else qty * price * to_usd,
         )
 
@@ -87,8 +109,16 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
             e.fund(base, 2_000.0 / snap.binance[base].mid)
     state = TradingStateBox()
     gw = Gateway(
-        ex, store, state, clock, run_id=RUN, max_order_usd=CAP, max_exposure_usd=EXPOSURE,
-        collar_bps=COLLAR, stale_book_ms=STALE_MS, max_orders_per_second=RATE,
+        ex,
+        store,
+        state,
+        clock,
+        run_id=RUN,
+        max_order_usd=CAP,
+        max_exposure_usd=EXPOSURE,
+        collar_bps=COLLAR,
+        stale_book_ms=STALE_MS,
+        max_orders_per_second=RATE,
     )
     try:
         yield Rig(gw, store, state, clock, market, ex)
@@ -114,7 +144,11 @@ async def test_a_passing_order_is_journaled_open_with_the_venue_id(rig: Rig) -> 
     assert row["state"] == "OPEN"
     assert row["exchange_order_id"] == order.id
     assert (row["run_id"], row["venue"], row["symbol"], row["side"], row["purpose"]) == (
-        RUN, "binance", "ETH/USDT", "buy", "entry",
+        RUN,
+        "binance",
+        "ETH/USDT",
+        "buy",
+        "entry",
     )
     assert row["position_id"] == "pos-1"
     # what was journaled is exactly what went on the wire (rounded to venue rules)
@@ -132,8 +166,10 @@ async def test_client_order_ids_are_unique(rig: Rig) -> None:
 
 
 async def test_a_venue_rejection_marks_the_intent_rejected(rig: Rig) -> None:
-    # Binance holds ~$2,000 of ETH; a $100-notional exit selling 10x that is refused by the venue
-    big = dataclasses.replace(rig.intent(side=Side.SELL, purpose=Purpose.EXIT), amount=5_000.0 / rig.snap.binance["ETH"].mid * 10)
+    # Binance holds ~$2,000 of ETH: an exit selling $50,000 of it passes the gateway
+    # (exits are not capped) and is refused by the venue
+    exit_ = rig.intent(side=Side.SELL, purpose=Purpose.EXIT)
+    big = dataclasses.replace(exit_, amount=50_000.0 / rig.snap.binance["ETH"].mid)
     with pytest.raises(OrderRejected, match="insufficient"):
         await rig.gw.submit(big, rig.snap, 0.0)
     rows = await rig.store.intents_in_states(["REJECTED"], RUN)
@@ -158,8 +194,15 @@ class _Down:
 
 async def test_an_unknown_send_outcome_is_journaled_unknown(rig: Rig) -> None:
     gw = Gateway(
-        {Venue.BINANCE: _Down(rig.ex[Venue.BINANCE])}, rig.store, rig.state, rig.clock, run_id=RUN,
-        max_order_usd=CAP, max_exposure_usd=EXPOSURE, collar_bps=COLLAR, stale_book_ms=STALE_MS,
+        {Venue.BINANCE: _Down(rig.ex[Venue.BINANCE])},
+        rig.store,
+        rig.state,
+        rig.clock,
+        run_id=RUN,
+        max_order_usd=CAP,
+        max_exposure_usd=EXPOSURE,
+        collar_bps=COLLAR,
+        stale_book_ms=STALE_MS,
         max_orders_per_second=RATE,
     )
     with pytest.raises(SendUnknown):
@@ -184,7 +227,9 @@ STATE_TABLE = [
 
 
 @pytest.mark.parametrize(("state", "purpose", "allowed"), STATE_TABLE)
-async def test_trading_state_gate(rig: Rig, state: TradingState, purpose: Purpose, allowed: bool) -> None:
+async def test_trading_state_gate(
+    rig: Rig, state: TradingState, purpose: Purpose, allowed: bool
+) -> None:
     rig.state.set(state, "test", rig.clock.time())
     side = Side.BUY if purpose is Purpose.ENTRY else Side.SELL
     intent = rig.intent(side=side, purpose=purpose)
@@ -325,7 +370,9 @@ async def test_refusals_do_not_count_towards_the_throttle(rig: Rig) -> None:
         (Venue.BINANCE, 1e-9, "lot_size"),  # rounds to zero
     ],
 )
-async def test_venue_rule_violation_is_a_refusal(rig: Rig, venue: Venue, usd: float, rule: str) -> None:
+async def test_venue_rule_violation_is_a_refusal(
+    rig: Rig, venue: Venue, usd: float, rule: str
+) -> None:
     refusal = await refused(rig, rig.intent(venue, usd=usd))
     assert refusal.check == "venue_rules"
     assert rule in refusal.reason
@@ -346,7 +393,13 @@ async def test_each_refusal_records_an_order_refused_event(rig: Rig) -> None:
     checks.append((await refused(rig, rig.intent(notional=CAP), EXPOSURE)).check)
     checks.append((await refused(rig, rig.intent(price_bps=100.0))).check)
     checks.append((await refused(rig, rig.intent(usd=1.0))).check)
-    assert checks == ["trading_state", "notional_cap", "exposure_cap", "price_collar", "venue_rules"]
+    assert checks == [
+        "trading_state",
+        "notional_cap",
+        "exposure_cap",
+        "price_collar",
+        "venue_rules",
+    ]
     events = list(reversed(await rig.refused_events()))
     assert [e["check"] for e in events] == checks
     for e in events:

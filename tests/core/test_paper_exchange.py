@@ -3,6 +3,7 @@
 The books are hand-made and published by a tiny market stub, so every fill
 below is checked against numbers worked out by hand from the book.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -76,7 +77,10 @@ class StubMarket:
 
 
 def make(
-    venue: Venue = Venue.BINANCE, *, fee_bps: float | None = None, fund: dict[str, float] | None = None,
+    venue: Venue = Venue.BINANCE,
+    *,
+    fee_bps: float | None = None,
+    fund: dict[str, float] | None = None,
     **kw: object,
 ) -> tuple[PaperExchange, StubMarket]:
     clock = ManualClock()
@@ -85,7 +89,11 @@ def make(
     ex = PaperExchange(venue, market, clock, fee, **kw)  # type: ignore[arg-type]
     snap = market.publish()
     ex.list_markets(["TST"], snap)
-    default = {"USDT": 10_000.0, "TST": 50.0} if venue is Venue.BINANCE else {"KRW": 10_000_000.0, "TST": 50.0}
+    default = (
+        {"USDT": 10_000.0, "TST": 50.0}
+        if venue is Venue.BINANCE
+        else {"KRW": 10_000_000.0, "TST": 50.0}
+    )
     for asset, amount in (fund if fund is not None else default).items():
         ex.fund(asset, amount)
     return ex, market
@@ -95,8 +103,14 @@ _ids = iter(range(1, 10**9))
 
 
 def req(
-    side: Side, amount: float | None, price: float | None = None, *, venue: Venue = Venue.BINANCE,
-    type: OrderType = OrderType.LIMIT, cost: float | None = None, cid: str | None = None,
+    side: Side,
+    amount: float | None,
+    price: float | None = None,
+    *,
+    venue: Venue = Venue.BINANCE,
+    type: OrderType = OrderType.LIMIT,
+    cost: float | None = None,
+    cid: str | None = None,
 ) -> OrderRequest:
     symbol = "TST/USDT" if venue is Venue.BINANCE else "TST/KRW"
     return OrderRequest(symbol, side, type, amount, cid or f"c{next(_ids)}", price, cost)
@@ -278,7 +292,7 @@ async def test_cancel_by_client_order_id_and_unknown_orders() -> None:
 
 
 async def test_injected_cancel_failures_raise_n_times() -> None:
-    ex, market = make(cancel_failures=2)
+    ex, _ = make(cancel_failures=2)
     order = await ex.create_order(req(Side.BUY, 1.0, 90.0))
     for _ in range(2):
         with pytest.raises(VenueUnavailable):
@@ -384,8 +398,17 @@ async def test_paper_journal_probe_reads_committed_intents(tmp_path: Path) -> No
         probe = paper_journal_probe(db)
         assert probe("c-1") is False
         await store.record_intent(
-            client_order_id="c-1", run_id="r", venue="binance", symbol="TST/USDT", side="buy",
-            type="limit", amount=1.0, price=90.0, cost=None, purpose="entry", position_id="p",
+            client_order_id="c-1",
+            run_id="r",
+            venue="binance",
+            symbol="TST/USDT",
+            side="buy",
+            type="limit",
+            amount=1.0,
+            price=90.0,
+            cost=None,
+            purpose="entry",
+            position_id="p",
             created_at=0.0,
         )
         assert probe("c-1") is True

@@ -1,4 +1,5 @@
 """Premium, baseline, slippage, break-even, exits and the ledger (R-M1..R-M5)."""
+
 from __future__ import annotations
 
 import math
@@ -14,7 +15,9 @@ from core.domain.premium import Premiums, RollingBaseline, premiums
 from core.strategy import Signal, Strategy, StrategyParams
 
 
-def book(bids: list[tuple[float, float]], asks: list[tuple[float, float]], symbol: str = "X") -> OrderBook:
+def book(
+    bids: list[tuple[float, float]], asks: list[tuple[float, float]], symbol: str = "X"
+) -> OrderBook:
     return OrderBook(symbol, bids, asks, 0)
 
 
@@ -27,12 +30,39 @@ def top(bid: float, ask: float, symbol: str = "X") -> OrderBook:
 
 PREMIUM_TABLE = [
     # upbit bid, upbit ask (KRW), binance bid, binance ask (USDT), fx, sell_upbit, buy_upbit, mid
-    pytest.param(141_450, 141_726, 99.9, 100.0, 1380.0, 250.0, 280.2802802802803, 265.13256628314156,
-                 id="kimchi-premium"),
-    pytest.param(136_620, 136_896, 99.9, 100.0, 1380.0, -100.0, -70.07007007007007, -85.04252126063031,
-                 id="discount"),
-    pytest.param(140_000, 140_140, 100.0, 100.05, 1400.0, -4.997501249375312, 10.0, 2.4993751562109474,
-                 id="flat-level-spread-only"),
+    pytest.param(
+        141_450,
+        141_726,
+        99.9,
+        100.0,
+        1380.0,
+        250.0,
+        280.2802802802803,
+        265.13256628314156,
+        id="kimchi-premium",
+    ),
+    pytest.param(
+        136_620,
+        136_896,
+        99.9,
+        100.0,
+        1380.0,
+        -100.0,
+        -70.07007007007007,
+        -85.04252126063031,
+        id="discount",
+    ),
+    pytest.param(
+        140_000,
+        140_140,
+        100.0,
+        100.05,
+        1400.0,
+        -4.997501249375312,
+        10.0,
+        2.4993751562109474,
+        id="flat-level-spread-only",
+    ),
 ]
 
 
@@ -66,7 +96,9 @@ def test_premium_uses_the_fx_rate_never_raw_krw() -> None:
         (Direction.BUY_UPBIT, False, "sell_upbit_bps"),
     ],
 )
-def test_executable_premium_per_direction(direction: Direction, entering: bool, expected: str) -> None:
+def test_executable_premium_per_direction(
+    direction: Direction, entering: bool, expected: str
+) -> None:
     p = Premiums(sell_upbit_bps=1.0, buy_upbit_bps=2.0, mid_bps=1.5)
     assert p.executable(direction, entering) == getattr(p, expected)
 
@@ -82,8 +114,14 @@ _price = st.floats(min_value=1e-4, max_value=1e6, allow_nan=False, allow_infinit
 _spread = st.floats(min_value=0.0, max_value=0.05)
 
 
-@given(ub=_price, us=_spread, bb=_price, bs=_spread, fx=st.floats(100.0, 3000.0),
-       k=st.floats(0.01, 100.0))
+@given(
+    ub=_price,
+    us=_spread,
+    bb=_price,
+    bs=_spread,
+    fx=st.floats(100.0, 3000.0),
+    k=st.floats(0.01, 100.0),
+)
 def test_premiums_invariant_to_rescaling_upbit_and_fx(
     ub: float, us: float, bb: float, bs: float, fx: float, k: float
 ) -> None:
@@ -153,7 +191,9 @@ def test_baseline_follows_a_level_shift() -> None:
 
 # --- slippage from depth --------------------------------------------------------
 
-DEPTH = book(bids=[(100.0, 1.0), (99.0, 1.0), (98.0, 2.0)], asks=[(100.0, 1.0), (101.0, 1.0), (102.0, 2.0)])
+DEPTH = book(
+    bids=[(100.0, 1.0), (99.0, 1.0), (98.0, 2.0)], asks=[(100.0, 1.0), (101.0, 1.0), (102.0, 2.0)]
+)
 
 
 @pytest.mark.parametrize(
@@ -209,7 +249,9 @@ def test_break_even_is_fees_plus_twice_slippage_plus_buffer() -> None:
         (100.0, 3.0, False),  # book too thin: infinite slippage, never passes
     ],
 )
-def test_entry_passes_only_when_edge_beats_break_even(baseline: float, qty: float, passes: bool) -> None:
+def test_entry_passes_only_when_edge_beats_break_even(
+    baseline: float, qty: float, passes: bool
+) -> None:
     d = evaluate_entry(Direction.SELL_UPBIT, PREM, baseline, UPBIT, BINANCE, qty, 30.0, 5.0)
     assert d.passes is passes
     assert d.passes is (d.expected_edge_bps > d.break_even_bps)
@@ -226,16 +268,26 @@ def test_buy_upbit_entry_uses_upbit_asks_and_binance_bids() -> None:
     assert d.slippage_bps == pytest.approx(expected_slip)
     assert d.passes
     thin_asks = book(bids=UPBIT.bids, asks=[(10_020.0, 0.5)])
-    assert not evaluate_entry(Direction.BUY_UPBIT, prem, 250.0, thin_asks, BINANCE, 2.0, 30.0, 5.0).passes
+    assert not evaluate_entry(
+        Direction.BUY_UPBIT, prem, 250.0, thin_asks, BINANCE, 2.0, 30.0, 5.0
+    ).passes
     thin_bids = book(bids=[(10_000.0, 0.5)], asks=UPBIT.asks)  # irrelevant for buying Upbit
-    assert evaluate_entry(Direction.BUY_UPBIT, prem, 250.0, thin_bids, BINANCE, 2.0, 30.0, 5.0).passes
+    assert evaluate_entry(
+        Direction.BUY_UPBIT, prem, 250.0, thin_bids, BINANCE, 2.0, 30.0, 5.0
+    ).passes
 
 
 # --- strategy: entries and exits -----------------------------------------------------
 
 PARAMS = StrategyParams(
-    upbit_fee_bps=5.0, binance_fee_bps=10.0, entry_buffer_bps=5.0, baseline_halflife_s=30.0,
-    baseline_warmup_s=3.0, take_profit_bps=10.0, stop_loss_bps=60.0, max_hold_s=45.0,
+    upbit_fee_bps=5.0,
+    binance_fee_bps=10.0,
+    entry_buffer_bps=5.0,
+    baseline_halflife_s=30.0,
+    baseline_warmup_s=3.0,
+    take_profit_bps=10.0,
+    stop_loss_bps=60.0,
+    max_hold_s=45.0,
     reversal_bps=5.0,
 )
 
@@ -246,25 +298,43 @@ def sig(sell: float, buy: float, mid: float, baseline: float) -> Signal:
 
 EXIT_TABLE = [
     # SELL_UPBIT entered at 300: unrealized = 300 - buy_upbit - 30 fees
-    pytest.param(Direction.SELL_UPBIT, sig(250, 260, 255, 250), 1.0, ExitReason.TAKE_PROFIT, id="s-tp"),
+    pytest.param(
+        Direction.SELL_UPBIT, sig(250, 260, 255, 250), 1.0, ExitReason.TAKE_PROFIT, id="s-tp"
+    ),
     pytest.param(Direction.SELL_UPBIT, sig(255, 260.01, 257, 250), 1.0, None, id="s-tp-just-short"),
-    pytest.param(Direction.SELL_UPBIT, sig(380, 390, 385, 250), 1.0, ExitReason.STOP_LOSS, id="s-sl"),
-    pytest.param(Direction.SELL_UPBIT, sig(325, 330, 327, 320), 1.0, ExitReason.STOP_LOSS, id="s-sl-edge"),
-    pytest.param(Direction.SELL_UPBIT, sig(280, 290, 285, 280), 45.0, ExitReason.TIME_LIMIT, id="s-time"),
+    pytest.param(
+        Direction.SELL_UPBIT, sig(380, 390, 385, 250), 1.0, ExitReason.STOP_LOSS, id="s-sl"
+    ),
+    pytest.param(
+        Direction.SELL_UPBIT, sig(325, 330, 327, 320), 1.0, ExitReason.STOP_LOSS, id="s-sl-edge"
+    ),
+    pytest.param(
+        Direction.SELL_UPBIT, sig(280, 290, 285, 280), 45.0, ExitReason.TIME_LIMIT, id="s-time"
+    ),
     pytest.param(Direction.SELL_UPBIT, sig(280, 290, 285, 280), 44.9, None, id="s-hold"),
-    pytest.param(Direction.SELL_UPBIT, sig(280, 290, 275, 280), 1.0, ExitReason.REVERSAL, id="s-rev"),
+    pytest.param(
+        Direction.SELL_UPBIT, sig(280, 290, 275, 280), 1.0, ExitReason.REVERSAL, id="s-rev"
+    ),
     pytest.param(Direction.SELL_UPBIT, sig(280, 290, 285, 280), 1.0, None, id="s-no-rev-wrong-way"),
     # BUY_UPBIT entered at 100: unrealized = sell_upbit - 100 - 30 fees
-    pytest.param(Direction.BUY_UPBIT, sig(140, 150, 145, 200), 1.0, ExitReason.TAKE_PROFIT, id="b-tp"),
+    pytest.param(
+        Direction.BUY_UPBIT, sig(140, 150, 145, 200), 1.0, ExitReason.TAKE_PROFIT, id="b-tp"
+    ),
     pytest.param(Direction.BUY_UPBIT, sig(10, 20, 15, 200), 1.0, ExitReason.STOP_LOSS, id="b-sl"),
-    pytest.param(Direction.BUY_UPBIT, sig(110, 120, 115, 115), 60.0, ExitReason.TIME_LIMIT, id="b-time"),
-    pytest.param(Direction.BUY_UPBIT, sig(110, 120, 120, 115), 1.0, ExitReason.REVERSAL, id="b-rev"),
+    pytest.param(
+        Direction.BUY_UPBIT, sig(110, 120, 115, 115), 60.0, ExitReason.TIME_LIMIT, id="b-time"
+    ),
+    pytest.param(
+        Direction.BUY_UPBIT, sig(110, 120, 120, 115), 1.0, ExitReason.REVERSAL, id="b-rev"
+    ),
     pytest.param(Direction.BUY_UPBIT, sig(110, 120, 110, 115), 1.0, None, id="b-no-rev-wrong-way"),
 ]
 
 
 @pytest.mark.parametrize(("direction", "signal", "held", "expected"), EXIT_TABLE)
-def test_exit_reason(direction: Direction, signal: Signal, held: float, expected: ExitReason | None) -> None:
+def test_exit_reason(
+    direction: Direction, signal: Signal, held: float, expected: ExitReason | None
+) -> None:
     entry = 300.0 if direction is Direction.SELL_UPBIT else 100.0
     assert Strategy(PARAMS).exit_reason(direction, entry, signal, held) is expected
 
