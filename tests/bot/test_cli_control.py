@@ -118,7 +118,7 @@ def test_second_run_on_the_same_data_dir_is_refused(data_dir):
                       data_dir, timeout=30)
         out = res.stdout + res.stderr
         assert res.returncode == 2, out
-        assert f"pid={first.pid}" in res.stderr, res.stderr
+        assert "already" in res.stderr, res.stderr
         assert "Traceback" not in out
         assert not second_kpi.exists()
         assert not (data_dir / "out2").exists() or list((data_dir / "out2").iterdir()) == []
@@ -128,6 +128,26 @@ def test_second_run_on_the_same_data_dir_is_refused(data_dir):
         # the first engine still answers
         assert status_json(data_dir)["engine_running"] is True
         assert stop_and_wait(first, data_dir) == 0, first.output()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG bot/cli_commands.py _run -> _run_in_service (since 5981c8a): a second "
+    "`arbops run` now first sends 'run' over the control channel, so against a foreground "
+    "`arbops run` the refusal is OperatorService.start_run's 'run <id> is already running' "
+    "and no longer names the process holding the data dir (InstanceLock's 'host=.. pid=.. "
+    "since=..' message is never reached); expected: the refusal names the holder pid",
+)
+def test_second_run_refusal_names_the_holder_pid(data_dir):
+    with start_run(data_dir, data_dir / "out" / "kpi.json") as first:
+        try:
+            res = run_cli(["run", "--duration-seconds", "5"], data_dir, timeout=30)
+            assert res.returncode == 2, res.stdout + res.stderr
+            assert f"pid={first.pid}" in res.stderr or f"pid {first.pid}" in res.stderr, \
+                res.stderr
+        finally:
+            run_cli(["stop"], data_dir)
+            first.wait(15)
 
 
 def test_offline_status_kill_refuses_run_until_reset(data_dir):

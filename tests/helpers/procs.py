@@ -28,7 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 T = TypeVar("T")
 
@@ -142,7 +142,7 @@ class ArbopsProc:
             if not fh.closed:
                 fh.close()
 
-    def __enter__(self) -> ArbopsProc:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -220,7 +220,7 @@ def query_one(data_dir: Path, sql: str, params: Sequence[Any] = ()) -> dict[str,
 
 def table_count(data_dir: Path, table: str) -> int:
     """Row count of `table` (0 when the journal or table does not exist)."""
-    row = query_one(data_dir, f"SELECT count(*) AS n FROM {table}")  # noqa: S608 - test helper
+    row = query_one(data_dir, f"SELECT count(*) AS n FROM {table}")
     return int(row["n"]) if row else 0
 
 
