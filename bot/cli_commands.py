@@ -18,6 +18,7 @@ from bot.cli import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, CliError, print_json
 from core.commands import (
     AuditArgs,
     ConfigArgs,
+    ConfirmArgs,
     DemoArgs,
     LogsArgs,
     ReasonArgs,
@@ -175,14 +176,22 @@ async def _offline_kill(settings: Settings, reason: str) -> dict[str, Any]:
 
 
 def cmd_pause(settings: Settings, args: ReasonArgs) -> int:
-    result = _control(settings, "pause", {"reason": args.reason})
+    try:
+        result = _control(settings, "pause", {"reason": args.reason})
+    except EngineNotRunning:
+        raise CliError("no engine is running on this data dir: nothing to pause",
+                       EXIT_FAILED) from None
     print(f"trading state {result['trading_state']}")
     return EXIT_OK
 
 
-def cmd_resume(settings: Settings, args: ReasonArgs) -> int:
-    _confirm("RESUME", "resume entries (back to ACTIVE)", None)
-    result = _control(settings, "resume", {"reason": args.reason})
+def cmd_resume(settings: Settings, args: ConfirmArgs) -> int:
+    _confirm("RESUME", "resume entries (back to ACTIVE)", args.confirm)
+    try:
+        result = _control(settings, "resume", {"reason": args.reason})
+    except EngineNotRunning:
+        raise CliError("no engine is running on this data dir: nothing to resume",
+                       EXIT_FAILED) from None
     print(f"trading state {result['trading_state']}")
     return EXIT_OK
 

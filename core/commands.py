@@ -79,6 +79,10 @@ class ReasonArgs(Args):
     reason: str = Field("manual", max_length=200, description="why (recorded and reported)")
 
 
+class ConfirmArgs(ReasonArgs):
+    confirm: str | None = Field(None, description="the confirmation phrase (for scripts)")
+
+
 class ResetArgs(Args):
     confirm: str | None = Field(None, description="the confirmation phrase (for scripts)")
 
@@ -124,7 +128,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("reset", "leave HALTED after a kill (shows what is still open first)", ResetArgs,
             Role.OPERATOR, adds_risk=True),
     Command("pause", "REDUCING: exits only, no new entries", ReasonArgs, Role.OPERATOR),
-    Command("resume", "back to ACTIVE from REDUCING", ReasonArgs, Role.OPERATOR, adds_risk=True),
+    Command("resume", "back to ACTIVE from REDUCING", ConfirmArgs, Role.OPERATOR,
+            adds_risk=True),
     Command("audit", "recent audit rows", AuditArgs),
     Command("logs", "errors, exceptions and failures from the logs (runbook 5.3)", LogsArgs,
             telegram=False),

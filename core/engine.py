@@ -7,6 +7,7 @@ sleeps inside a tick; pacing comes from the market data task.
 """
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -222,19 +223,26 @@ class Engine:
             )
 
     async def _settle(self, slot: Slot, snap: MarketSnapshot, mono: float) -> None:
-        """All of the slot's orders are done: decide what the slot now is."""
-        step = self._step(slot.base)
+        """All of the slot's orders are done: decide what the slot now is.
+
+        A leg remainder the venue will not accept (under its step or minimum
+        order) is dust: it stays in the inventory and the ledger, and does not
+        keep a position open forever.
+        """
         qu, qb = slot.open_qty[Venue.UPBIT], slot.open_qty[Venue.BINANCE]
+        tu = self._tradable(slot.base, Venue.UPBIT, qu, snap)
+        tb = self._tradable(slot.base, Venue.BINANCE, qb, snap)
         if slot.state is SlotState.ENTERING:
-            if qu <= step / 2 and qb <= step / 2:
-                await self._save_position(slot, "flat")  # nothing filled: no position
+            if tu == 0.0 and tb == 0.0:
+                # Nothing (or only dust) filled: no position.
+                await self._save_position(slot, "flat", pnl=self._slot_pnl(slot, snap.fx.mid))
                 slot.reset()
                 return
-            if abs(qu - qb) > step / 2:
+            venue = Venue.UPBIT if qu > qb else Venue.BINANCE
+            excess = self._tradable(slot.base, venue, abs(qu - qb), snap)
+            if excess > 0.0:
                 # Leg risk: one venue filled more. Unwind the excess there so the
                 # position is two equal legs again (R-M4).
-                venue = Venue.UPBIT if qu > qb else Venue.BINANCE
-                excess = abs(qu - qb)
                 side = slot.direction.side_on(venue).opposite
                 if await self._place(slot, [(venue, side, excess)], Purpose.UNWIND, snap, mono,
                                      all_or_none=True):
@@ -246,14 +254,30 @@ class Engine:
                 self.first_entry_mono = mono
             await self._save_position(slot, "open")
         elif slot.state is SlotState.EXITING:
-            if qu <= step / 2 and qb <= step / 2:
+            if tu == 0.0 and tb == 0.0:
                 await self._close_round_trip(slot, mono, snap.fx.mid)
             else:
                 slot.state = SlotState.OPEN  # partly exited: try again next tick
 
-    async def _close_round_trip(self, slot: Slot, mono: float, fx: float) -> None:
+    def _tradable(self, base: str, venue: Venue, qty: float, snap: MarketSnapshot) -> float:
+        """qty on the venue's step (tolerating float dust), or 0 below its minimum order."""
+        market = self.ex[venue].market(pair_symbols(base)[venue])  # type: ignore[attr-defined]
+        step = market.amount_step
+        q = math.floor(qty / step + 1e-6) * step if step > 0 else qty
+        books = snap.upbit if venue is Venue.UPBIT else snap.binance
+        book = books.get(base)
+        if q <= 0.0 or q < market.min_amount or book is None:
+            return 0.0
+        if q * book.mid < market.min_cost * 1.01:
+            return 0.0
+        return q
+
+    def _slot_pnl(self, slot: Slot, fx: float) -> float:
         mark = self._marks.get(slot.base, 0.0)
-        pnl = slot.usdt_flow + slot.krw_flow / fx + slot.base_flow * mark
+        return slot.usdt_flow + slot.krw_flow / fx + slot.base_flow * mark
+
+    async def _close_round_trip(self, slot: Slot, mono: float, fx: float) -> None:
+        pnl = self._slot_pnl(slot, fx)
         reason = slot.exit_reason or ExitReason.SHUTDOWN
         self.round_trips += 1
         self.exits += 1
@@ -334,10 +358,13 @@ class Engine:
     ) -> None:
         slot.exit_reason = slot.exit_reason or reason
         slot.state = SlotState.EXITING
-        half_step = self._step(slot.base) / 2
-        legs = [(v, slot.direction.side_on(v).opposite, slot.open_qty[v]) for v in VENUES
-                if slot.open_qty[v] > half_step]
-        await self._place(slot, legs, purpose, snap, mono, all_or_none=False)
+        legs = []
+        for v in VENUES:
+            qty = self._tradable(slot.base, v, slot.open_qty[v], snap)
+            if qty > 0.0:
+                legs.append((v, slot.direction.side_on(v).opposite, qty))
+        if legs:
+            await self._place(slot, legs, purpose, snap, mono, all_or_none=False)
         if not slot.working:
             await self._settle(slot, snap, mono)
 

@@ -93,17 +93,24 @@ def write_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 def check_writable(path: Path) -> str | None:
-    """Why a KPI file cannot be written there, or None. Nothing is left behind."""
-    parent = path.parent if str(path.parent) else Path(".")
+    """Why a KPI file cannot be written there, or None. Nothing is left behind.
+
+    A real probe file is created and removed, because permission bits lie
+    (root passes os.access everywhere; /proc refuses new files to everyone).
+    """
     if path.exists() and path.is_dir():
         return f"{path} is a directory"
-    probe_dir = parent
+    probe_dir = path.parent if str(path.parent) else Path(".")
     while not probe_dir.exists():
         probe_dir = probe_dir.parent
     if not probe_dir.is_dir():
         return f"{probe_dir} is not a directory"
-    if not os.access(probe_dir, os.W_OK | os.X_OK):
-        return f"{probe_dir} is not writable"
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".arbops-probe-", dir=probe_dir)
+    except OSError as exc:
+        return f"cannot create files in {probe_dir}: {exc.strerror or exc}"
+    os.close(fd)
+    os.unlink(tmp)
     if path.exists() and not os.access(path, os.W_OK):
         return f"{path} is not writable"
     return None

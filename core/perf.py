@@ -46,6 +46,9 @@ class LatencyStats:
         }
 
 
+MIN_CPU_INTERVAL_S = 0.25
+
+
 @dataclass(slots=True)
 class ResourceSample:
     cpu_percent: float
@@ -72,21 +75,29 @@ class ResourceSampler:
         cpu_now = t.user + t.system
         wall = time.perf_counter()
         dt = wall - self._last_wall
-        cpu = 100.0 * (cpu_now - self._last_cpu) / dt if dt > 0 else 0.0
+        rss = self.rss_now()
+        self.rss.append(rss)
+        if dt < MIN_CPU_INTERVAL_S:
+            # CPU times tick in 10 ms steps: over a shorter interval the ratio is
+            # noise (hundreds of percent), so only memory is sampled.
+            s = ResourceSample(self.last.cpu_percent, rss)
+            self.last = s
+            return s
+        cpu = 100.0 * (cpu_now - self._last_cpu) / dt
         self._last_cpu, self._last_wall = cpu_now, wall
-        s = ResourceSample(cpu, self.rss_now())
+        s = ResourceSample(cpu, rss)
         self.cpu.append(s.cpu_percent)
-        self.rss.append(s.rss_mb)
         self.last = s
         return s
 
     def summary(self) -> dict[str, dict[str, float]]:
-        if not self.cpu:
+        if not self.rss:
             self.sample()
+        cpu = self.cpu or array("d", [self.last.cpu_percent])
         return {
             "cpu_percent": {
-                "avg": round(sum(self.cpu) / len(self.cpu), 3),
-                "max": round(max(self.cpu), 3),
+                "avg": round(sum(cpu) / len(cpu), 3),
+                "max": round(max(cpu), 3),
             },
             "memory_mb": {
                 "avg": round(sum(self.rss) / len(self.rss), 3),

@@ -105,7 +105,8 @@ class OperatorService:
             raise ServiceError(f"trading is HALTED ({self.state.reason}); "
                                "inspect, then `arbops reset`")
         if self.current is not None:
-            raise ServiceError(f"run {self.current.run_id} is already running")
+            raise ServiceError(f"run {self.current.run_id} is already running in pid "
+                               f"{os.getpid()} on this data dir")
         market, exchanges = self._venues_factory(spec)
         run = PhaseRun(spec, self.settings, self.store, self.state, self.clock, market,
                        exchanges, on_progress, self.notifier)
@@ -161,7 +162,8 @@ class OperatorService:
             raise ServiceError(f"trading is HALTED ({self.state.reason}); "
                                "inspect, then `arbops reset`")
         if self.current is not None:
-            raise ServiceError(f"run {self.current.run_id} is already running")
+            raise ServiceError(f"run {self.current.run_id} is already running in pid "
+                               f"{os.getpid()} on this data dir")
         task = asyncio.create_task(self._run_logged(spec), name="phase-run")
         self._run_task = task
         for _ in range(500):  # the run registers itself before its first await

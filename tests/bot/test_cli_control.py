@@ -130,14 +130,6 @@ def test_second_run_on_the_same_data_dir_is_refused(data_dir):
         assert stop_and_wait(first, data_dir) == 0, first.output()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG bot/cli_commands.py _run -> _run_in_service (since 5981c8a): a second "
-    "`arbops run` now first sends 'run' over the control channel, so against a foreground "
-    "`arbops run` the refusal is OperatorService.start_run's 'run <id> is already running' "
-    "and no longer names the process holding the data dir (InstanceLock's 'host=.. pid=.. "
-    "since=..' message is never reached); expected: the refusal names the holder pid",
-)
 def test_second_run_refusal_names_the_holder_pid(data_dir):
     with start_run(data_dir, data_dir / "out" / "kpi.json") as first:
         try:
@@ -209,14 +201,6 @@ def test_pause_shows_reducing_and_resume_without_confirmation_is_refused(data_di
         assert data is not None and data["final"] is True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG bot/cli_commands.py cmd_resume/_confirm: the refusal tells the operator to "
-    "'pass --confirm RESUME', but `resume` takes ReasonArgs (core/commands.py), which has "
-    "no --confirm, so `arbops resume --confirm RESUME` dies in argparse with exit 2 "
-    "'unrecognized arguments' and a paused engine cannot be resumed from a script "
-    "(expected: accepted like `reset --confirm RESET`, state back to ACTIVE)",
-)
 def test_resume_with_the_confirmation_flag_from_a_script(data_dir):
     kpi = data_dir / "out" / "kpi.json"
     with start_run(data_dir, kpi) as proc:
@@ -230,13 +214,6 @@ def test_resume_with_the_confirmation_flag_from_a_script(data_dir):
             proc.wait(15)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG bot/cli_commands.py cmd_pause (~line 188): with no engine running, "
-    "_control() raises EngineNotRunning, which is not a CliError, so bot/cli.py main() "
-    "lets it escape: Python traceback and exit 1 (expected: a one-line message like "
-    "`arbops stop` gives, 'no engine is running on this data dir', and no traceback)",
-)
 def test_pause_with_no_engine_fails_cleanly(data_dir):
     res = run_cli(["pause"], data_dir)
     out = res.stdout + res.stderr

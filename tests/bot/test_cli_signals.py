@@ -141,14 +141,6 @@ def test_sigterm_with_open_position_and_partial_fill_closes_gracefully(data_dir)
         data = read_json(kpi)
         assert data is not None and data["final"] is True, proc.output()
 
-        dust = _dust_legs(data)
-        if code == 1 and "close_timeout" in (data["summary"]["stop_reason"] or "") and dust:
-            pytest.xfail(
-                "BUG core/engine.py (start_exit/_settle): a leg residue below the venue "
-                "minimum can never be exited, so the graceful close times out (exit 1, "
-                f"HALTED) instead of exit 0; dust legs: {dust} (deterministic repro: "
-                "test_duration_end_closes_every_position_with_partial_fills)"
-            )
         assert code == 0, (f"exit {code} after {elapsed:.1f} s; stop_reason "
                            f"{data['summary']['stop_reason']!r}; still open "
                            f"{data['trading']['open_positions']}\n{proc.output()}")
@@ -275,21 +267,6 @@ def _fast_run(data_dir: Path, kpi: Path, seconds: int, env: dict[str, str]) -> i
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG core/engine.py start_exit/_settle (+ _absorb float arithmetic): with partial "
-    "fills a leg keeps a residue the venue will not take, either float dust just under "
-    "the step (BCH binance 0.0009999999999999766 < stepSize 0.001 -> floored to 0.0 -> "
-    "gateway refusal 'venue_rules: lot_size' every tick) or a real remainder under the "
-    "venue minimum (ETC upbit 0.0178 < 5000 KRW; the entry's unwind of that excess is "
-    "refused too, and _settle then marks the lopsided slot OPEN); the slot never "
-    "leaves OPEN, so the close at the "
-    "end of the run times out ('duration_elapsed; close_timeout'), the run exits 1 and "
-    "core/phase_run.py persists HALTED. Expected: dust below the venue minimum is treated "
-    "as flat (or snapped to the step) and the run closes every position. Repro: "
-    "ARBOPS_SIM_FAST=1 ARBOPS_PAPER_FILL_RATIO=0.3 ARBOPS_ORDER_TIMEOUT_S=2 "
-    "ARBOPS_SIM_JUMP_RATE_PER_MIN=6 arbops run --phase 1 --duration-seconds 30 --seed 7",
-)
 def test_duration_end_closes_every_position_with_partial_fills(data_dir):
     kpi = data_dir / "out" / "kpi.json"
     _fast_run(data_dir, kpi, 30, TRADING_ENV)
