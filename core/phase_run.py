@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -78,6 +79,7 @@ class PhaseRun:
         self.notifier = notifier
         self.kill_steps: list[dict[str, Any]] = []
         self.kill_trigger: str | None = None
+        self.kill_started = 0.0
         self.kill_metrics: dict[str, Any] = {}
         self.settings = settings
         self.store = store
@@ -123,11 +125,14 @@ class PhaseRun:
         """The kill procedure (R-K1). Idempotent: a second kill only returns False."""
         if self.killed:
             return False
+        self.kill_started = time.perf_counter()
+        # HALTED first, before any other work: the gateway refuses from this instant.
+        self.state.set(TradingState.HALTED, f"kill: {reason}", self.clock.time())
         self.killed = True
         self.kill_trigger = reason
-        self.kill_metrics = metrics or self._metrics()
-        self._halt(f"kill: {reason}")  # the gateway refuses from this instant
+        self._halt(f"kill: {reason}")  # engine entries off, flag persisted
         self.step("halt", True, f"HALTED: {reason}")
+        self.kill_metrics = metrics or self._metrics()
         self.stop_reason = f"kill: {reason}"
         if not self.closing:
             self.closing = True
@@ -140,7 +145,8 @@ class PhaseRun:
 
     def step(self, name: str, ok: bool, detail: str) -> None:
         at = datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]
-        self.kill_steps.append({"step": name, "ok": ok, "detail": detail, "at": at})
+        self.kill_steps.append({"step": name, "ok": ok, "detail": detail, "at": at,
+                                "t": time.perf_counter()})
         (logger.info if ok else logger.error)("kill step {}: {} ({})", name,
                                               "ok" if ok else "FAILED", detail)
 

@@ -5,6 +5,7 @@ it is set, before anything is awaited (design.md, kill flow).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from core.domain.models import TradingState
@@ -15,6 +16,7 @@ class TradingStateBox:
     state: TradingState = TradingState.ACTIVE
     reason: str = ""
     changed_at: float = 0.0
+    changed_perf: float = 0.0  # perf_counter at the change: kill-latency measurement
     history: list[tuple[float, TradingState, str]] = field(default_factory=list)
 
     def set(self, state: TradingState, reason: str, now: float) -> bool:
@@ -24,6 +26,7 @@ class TradingStateBox:
         if state is self.state:
             return False
         self.state, self.reason, self.changed_at = state, reason, now
+        self.changed_perf = time.perf_counter()
         self.history.append((now, state, reason))
         return True
 
