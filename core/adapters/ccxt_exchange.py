@@ -50,6 +50,7 @@ class CcxtExchange:
         self._rules: dict[str, VenueRules] = {}
         self._fills: dict[str, list[Trade]] = {}
         self._seen: dict[str, tuple[float, float, float]] = {}  # id -> (filled, cost, fee)
+        self._budgets: dict[str, float] = {}  # market buys sized by cost
         self.orders_sent = 0
 
     # --- markets ----------------------------------------------------------------
@@ -96,6 +97,13 @@ class CcxtExchange:
     # --- orders -------------------------------------------------------------------
     async def create_order(self, request: OrderRequest) -> Order:
         r = request
+        rules = self._rules.get(r.symbol)
+        if rules is not None:
+            # ccxt does not apply Upbit's KRW ticks and rounds Binance prices to
+            # the nearest tick; we round passively (never more aggressive).
+            amount = rules.round_amount(r.amount) if r.amount is not None else None
+            price = rules.round_price(r.price, r.side) if r.price is not None else None
+            r = OrderRequest(r.symbol, r.side, r.type, amount, r.client_order_id, price, r.cost)
         params: dict[str, Any] = {}
         key = "identifier" if self.venue is Venue.UPBIT else "newClientOrderId"
         params[key] = r.client_order_id
@@ -109,6 +117,8 @@ class CcxtExchange:
         except Exception as exc:  # noqa: BLE001 - classified below
             raise self._classify(exc, sending=True) from exc
         self.orders_sent += 1
+        if r.cost is not None:
+            self._budgets[str(raw["id"])] = r.cost
         return self._order(raw, r.client_order_id)
 
     async def fetch_order(self, order_id: str | None, symbol: str,
@@ -122,28 +132,71 @@ class CcxtExchange:
 
     async def cancel_order(self, order_id: str | None, symbol: str,
                            client_order_id: str | None = None) -> Order:
-        if order_id is None and client_order_id is not None and self.venue is Venue.UPBIT:
-            raw = await self._call(self.ccxt.private_delete_order, {"identifier": client_order_id})
-            parsed = self.ccxt.parse_order(raw)
-        else:
-            params = {"clientOrderId": client_order_id} if order_id is None else {}
-            parsed = await self._call(self.ccxt.cancel_order, order_id, symbol, params)
+        try:
+            if order_id is None and client_order_id is not None and self.venue is Venue.UPBIT:
+                raw = await self._call(self.ccxt.private_delete_order,
+                                       {"identifier": client_order_id})
+                parsed = self.ccxt.parse_order(raw)
+            else:
+                params = {"clientOrderId": client_order_id} if order_id is None else {}
+                parsed = await self._call(self.ccxt.cancel_order, order_id, symbol, params)
+        except (OrderNotFound, ExchangeError) as exc:
+            # A cancel that races a fill: Binance says -2011, Upbit done_order /
+            # canceled_order. If the order exists and is done, that is the answer.
+            if not isinstance(exc, OrderNotFound) and not any(
+                    n in str(exc) for n in ("done_order", "canceled_order")):
+                raise
+            order = await self.fetch_order(order_id, symbol, client_order_id)
+            if order.status.done:
+                return order
+            raise
         # A cancel reply can lag (Upbit often says `wait`): read the order back.
-        return await self.fetch_order(parsed.get("id") or order_id, symbol, client_order_id)
+        try:
+            return await self.fetch_order(parsed.get("id") or order_id, symbol, client_order_id)
+        except (RateLimited, VenueUnavailable):
+            return self._order(parsed, client_order_id)
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
         raw = await self._call(self.ccxt.fetch_open_orders, symbol)
         return [self._order(o, o.get("clientOrderId")) for o in raw]
 
     async def cancel_all_orders(self, symbol: str | None = None) -> list[Order]:
-        """Cancel one by one from the venue's own open-order list (both venues)."""
+        """Cancel everything with the venues' batch DELETEs, which need no prior
+        read, so a kill still works while reads are rate limited."""
+        if self.venue is Venue.UPBIT:
+            out: list[Order] = []
+            params: dict[str, Any] = {"cancel_side": "all", "count": 300}
+            if symbol is not None:
+                params["pairs"] = self.ccxt.market_id(symbol)
+            while True:
+                raw = await self._call(self.ccxt.private_delete_orders_open, params)
+                done = (raw.get("success") or {}).get("orders") or []
+                for o in done:
+                    out.append(self._cancelled(str(o.get("uuid")), o.get("identifier")))
+                if len(done) < 300:
+                    return out
+        symbols = [symbol] if symbol is not None else await self._symbols_with_open_orders()
         out = []
-        for order in await self.fetch_open_orders(symbol):
+        for sym in symbols:
             try:
-                out.append(await self.cancel_order(order.id, order.symbol))
+                raw_list = await self._call(self.ccxt.cancel_all_orders, sym)
             except OrderNotFound:
-                continue  # filled or cancelled meanwhile
+                continue  # -2011: nothing open on that symbol
+            for o in raw_list:
+                out.append(self._order(o, o.get("clientOrderId")))
         return out
+
+    async def _symbols_with_open_orders(self) -> list[str]:
+        try:
+            return sorted({o.symbol for o in await self.fetch_open_orders()})
+        except (RateLimited, VenueUnavailable):
+            # Reads are failing: cancel on every market rather than skip any.
+            return sorted(s for s in self._markets if s.endswith("/USDT"))
+
+    def _cancelled(self, order_id: str, client_order_id: str | None) -> Order:
+        return Order(id=order_id, client_order_id=client_order_id or "", symbol="", side=Side.BUY,
+                     type=OrderType.LIMIT, price=None, amount=None, filled=0.0, cost=0.0,
+                     status=OrderStatus.CANCELED, timestamp_ms=int(time.time() * 1000))
 
     async def close(self) -> None:
         await self.ccxt.close()
@@ -152,7 +205,15 @@ class CcxtExchange:
     def _order(self, o: dict[str, Any], client_order_id: str | None) -> Order:
         oid = str(o["id"])
         filled = float(o.get("filled") or 0.0)
-        cost = float(o.get("cost") or 0.0)
+        info = o.get("info") or {}
+        # ccxt reports an Upbit `ord_type=price` order's budget as its cost.
+        cost = float(o.get("cost") or 0.0) if filled > 0 else 0.0
+        if self.venue is Venue.UPBIT and info.get("ord_type") == "price":
+            cost = float(info.get("executed_funds") or cost)
+            if info.get("price") is not None:
+                self._budgets.setdefault(oid, float(info["price"]))
+        elif info.get("origQuoteOrderQty") not in (None, "0", "0.00000000"):
+            self._budgets.setdefault(oid, float(info["origQuoteOrderQty"]))
         fee_info = o.get("fee") or {}
         fee = fee_info.get("cost")
         fee_total = float(fee) if fee is not None else cost * self._fee
@@ -176,7 +237,7 @@ class CcxtExchange:
             amount=float(o["amount"]) if o.get("amount") is not None else None,
             filled=filled, cost=cost, status=STATUS.get(str(o.get("status")), OrderStatus.OPEN),
             timestamp_ms=int(o.get("timestamp") or 0), fee_cost=fee_total,
-            fee_currency=self.quote, trades=list(trades),
+            fee_currency=self.quote, cost_budget=self._budgets.get(oid), trades=list(trades),
         )
 
     # --- errors -------------------------------------------------------------------
