@@ -61,7 +61,7 @@ def cli_kill(runs: int) -> list[float]:
                                  stderr=subprocess.DEVNULL)
         try:
             for _ in range(100):
-                if subprocess.run([ARBOPS, "status", "--json"], env=env, capture_output=True,
+                if subprocess.run([ARBOPS, "status", "--json"], env=env, capture_output=True, check=False,
                                   text=True).stdout.count('"engine_running": true'):
                     break
                 time.sleep(0.1)
@@ -72,17 +72,17 @@ def cli_kill(runs: int) -> list[float]:
                              {"actor": "bench", "duration_seconds": 120})
                 time.sleep(1.0)
                 t0 = time.perf_counter()
-                out = subprocess.run([ARBOPS, "kill", "--reason", "bench"], env=env,
+                out = subprocess.run([ARBOPS, "kill", "--reason", "bench"], env=env, check=False,
                                      capture_output=True, text=True)
                 times.append((time.perf_counter() - t0) * 1000)
                 assert "HALTED" in out.stdout, out
                 for _ in range(100):
-                    st = json.loads(subprocess.run([ARBOPS, "status", "--json"], env=env,
+                    st = json.loads(subprocess.run([ARBOPS, "status", "--json"], env=env, check=False,
                                                    capture_output=True, text=True).stdout)
                     if st["run"] is None:
                         break
                     time.sleep(0.1)
-                subprocess.run([ARBOPS, "reset", "--confirm", "RESET"], env=env,
+                subprocess.run([ARBOPS, "reset", "--confirm", "RESET"], env=env, check=False,
                                capture_output=True)
         finally:
             serve.terminate()

@@ -8,10 +8,8 @@ light (no aiogram, no ccxt; design.md). Exit codes: 0 success, 1 failed,
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
-from pathlib import Path
 from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError

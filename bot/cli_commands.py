@@ -66,10 +66,10 @@ def cmd_status(settings: Settings, args: StatusArgs) -> int:
 
 async def _offline_status(settings: Settings) -> dict[str, Any]:
     """Status from the journal when no engine process answers."""
+    import psutil
+
     from core.adapters.sqlite_store import SqliteStore
     from core.phase_run import HALT_FLAG
-
-    import psutil
 
     db = settings.data_dir / "arbops.sqlite3"
     flag, last = None, None
@@ -345,11 +345,12 @@ def cmd_serve(settings: Settings, args: Any) -> int:
 
 
 async def _serve(settings: Settings) -> int:
+    from loguru import logger
+
     from bot.app import build_service, start_watchdog
     from core.control_channel import ControlServer
     from core.instance_lock import InstanceLock, InstanceLocked
     from core.logging_setup import setup_logging
-    from loguru import logger
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(settings.data_dir, settings.log_level, settings.secret_values())

@@ -53,7 +53,7 @@ class RunArgs(Args):
         return v
 
     @model_validator(mode="after")
-    def _one_duration(self) -> "RunArgs":
+    def _one_duration(self) -> RunArgs:
         if self.duration_minutes is not None and self.duration_seconds is not None:
             raise ValueError("give --duration-minutes or --duration-seconds, not both")
         return self

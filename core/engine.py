@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from loguru import logger
 
 from core.clock import Clock
+from core.domain.ledger import Ledger
 from core.domain.models import (
     QUOTE,
     Direction,
@@ -29,7 +30,6 @@ from core.gateway import Gateway, GatewayRefusal, OrderIntent, Prepared, Purpose
 from core.journal_writer import WriteBehind
 from core.perf import LatencyStats, ResourceSampler
 from core.ports import ExchangeError, MarketData, OrderRejected, RateLimited
-from core.domain.ledger import Ledger
 from core.slots import Slot, SlotState, WorkingOrder
 from core.strategy import Signal, Strategy
 from core.trading_state import TradingStateBox
@@ -334,10 +334,10 @@ class Engine:
             slot.state = SlotState.ENTERING
             # Both legs or neither: a refused leg must not leave the other one naked.
             legs = [(v, decision.direction.side_on(v), qty) for v in VENUES]
-            if not await self._place(slot, legs, Purpose.ENTRY, snap, mono, all_or_none=True):
-                if not slot.working:
-                    slot.reset()
-                    continue
+            placed = await self._place(slot, legs, Purpose.ENTRY, snap, mono, all_or_none=True)
+            if not placed and not slot.working:
+                slot.reset()
+                continue
             await self._save_position(slot, "entering")
             if not slot.working:
                 await self._settle(slot, snap, mono)

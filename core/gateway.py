@@ -72,7 +72,7 @@ class VenueAccess(Protocol):
 
 @dataclass(slots=True, frozen=True)
 class Prepared:
-    intent: "OrderIntent"
+    intent: OrderIntent
     request: OrderRequest
 
 

@@ -22,7 +22,7 @@ def percentile(sorted_values: list[float] | array, q: float) -> float:
 
 
 class LatencyStats:
-    __slots__ = ("samples", "total", "last_ms")
+    __slots__ = ("last_ms", "samples", "total")
 
     def __init__(self) -> None:
         self.samples = array("d")

@@ -72,7 +72,7 @@ class PhaseRun:
         clock: Clock,
         market: Any,
         exchanges: dict[Venue, Any],
-        on_progress: Callable[["PhaseRun"], None] | None = None,
+        on_progress: Callable[[PhaseRun], None] | None = None,
         notifier: Any = None,
     ) -> None:
         self.spec = spec

@@ -178,7 +178,7 @@ class OperatorService:
     async def _run_logged(self, spec: RunSpec) -> None:
         try:
             await self.run_phase(spec)
-        except Exception:  # noqa: BLE001 - a background run must not vanish silently
+        except Exception:
             logger.exception("background run failed")
             raise
 

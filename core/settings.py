@@ -156,7 +156,7 @@ class Settings(BaseSettings):
 
         try:
             ZoneInfo(value)
-        except Exception as exc:  # noqa: BLE001 - any failure means unknown
+        except Exception as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 

@@ -38,8 +38,8 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     "max_concurrent": ("most pairs with a position at once (ALERT above it)", "§3.1 max_concurrent"),
     "order_timeout_s": ("cancel a working order after this many seconds", ""),
     "entry_cooldown_s": ("pause before re-entering the same pair after an exit", ""),
-    "exit_reprice_s": ("an unfilled exit is cancelled and re-sent at the fresh book after "
-                       "this long", ""),
+    "exit_reprice_s": (
+        "an unfilled exit is cancelled and re-sent at the fresh book after this long", ""),
     "tick_interval_ms": ("market/engine tick interval, ms", ""),
     "price_collar_bps": ("refuse orders priced further than this from the fresh book", ""),
     "stale_book_ms": ("refuse orders when the book is older than this", ""),
@@ -72,8 +72,9 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     "guard_rate_limit_wait_alert_s": ("ALERT when a venue asks to wait this long", "§3.1 < 1 s"),
     "watchdog_interval_s": ("how often the watchdog samples", ""),
     "alert_cooldown_s": ("an alert repeats at most this often (per guard and severity)", ""),
-    "memory_headroom_warn": ("warn when the start-up RSS leaves less headroom than this "
-                             "share below a memory threshold", "20 %"),
+    "memory_headroom_warn": (
+        "warn when the start-up RSS leaves less headroom than this share below a memory "
+        "threshold", "20 %"),
     "sim_seed": ("sim market seed (deterministic)", ""),
     "sim_symbols": ("symbols in the sim market (up to 200)", ""),
     "sim_mean_reversion": ("premium mean reversion per second (0 = none, no edge)", ""),

@@ -11,7 +11,7 @@ class Sustained:
     than the window never counts.
     """
 
-    __slots__ = ("window_s", "since")
+    __slots__ = ("since", "window_s")
 
     def __init__(self, window_s: float) -> None:
         self.window_s = window_s
@@ -30,7 +30,7 @@ class Sustained:
 class CounterWindow:
     """How much a cumulative counter rose over the last `window_s`."""
 
-    __slots__ = ("window_s", "_points")
+    __slots__ = ("_points", "window_s")
 
     def __init__(self, window_s: float) -> None:
         self.window_s = window_s
@@ -48,7 +48,7 @@ class CounterWindow:
 class RollingMax:
     """Peak of a series over the last `window_s` (monotonic deque)."""
 
-    __slots__ = ("window_s", "_q")
+    __slots__ = ("_q", "window_s")
 
     def __init__(self, window_s: float) -> None:
         self.window_s = window_s

@@ -13,8 +13,8 @@ from pydantic import SecretStr
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.settings import Settings, env_name  # noqa: E402
-from core.settings_docs import FIELD_DOCS  # noqa: E402
+from core.settings import Settings, env_name
+from core.settings_docs import FIELD_DOCS
 
 
 def _type(field: object) -> str:

@@ -31,7 +31,7 @@ def test_docs_and_env_example_are_current() -> None:
 
 def test_same_names_in_all_three() -> None:
     names = {env_name(f) for f in Settings.model_fields}
-    env_names = set(re.findall(r"^#?([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    env_names = set(re.findall(r"^#?([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
     doc_names = set(re.findall(r"^\| `([A-Z0-9_]+)`", (ROOT / "docs/configuration.md").read_text(),
-                               re.M))
+                               re.MULTILINE))
     assert names == env_names == doc_names

@@ -114,7 +114,7 @@ class CcxtExchange:
                 price = r.price if r.type is OrderType.LIMIT else None  # venues.md pitfall
                 raw = await self.ccxt.create_order(r.symbol, str(r.type), str(r.side), r.amount,
                                                    price, params)
-        except Exception as exc:  # noqa: BLE001 - classified below
+        except Exception as exc:
             raise self._classify(exc, sending=True) from exc
         self.orders_sent += 1
         if r.cost is not None:
@@ -244,7 +244,7 @@ class CcxtExchange:
     async def _call(self, fn: Any, *args: Any) -> Any:
         try:
             return await fn(*args)
-        except Exception as exc:  # noqa: BLE001 - classified below
+        except Exception as exc:
             raise self._classify(exc, sending=False) from exc
 
     def _classify(self, exc: Exception, sending: bool) -> ExchangeError:

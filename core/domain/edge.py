@@ -31,7 +31,7 @@ def vwap_slippage_bps(book: OrderBook, side: Side, qty: float) -> float:
     left = qty
     notional = 0.0
     for price, size in levels:
-        take = size if size < left else left
+        take = min(left, size)
         notional += take * price
         left -= take
         if left <= 0.0:

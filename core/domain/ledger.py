@@ -13,7 +13,7 @@ from core.domain.models import Side, Venue
 
 
 class Ledger:
-    __slots__ = ("delta", "fees_usd", "peak", "max_drawdown")
+    __slots__ = ("delta", "fees_usd", "max_drawdown", "peak")
 
     def __init__(self) -> None:
         self.delta: dict[tuple[Venue, str], float] = defaultdict(float)
@@ -46,11 +46,9 @@ class Ledger:
 
     def observe(self, pnl: float) -> None:
         """Track max drawdown of the marked-to-market PnL curve."""
-        if pnl > self.peak:
-            self.peak = pnl
+        self.peak = max(self.peak, pnl)
         dd = self.peak - pnl
-        if dd > self.max_drawdown:
-            self.max_drawdown = dd
+        self.max_drawdown = max(self.max_drawdown, dd)
 
     def inventory_change(self) -> dict[str, dict[str, float]]:
         out: dict[str, dict[str, float]] = {}

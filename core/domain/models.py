@@ -24,7 +24,7 @@ class Side(StrEnum):
     SELL = "sell"
 
     @property
-    def opposite(self) -> "Side":
+    def opposite(self) -> Side:
         return Side.SELL if self is Side.BUY else Side.BUY
 
 

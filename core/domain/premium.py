@@ -42,7 +42,7 @@ class RollingBaseline:
     independent of the tick rate.
     """
 
-    __slots__ = ("halflife_s", "value", "_last_t", "samples_s")
+    __slots__ = ("_last_t", "halflife_s", "samples_s", "value")
 
     def __init__(self, halflife_s: float) -> None:
         self.halflife_s = halflife_s
