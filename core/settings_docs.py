@@ -73,8 +73,8 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     "watchdog_interval_s": ("how often the watchdog samples", ""),
     "alert_cooldown_s": ("an alert repeats at most this often (per guard and severity)", ""),
     "memory_headroom_warn": (
-        "warn when the start-up RSS leaves less headroom than this share below a memory "
-        "threshold", "20 %"),
+        "warn when start-up RSS leaves less than this share of headroom below a threshold",
+        "20 %"),
     "sim_seed": ("sim market seed (deterministic)", ""),
     "sim_symbols": ("symbols in the sim market (up to 200)", ""),
     "sim_mean_reversion": ("premium mean reversion per second (0 = none, no edge)", ""),
