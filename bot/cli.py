@@ -105,16 +105,33 @@ def main(argv: list[str] | None = None) -> int:
             settings = load_settings()
         except SettingsError as exc:
             raise CliError(str(exc)) from None
-        from bot import cli_commands
-
-        handler = getattr(cli_commands, f"cmd_{cmd.name}")
-        code: int = handler(settings, args)
+        code: int = find_handler(cmd.name)(settings, args)
         return code
     except CliError as exc:
         print(f"arbops {ns.command}: {exc}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
         return EXIT_FAILED
+
+
+# Handler modules, imported only when their command runs (keeps `status` light).
+HANDLER_MODULES = ("bot.cli_commands", "bot.cli_safety", "bot.cli_monitoring", "bot.cli_venues")
+
+
+def find_handler(name: str) -> Any:
+    import importlib
+
+    for module_name in HANDLER_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        handler = getattr(module, f"cmd_{name}", None)
+        if handler is not None:
+            return handler
+    raise CliError(f"`arbops {name}` has no handler", EXIT_FAILED)
 
 
 def print_json(data: Any) -> None:

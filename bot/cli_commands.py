@@ -341,63 +341,9 @@ def _on_signal(service: Any, sig: signal.Signals) -> None:
 
 
 def cmd_serve(settings: Settings, args: Any) -> int:
-    return asyncio.run(_serve(settings))
+    from bot.serve import serve
 
-
-async def _serve(settings: Settings) -> int:
-    from loguru import logger
-
-    from bot.app import build_service, start_watchdog
-    from core.control_channel import ControlServer
-    from core.instance_lock import InstanceLock, InstanceLocked
-    from core.logging_setup import setup_logging
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    setup_logging(settings.data_dir, settings.log_level, settings.secret_values())
-    lock = InstanceLock(settings.data_dir)
-    try:
-        lock.acquire()
-    except InstanceLocked as exc:
-        raise CliError(str(exc)) from None
-    service = await build_service(settings)
-    server = ControlServer(socket_path_for(settings.data_dir), service.control)
-    watchdog = start_watchdog(service)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    interrupted: list[str] = []  # run ids a signal stopped
-
-    def on_signal(sig: signal.Signals) -> None:
-        # First signal: a running phase closes gracefully, then the service exits;
-        # a second signal is an emergency halt of that phase (R-K1).
-        run_task = service._run_task
-        if service.current is not None:
-            interrupted.append(service.current.run_id)
-            service.current.request_stop(f"signal {sig.name}")
-        if run_task is not None and not run_task.done():
-            run_task.add_done_callback(lambda _t: stop.set())
-        else:
-            stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
-    try:
-        await server.start()
-        if settings.telegram_bot_token is None:
-            logger.info("no TELEGRAM_BOT_TOKEN: running headless (CLI and control channel only)")
-        logger.info("arbops serve ready (pid {}), state {}", os.getpid(), service.state.state)
-        await stop.wait()
-        logger.info("arbops serve stopping")
-        last = service.last_outcome
-        # The runbook's stop semantics for the phase a signal interrupted: 0 after a
-        # graceful close, 1 after an emergency halt.
-        if last is not None and last.run_id in interrupted:
-            return last.exit_code
-        return EXIT_OK
-    finally:
-        watchdog.stop()
-        await server.stop()
-        await service.store.close()
-        lock.release()
+    return asyncio.run(serve(settings))
 
 
 __all__ = ["EXIT_REFUSED", "Path"]
