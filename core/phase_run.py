@@ -130,18 +130,23 @@ class PhaseRun:
         self.state.set(TradingState.HALTED, f"kill: {reason}", self.clock.time())
         self.killed = True
         self.kill_trigger = reason
-        self._halt(f"kill: {reason}")  # engine entries off, flag persisted
+        if self.engine is not None:
+            self.engine.accept_entries = False
         self.step("halt", True, f"HALTED: {reason}")
         self.kill_metrics = metrics or self._metrics()
         self.stop_reason = f"kill: {reason}"
         if not self.closing:
             self.closing = True
             self._close_deadline = self.clock.monotonic() + self.spec.close_timeout_s
-        if self.engine is not None:
-            self.engine.accept_entries = False
-        self._spawn(self._cancel_everything())
+        self._spawn(self._kill_sequence(f"kill: {reason}"))
         self._spawn(self._checkpoint(final=False))
         return True
+
+    async def _kill_sequence(self, reason: str) -> None:
+        """Persist the flag, then cancel everything (R-K1's order); flattening
+        and verification follow in the run loop."""
+        await self._persist_halt(reason)
+        await self._cancel_everything()
 
     def step(self, name: str, ok: bool, detail: str) -> None:
         at = datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]
@@ -190,8 +195,9 @@ class PhaseRun:
                     if mono >= self._close_deadline:
                         logger.error("close timed out with positions open")
                         self.stop_reason = f"{self.stop_reason}; close_timeout"
-                        self._halt("close timed out")
-                        await self._cancel_everything()
+                        if not self.killed:  # a kill keeps its own reason and its cancel loop
+                            self._halt("close timed out")
+                            await self._cancel_everything()
                         break
                 snap = await self._next_snapshot()
         finally:
@@ -294,6 +300,9 @@ class PhaseRun:
         close deadline; a failure is reported, never skipped (R-K1)."""
         delay = 0.05
         attempts = 0
+        # Real time, not the injected clock: a manual clock stops when the loop
+        # does, and the retries must still end.
+        give_up = time.monotonic() + self.spec.close_timeout_s + 2.0
         while True:
             attempts += 1
             failed = []
@@ -308,7 +317,7 @@ class PhaseRun:
                               f"(attempt {attempts})")
                 return True
             logger.warning("cancel-all attempt {} failed: {}", attempts, "; ".join(failed))
-            if self.clock.monotonic() >= self._close_deadline + 2.0 or attempts >= 200:
+            if time.monotonic() >= give_up or attempts >= 200:
                 if self.killed:
                     self.step("cancel_all", False, f"still failing after {attempts} attempts: "
                               + "; ".join(failed))
@@ -370,13 +379,16 @@ class PhaseRun:
         data = self.kpi(final=True, exit_code=exit_code, gate=gate)
         data["trading"]["still_open_on_venues"] = still_open
         if self.killed:
+            # Written provisionally first (final: false) so the incident can cite
+            # it; the file says final only once every kill step is in it.
             data["kill"] = {"trigger": self.kill_trigger, "steps": self.kill_steps}
-        write_atomic(self.kpi_path, data)
-        await self.store.save_kpi(self.run_id, True, self.clock.time(), _dumps(data))
-        if self.killed:
+            data["final"] = False
+            write_atomic(self.kpi_path, data)
             self.step("final_kpi", True, str(self.kpi_path))
             data["kill"]["incident"] = str(await self._incident(still_open))
-            write_atomic(self.kpi_path, data)
+            data["final"] = True
+        write_atomic(self.kpi_path, data)
+        await self.store.save_kpi(self.run_id, True, self.clock.time(), _dumps(data))
         status = "killed" if self.killed else "stopped" if self.emergency else (
             "completed" if exit_code == 0 else "failed")
         await self.store.finish_run(

@@ -338,9 +338,11 @@ class PaperExchange:
 
 
 def _floor_step(qty: float, step: float) -> float:
+    # The tolerance absorbs float error (9.99999e-9 of a 1e-8 step is one step),
+    # so a remainder never gets stuck a hair under the step.
     if step <= 0:
         return qty
-    return int(qty / step + 1e-9) * step
+    return int(qty / step + 1e-6) * step
 
 
 def _copy(order: Order) -> Order:
