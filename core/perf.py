@@ -77,9 +77,10 @@ class ResourceSampler:
         dt = wall - self._last_wall
         rss = self.rss_now()
         self.rss.append(rss)
-        if dt < MIN_CPU_INTERVAL_S:
+        if dt < MIN_CPU_INTERVAL_S and (self.cpu or dt < 0.05):
             # CPU times tick in 10 ms steps: over a shorter interval the ratio is
-            # noise (hundreds of percent), so only memory is sampled.
+            # noise (hundreds of percent), so only memory is sampled - unless this
+            # would leave a short run with no CPU figure at all.
             s = ResourceSample(self.last.cpu_percent, rss)
             self.last = s
             return s
