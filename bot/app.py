@@ -31,9 +31,50 @@ def paper_venues(settings: Settings, clock: Clock, spec: RunSpec) -> tuple[Any, 
         jump_bps=settings.sim_jump_bps,
         fx_krw=settings.sim_fx_krw,
     )
+    return market, _paper_on(settings, clock, market)
+
+
+def real_venues(settings: Settings) -> dict[Venue, Any]:
+    """ccxt venues from the settings (keys, API bases); nothing is sent yet."""
+    from core.adapters.ccxt_exchange import CcxtExchange
+
+    def secret(value: Any) -> str | None:
+        return value.get_secret_value() if value is not None else None
+
+    return {
+        Venue.UPBIT: CcxtExchange(Venue.UPBIT, settings.upbit_api_base,
+                                  secret(settings.upbit_access_key),
+                                  secret(settings.upbit_secret_key), settings.upbit_fee_bps),
+        Venue.BINANCE: CcxtExchange(Venue.BINANCE, settings.binance_api_base,
+                                    secret(settings.binance_api_key),
+                                    secret(settings.binance_api_secret),
+                                    settings.binance_fee_bps),
+    }
+
+
+def venues_for(settings: Settings, clock: Clock, spec: RunSpec) -> tuple[Any, dict[Venue, Any]]:
+    """Market data and venues for a run: sim + paper; real data + paper; or live."""
+    if spec.data_source == "sim":
+        if spec.mode == "live":
+            raise ValueError("live never runs on the simulated market")
+        return paper_venues(settings, clock, spec)
+    if spec.data_source == "real":
+        from core.adapters.ccxt_market_data import CcxtMarketData
+
+        feed_venues = real_venues(settings)
+        market = CcxtMarketData(feed_venues, clock, settings.real_poll_interval_s)
+        if spec.mode == "live":
+            return market, feed_venues  # the service closes them after the run
+        for ex in feed_venues.values():
+            ex.owned_by_market = True
+        return market, _paper_on(settings, clock, market)
+    raise ValueError(f"data source {spec.data_source!r} is not available")
+
+
+def _paper_on(settings: Settings, clock: Clock, market: Any) -> dict[Venue, Any]:
     probe = paper_journal_probe(settings.data_dir / DB_NAME)
     fees = {Venue.UPBIT: settings.upbit_fee_bps, Venue.BINANCE: settings.binance_fee_bps}
-    exchanges = {
+    return {
         v: PaperExchange(
             v, market, clock, fees[v], latency_ms=settings.paper_latency_ms,
             fill_ratio=settings.paper_fill_ratio, cancel_failures=settings.paper_cancel_failures,
@@ -41,7 +82,6 @@ def paper_venues(settings: Settings, clock: Clock, spec: RunSpec) -> tuple[Any, 
         )
         for v in (Venue.UPBIT, Venue.BINANCE)
     }
-    return market, exchanges
 
 
 async def build_service(settings: Settings, *, fast: bool = False) -> OperatorService:
@@ -51,9 +91,10 @@ async def build_service(settings: Settings, *, fast: bool = False) -> OperatorSe
     store = await SqliteStore.open(settings.data_dir / DB_NAME)
 
     def factory(spec: RunSpec) -> tuple[Any, dict[Venue, Any]]:
-        return paper_venues(settings, clock, spec)
+        return venues_for(settings, clock, spec)
 
     service = OperatorService(settings, store, clock, factory, fast=fast)
+    service.real_venues = lambda: real_venues(settings)
     await service.load_persistent_state()
     return service
 

@@ -1,17 +1,178 @@
-"""Starts the Telegram surface inside `arbops serve` (issue #6 fills this in)."""
+"""Starts the Telegram surface inside `arbops serve` (issue #6; R-U1, R-O3, R-O5).
+
+`start_telegram(service, settings)` returns None without a token (headless) or
+a running `TelegramApp` with `async stop()`. This module is the one place the
+Telegram routers and middleware are wired (`build_dispatcher`). aiogram is
+imported lazily: `arbops status` and `arbops kill` must not load it.
+
+Long polling only; a webhook mode is not built (see docs in the report of #6).
+"""
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
 from core.settings import Settings
 
+if TYPE_CHECKING:
+    from bot.telegram.context import TelegramDeps
 
-async def start_telegram(service: Any, settings: Settings) -> Any:
+
+def build_dispatcher(deps: TelegramDeps) -> Any:
+    """Routers (one per command group) and middleware, wired once, in this order."""
+    from aiogram import Dispatcher
+
+    from bot.telegram.middleware import (
+        AllowlistMiddleware,
+        AuditMiddleware,
+        CommandGate,
+        TimingMiddleware,
+    )
+    from bot.telegram.routers import buttons, control, fallback, info, live, reports, runs, venues
+
+    dp = Dispatcher(deps=deps)
+    for observer in (dp.message, dp.callback_query):
+        observer.outer_middleware(AuditMiddleware())  # first: every attempt leaves a row
+        observer.outer_middleware(AllowlistMiddleware())  # strangers stop here, silently
+        observer.middleware(TimingMiddleware())
+    dp.message.middleware(CommandGate())  # role, availability, staleness, confirmation
+    for module in (info, control, runs, live, venues, reports, buttons, fallback):
+        dp.include_router(module.make_router())  # fallback last
+    return dp
+
+
+class TelegramApp:
+    def __init__(self, bot: Any, dp: Any, deps: TelegramDeps, inner_notifier: Any,
+                 polling_timeout: int) -> None:
+        self.bot = bot
+        self.dp = dp
+        self.deps = deps
+        self.inner_notifier = inner_notifier
+        self.polling_timeout = polling_timeout
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def notifier(self) -> Any:
+        return self.deps.notifier
+
+    async def start(self) -> None:
+        from aiogram.types import BotCommand
+
+        from bot.telegram.table import menu
+
+        try:  # a webhook left behind would make getUpdates fail with 409
+            await self.bot.delete_webhook(drop_pending_updates=False, request_timeout=10)
+            await self.bot.set_my_commands(
+                [BotCommand(command=c, description=d) for c, d in menu()], request_timeout=10)
+        except Exception as exc:  # noqa: BLE001 - polling retries on its own
+            logger.warning("telegram start-up call failed ({}: {}); polling will retry",
+                           type(exc).__name__, exc)
+        self._task = asyncio.create_task(self._poll_forever(), name="telegram-polling")
+
+    async def _poll_forever(self) -> None:
+        delay = 1.0
+        while not self._stopping:
+            try:
+                await self.dp.start_polling(
+                    self.bot, handle_signals=False, close_bot_session=False,
+                    polling_timeout=self.polling_timeout,
+                    allowed_updates=["message", "callback_query"])
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - e.g. getMe failed at start-up
+                logger.warning("telegram polling stopped ({}: {}); restarting in {:.0f} s",
+                               type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+
+    async def stop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        try:
+            await asyncio.wait_for(self.dp.stop_polling(), 5)
+        except (RuntimeError, TimeoutError):
+            pass  # not polling right now (start-up backoff)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        inflight = [t for t in self.deps.inflight if not t.done()]
+        if inflight:  # replies in flight (maybe waiting out a 429) get a moment
+            _done, pending = await asyncio.wait(inflight, timeout=2.0)
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self.deps.live is not None:
+            await self.deps.live.stop()
+        await self.notifier.stop(drain_s=3.0)
+        if self.deps.service.notifier is self.notifier:
+            self.deps.service.notifier = self.inner_notifier
+        await self.bot.session.close()
+        logger.info("telegram surface stopped")
+
+
+async def start_telegram(
+    service: Any, settings: Settings, *,
+    now: Callable[[], float] = time.time,
+    confirm_ttl_s: float = 60.0,
+    confirm_clock: Callable[[], float] = time.monotonic,
+    stale_after_s: float = 60.0,
+    polling_timeout: int = 25,
+    request_timeout_s: float = 20.0,
+    notifier_interval_s: float = 1.0,
+    live_interval_s: float = 5.0,
+    retry_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> TelegramApp | None:
     """Return a handle with `async stop()`, or None when Telegram is not configured."""
     if settings.telegram_bot_token is None:
         logger.info("no TELEGRAM_BOT_TOKEN: running headless (CLI and control channel only)")
         return None
-    logger.warning("TELEGRAM_BOT_TOKEN is set but the Telegram surface is not built yet")
-    return None
+    from aiogram import Bot
+    from aiogram.client.session.aiohttp import AiohttpSession
+    from aiogram.client.telegram import TelegramAPIServer
+    from aiogram.utils.token import TokenValidationError
+
+    from bot.telegram.auth import parse_allowed_users
+    from bot.telegram.confirm import PendingStore
+    from bot.telegram.context import TelegramDeps
+    from bot.telegram.live_status import LiveStatus
+    from bot.telegram.notifier import TelegramNotifier
+    from bot.telegram.sender import RetryPolicy, Sender
+
+    users = parse_allowed_users(settings.telegram_allowed_users)
+    if not users:
+        logger.warning("TELEGRAM_ALLOWED_USERS is empty: nobody can command the bot "
+                       "(alerts are still sent)")
+    if settings.telegram_chat_id is None:
+        logger.warning("TELEGRAM_CHAT_ID is not set: alerts go to the log only")
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
+    try:
+        bot = Bot(token=settings.telegram_bot_token.get_secret_value(), session=session)
+    except TokenValidationError:
+        await session.close()
+        logger.error("TELEGRAM_BOT_TOKEN is malformed: the Telegram surface is off")
+        return None
+    inner = service.notifier
+    notifier = TelegramNotifier(bot, settings.telegram_chat_id, inner=inner,
+                                min_interval_s=notifier_interval_s,
+                                request_timeout_s=request_timeout_s, sleep=retry_sleep)
+    notifier.start()
+    service.notifier = notifier  # the engine, guards and kill now reach Telegram too
+    sender = Sender(bot, RetryPolicy(request_timeout_s=request_timeout_s, sleep=retry_sleep))
+    deps = TelegramDeps(
+        service=service, settings=settings, users=users,
+        pending=PendingStore(confirm_ttl_s, confirm_clock), sender=sender, notifier=notifier,
+        live=LiveStatus(service, sender, live_interval_s), now=now,
+        stale_after_s=stale_after_s, secrets=tuple(settings.secret_values()),
+    )
+    app = TelegramApp(bot, build_dispatcher(deps), deps, inner, polling_timeout)
+    await app.start()
+    logger.info("telegram surface started: {} allowed user(s), API {}", len(users),
+                settings.telegram_api_base)
+    return app

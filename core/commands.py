@@ -75,6 +75,10 @@ class StatusArgs(Args):
     json_output: bool = Field(False, alias="json", description="print one JSON object")
 
 
+class JsonArgs(Args):
+    json_output: bool = Field(False, alias="json", description="print one JSON object")
+
+
 class ReasonArgs(Args):
     reason: str = Field("manual", max_length=200, description="why (recorded and reported)")
 
@@ -142,8 +146,9 @@ COMMANDS: tuple[Command, ...] = (
             available=False, pending_issue="LIVE safety (#5)"),
     Command("disarm", "drop the ARM", NoArgs, Role.OPERATOR, available=False,
             pending_issue="LIVE safety (#5)"),
-    Command("balance", "both venues' balances", available=False, pending_issue="venues (#4)"),
-    Command("reconcile", "journal vs venues", available=False, pending_issue="venues (#4)"),
+    Command("balance", "both venues' balances (runbook 5.2)", JsonArgs),
+    Command("reconcile", "journal vs venues: open orders, positions, balance drift", JsonArgs,
+            Role.OPERATOR),
     Command("record", "record market snapshots for replay", available=False,
             pending_issue="venues (#4)", telegram=False),
     Command("drill", "rehearse the LIVE runbook on loopback", available=False,

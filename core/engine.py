@@ -148,6 +148,11 @@ class Engine:
             self._last_resource_sample = t0
             self.resources.sample()
 
+    def beat(self) -> None:
+        """Heartbeat without a tick: the loop is alive but has no new books."""
+        self.heartbeat_mono = self.clock.monotonic()
+        self.heartbeat_real = time.monotonic()
+
     # --- orders and fills ---------------------------------------------------------
     async def _poll_working(self, snap: MarketSnapshot, mono: float) -> None:
         for slot in self.slots.values():

@@ -102,6 +102,9 @@ class PhaseRun:
         self._bg: set[asyncio.Task[Any]] = set()
         self._market_task: asyncio.Task[None] | None = None
         self._seq = -1
+        self._outage = False
+        self._outage_reducing = False
+        self._outage_escalated = False
 
     # --- public control -------------------------------------------------------
     def request_stop(self, reason: str) -> str:
@@ -177,7 +180,11 @@ class PhaseRun:
         snap = first
         try:
             while True:
-                await engine.tick(snap)
+                if snap is not None:
+                    await engine.tick(snap)
+                else:
+                    engine.beat()  # no new books (a venue is down): alive, not trading
+                await self._watch_venues()
                 mono = self.clock.monotonic()
                 if mono - self._last_checkpoint >= self.settings.kpi_checkpoint_interval_s:
                     self._last_checkpoint = mono
@@ -189,7 +196,8 @@ class PhaseRun:
                 if not self.closing and mono >= deadline:
                     self.request_stop("duration_elapsed")
                 if self.closing:
-                    await self._close_step(snap, mono)
+                    if snap is not None:
+                        await self._close_step(snap, mono)
                     if not engine.busy:
                         break
                     if mono >= self._close_deadline:
@@ -206,6 +214,13 @@ class PhaseRun:
         return await self._finish()
 
     async def _prepare(self) -> Any:
+        if hasattr(self.market, "prepare"):
+            await self.market.prepare()  # real data: tickers and books for ranking
+        real = [ex for ex in self.ex.values() if not hasattr(ex, "fund")]
+        for ex in real:
+            await ex.load_markets()  # a real venue: its own markets and rules
+        if real:
+            await self._recover()
         stats = self.market.symbol_stats()
         self.universe = select_universe(stats, self.spec.top_n, fx_krw=self.settings.sim_fx_krw)
         if not self.universe:
@@ -215,9 +230,10 @@ class PhaseRun:
             first = self.market.step()
         else:
             self._market_task = asyncio.create_task(self.market.run(), name="market")
-            first = await self.market.wait_next(-1)
+            first = await asyncio.wait_for(self.market.wait_next(-1), 30.0)
         self._seq = first.seq
         self._fund(first)
+        await self._record_start_balances()
         s = self.settings
         self.journal = WriteBehind(self.store)
         gateway = Gateway(
@@ -251,6 +267,28 @@ class PhaseRun:
                     self.spec.phase, self.spec.top_n, self.spec.duration_s)
         return first
 
+    async def _recover(self) -> None:
+        """Resolve what an earlier process left open before trading (crash safety)."""
+        from core.recovery import recover_live
+
+        report = await recover_live(self.store, self.ex, self.clock.time())
+        await self.store.record_event(self.clock.time(), self.run_id, "recovery",
+                                      report.as_dict())
+        if not report.complete:
+            self._halt("recovery incomplete: run `arbops reconcile`")
+            raise RuntimeError(f"recovery incomplete, trading HALTED: {report.unresolved}")
+
+    async def _record_start_balances(self) -> None:
+        """Balances at the start, for reconciliation against the journal's fills."""
+        balances = {}
+        for venue, ex in self.ex.items():
+            try:
+                balances[str(venue)] = {a: b.total for a, b in (await ex.fetch_balance()).items()}
+            except ExchangeError as exc:
+                balances[str(venue)] = {"error": str(exc)}
+        await self.store.record_event(self.clock.time(), self.run_id, "balances_at_start",
+                                      balances)
+
     def _fund(self, snap: Any) -> None:
         """Pre-funded inventory on both venues (R-M4): quote plus every base."""
         s = self.settings
@@ -264,7 +302,7 @@ class PhaseRun:
             for base in self.universe:
                 ex.fund(base, per_base_usd / snap.binance[base].mid)
 
-    async def _next_snapshot(self) -> Any:
+    async def _next_snapshot(self) -> Any | None:
         if self.spec.fast:
             # The gap between ticks is where the write-behind journal commits in
             # real time; with no gap, let it finish here, outside the measured tick.
@@ -274,9 +312,48 @@ class PhaseRun:
             snap = self.market.step()
             await asyncio.sleep(0)  # let the control channel and signal tasks run
         else:
-            snap = await self.market.wait_next(self._seq)
+            # Bounded wait: with a venue down no snapshot may come, and the loop
+            # must keep its heartbeat and its deadlines.
+            wait_s = max(2.0, 3.0 * getattr(self.market, "interval_s", 0.1))
+            try:
+                snap = await asyncio.wait_for(self.market.wait_next(self._seq), wait_s)
+            except TimeoutError:
+                return None
         self._seq = snap.seq
         return snap
+
+    async def _watch_venues(self) -> None:
+        """Venue outage (runbook §9): REDUCING at once, escalate after a while, and
+        back to ACTIVE only when the venue answers again (fresh books follow)."""
+        down = getattr(self.market, "down", None)
+        if down is None:
+            return
+        if down and not self._outage:
+            self._outage = True
+            self._outage_escalated = False
+            why = ", ".join(f"{v}: {e}" for v, e in down.items())
+            if self.state.set(TradingState.REDUCING, f"venue outage ({why})", self.clock.time()):
+                self._outage_reducing = True
+            if self.notifier is not None:
+                await self.notifier.notify("ALERT", "venue outage", f"REDUCING: {why}")
+        elif down and not self._outage_escalated:
+            since = min(self.market.down_since.values(), default=time.monotonic())
+            engine = self.engine
+            if (time.monotonic() - since >= self.settings.outage_escalate_s and engine is not None
+                    and engine.open_positions()):
+                self._outage_escalated = True
+                if self.notifier is not None:
+                    await self.notifier.notify(
+                        "CRITICAL", "venue outage",
+                        f"still down after {self.settings.outage_escalate_s:.0f} s with "
+                        f"{len(engine.open_positions())} position(s) open: act by hand")
+        elif not down and self._outage:
+            self._outage = False
+            if self._outage_reducing and self.state.state is TradingState.REDUCING:
+                self.state.set(TradingState.ACTIVE, "venues answer again", self.clock.time())
+            self._outage_reducing = False
+            if self.notifier is not None:
+                await self.notifier.notify("RECOVERED", "venue outage", "venues answer again")
 
     async def _close_step(self, snap: Any, mono: float) -> None:
         engine = self.engine
@@ -371,6 +448,7 @@ class PhaseRun:
         await asyncio.gather(*self._bg, return_exceptions=True)
         await self.journal.close()  # everything the run learned is committed first
         still_open = await self._verify_flat()
+        reconciliation = await self._reconcile()
         clean = not (self.killed or self.emergency or still_open)
         gate = None
         if clean and not self.stop_reason_is_signal:
@@ -378,6 +456,7 @@ class PhaseRun:
         exit_code = 0 if clean and (gate is None or gate["result"] == "PASS") else 1
         data = self.kpi(final=True, exit_code=exit_code, gate=gate)
         data["trading"]["still_open_on_venues"] = still_open
+        data["reconciliation"] = reconciliation
         if self.killed:
             # Written provisionally first (final: false) so the incident can cite
             # it; the file says final only once every kill step is in it.
@@ -398,6 +477,17 @@ class PhaseRun:
         )
         logger.info("run {} ended: {} exit {} ({})", self.run_id, status, exit_code, self.stop_reason)
         return RunOutcome(self.run_id, exit_code, self.kpi_path, data)
+
+    async def _reconcile(self) -> dict[str, Any]:
+        """Journal vs venues after every phase; a drift is an alert."""
+        from core.reconcile import reconcile_run
+
+        result = await reconcile_run(self.store, self.ex, self.run_id)
+        await self.store.record_event(self.clock.time(), self.run_id, "reconciliation", result)
+        if not result["ok"] and self.notifier is not None:
+            await self.notifier.notify("ALERT", "reconciliation",
+                                       f"run {self.run_id}: " + "; ".join(result["problems"]))
+        return result
 
     async def _verify_flat(self) -> list[dict[str, Any]]:
         """What is still open: the engine's positions and every venue's open orders."""

@@ -7,6 +7,7 @@ typed results. It never formats for a surface and never imports one
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import Callable
@@ -29,6 +30,10 @@ from core.trading_state import TradingStateBox
 from core.universe import parse_universe
 
 VenuesFactory = Callable[[RunSpec], tuple[Any, dict[Venue, Any]]]
+
+
+def _no_real_venues() -> dict[Venue, Any]:
+    raise ServiceError("no venue adapters are configured in this process", code=1)
 
 
 class ServiceError(Exception):
@@ -67,9 +72,13 @@ class OperatorService:
         self.last_outcome: RunOutcome | None = None
         self._proc_started = time.monotonic()
         self._run_task: asyncio.Task[None] | None = None
+        self.real_venues: Callable[[], dict[Venue, Any]] = _no_real_venues
 
     async def load_persistent_state(self) -> None:
         """HALTED survives restarts until reset (R-S7)."""
+        from core.recovery import close_paper_orphans
+
+        await close_paper_orphans(self.store, self.clock.time())
         flag = await self.store.get_flag(HALT_FLAG)
         if flag and flag.startswith("HALTED"):
             reason = flag.split(":", 1)[1] if ":" in flag else "persisted"
@@ -82,9 +91,9 @@ class OperatorService:
         if args.mode == "live":
             raise ServiceError("live runs are refused until the LIVE safety gate exists "
                                "(issue #5); use --mode paper")
-        if args.data_source != "sim":
-            raise ServiceError(f"data source {args.data_source!r} is not available yet "
-                               "(issue #4); use --data-source sim")
+        if args.data_source == "replay":
+            raise ServiceError("data source 'replay' is not available yet (issue #4); "
+                               "use --data-source sim or real")
         if args.duration_seconds is not None:
             duration = args.duration_seconds
         elif args.duration_minutes is not None:
@@ -113,10 +122,14 @@ class OperatorService:
         self.current = run
         try:
             outcome = await run.execute()
+        except RuntimeError as exc:  # refused while preparing (universe, recovery)
+            raise ServiceError(str(exc), code=1) from None
         finally:
             self.current = None
             for ex in exchanges.values():
                 await ex.close()
+            if hasattr(market, "close"):
+                await market.close()
         self.last_outcome = outcome
         day = self._day(self.clock.time())
         self._day_pnl[day] = self._day_pnl.get(day, 0.0) + outcome.kpi["summary"]["total_pnl_usd"]
@@ -249,6 +262,60 @@ class OperatorService:
         await self.store.record_event(self.clock.time(), None, "reset", {"actor": actor})
         return {"trading_state": str(self.state.state), **leftovers}
 
+    # --- venues: reconciliation and balances -----------------------------------------
+    async def reconcile(self) -> dict[str, Any]:
+        """The last run against its venues (runbook §5.2); live runs are re-checked now."""
+        last = await self.store.last_run()
+        if last is None:
+            raise ServiceError("no run to reconcile yet", code=1)
+        if last["mode"] != "live":
+            kpi = await self.store.latest_kpi(last["run_id"])
+            recorded = json.loads(kpi["json"]).get("reconciliation") if kpi else None
+            if recorded is None:
+                raise ServiceError(f"run {last['run_id']} has no reconciliation recorded "
+                                   "(paper venues end with their run)", code=1)
+            return {**recorded, "source": "recorded at the end of the paper run"}
+        from core.recovery import recover_live
+        from core.reconcile import reconcile_run
+
+        venues = self.real_venues()
+        try:
+            for ex in venues.values():
+                await ex.load_markets()
+            recovery = await recover_live(self.store, venues, self.clock.time())
+            result = await reconcile_run(self.store, venues, last["run_id"])
+        finally:
+            for ex in venues.values():
+                await ex.close()
+        result["recovery"] = recovery.as_dict()
+        result["ok"] = result["ok"] and recovery.complete
+        await self.store.record_event(self.clock.time(), last["run_id"], "reconciliation", result)
+        return {**result, "source": "venues now"}
+
+    async def balances(self) -> dict[str, Any]:
+        """Both venues' balances (runbook §5.2), or the paper view when no keys are set."""
+        if not all(self.settings.secrets_present[k] for k in (
+                "UPBIT_ACCESS_KEY", "UPBIT_SECRET_KEY", "BINANCE_API_KEY", "BINANCE_API_SECRET")):
+            last = await self.store.last_run()
+            start = None
+            if last is not None:
+                events = await self.store.events(run_id=last["run_id"], kind="balances_at_start")
+                start = events[0]["payload"] if events else None
+            return {"source": "paper (no venue keys set; paper venues live only during a run)",
+                    "run_id": last["run_id"] if last else None, "balances_at_start": start}
+        venues = self.real_venues()
+        out: dict[str, Any] = {"source": "venues now"}
+        try:
+            for venue, ex in venues.items():
+                out[str(venue)] = {a: {"free": b.free, "used": b.used}
+                                   for a, b in (await ex.fetch_balance()).items() if b.total}
+        except ExchangeError as exc:
+            raise ServiceError(f"cannot read balances: {exc}", code=1) from None
+        finally:
+            for ex in venues.values():
+                await ex.close()
+        return out
+
     # --- read-only ------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         run = self.current
@@ -357,6 +424,10 @@ class OperatorService:
             except ValueError as exc:
                 raise ServiceError(f"bad arguments: {exc}") from None
             return await self.start_run(run_args)
+        if cmd == "reconcile":
+            return await self.reconcile()
+        if cmd == "balance":
+            return await self.balances()
         if cmd == "last_run":
             return {"last_run": self.last_run_result()}
         from core.control_channel import CommandError

@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     stale_book_ms: int = Field(2000, ge=50)
     max_orders_per_second: float = Field(20.0, gt=0)
     kpi_checkpoint_interval_s: float = Field(60.0, gt=0)
+    real_poll_interval_s: float = Field(1.0, gt=0, le=60)
+    outage_escalate_s: float = Field(300.0, gt=0)
     report_timezone: str = "Asia/Seoul"
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

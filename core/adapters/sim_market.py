@@ -23,6 +23,7 @@ from decimal import Decimal
 
 from core.clock import Clock, SystemClock
 from core.domain.models import FX_SYMBOL, MarketSnapshot, OrderBook, SymbolStats
+from core.adapters.snapshot_feed import SnapshotFeed
 from core.ports import SnapshotListener
 from core.venue_rules import upbit_tick
 
@@ -152,9 +153,7 @@ class SimMarket:
         self._seq = 0
         self._fx0 = float(fx_krw)
         self._fx = float(fx_krw)
-        self._latest: MarketSnapshot | None = None
-        self._listeners: list[SnapshotListener] = []
-        self._waiters: list[asyncio.Future[MarketSnapshot]] = []
+        self._feed = SnapshotFeed()
         self._subscribed: list[str] = []
 
         dt = self.interval_s
@@ -261,10 +260,10 @@ class SimMarket:
         return list(self._subscribed)
 
     def latest(self) -> MarketSnapshot | None:
-        return self._latest
+        return self._feed.latest()
 
     def add_listener(self, listener: SnapshotListener) -> None:
-        self._listeners.append(listener)
+        self._feed.add_listener(listener)
 
     def symbol_stats(self) -> list[SymbolStats]:
         out = []
@@ -355,16 +354,7 @@ class SimMarket:
             i = self._index[base]
             binance[base], upbit[base] = self._books(i, base, ts_ms, seq)
         snap = MarketSnapshot(seq=seq, ts_ms=ts_ms, fx=fx_book, upbit=upbit, binance=binance)
-        self._latest = snap
-        try:
-            for listener in list(self._listeners):
-                listener(snap)
-        finally:
-            waiters, self._waiters = self._waiters, []
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_result(snap)
-        return snap
+        return self._feed.publish(snap)
 
     async def run(self) -> None:
         while True:
@@ -373,19 +363,7 @@ class SimMarket:
 
     async def wait_next(self, after_seq: int) -> MarketSnapshot:
         """The latest snapshot if its seq > after_seq, else the next one produced."""
-        while True:
-            snap = self._latest
-            if snap is not None and snap.seq > after_seq:
-                return snap
-            fut: asyncio.Future[MarketSnapshot] = asyncio.get_running_loop().create_future()
-            self._waiters.append(fut)
-            try:
-                snap = await fut
-            finally:
-                if not fut.done() and fut in self._waiters:
-                    self._waiters.remove(fut)
-            if snap.seq > after_seq:
-                return snap
+        return await self._feed.wait_next(after_seq)
 
     # ---------------------------------------------------------------- books
     def _fx_book(self, ts_ms: int, seq: int) -> OrderBook:

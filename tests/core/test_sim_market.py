@@ -295,7 +295,8 @@ async def test_wait_next_returns_immediately_when_newer_exists() -> None:
     assert s.seq == 3 and s is m.latest()
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(m.wait_next(3), timeout=0.05)
-    assert m._waiters == [] or all(f.done() for f in m._waiters)
+    waiters = m._feed._waiters  # a timed-out waiter must not linger
+    assert waiters == [] or all(f.done() for f in waiters)
 
 
 async def test_wait_next_skips_snapshots_not_newer_than_after_seq() -> None:

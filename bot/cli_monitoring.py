@@ -1,0 +1,40 @@
+"""`arbops report daily|weekly [--date D] [--png PATH] [--json]` (R-O4, on demand).
+
+Reads the journal directly (read-only), so it works whether or not `arbops
+serve` is running, and prints the same report the scheduler pushes.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.cli import EXIT_FAILED, EXIT_OK, CliError
+from core.settings import Settings
+
+
+def cmd_report(settings: Settings, args: Any, *, now: float | None = None) -> int:
+    from bot.app import DB_NAME
+    from core.reports import build_report, resolve_date
+
+    kind = str(getattr(args, "kind", "daily"))
+    tz = ZoneInfo(settings.report_timezone)
+    t = time.time() if now is None else now
+    try:
+        day = resolve_date(getattr(args, "date", None), kind, t, tz)
+    except ValueError as exc:
+        raise CliError(f"bad --date: {exc}") from None
+    db = Path(settings.data_dir) / DB_NAME
+    if not db.exists():
+        raise CliError(f"no journal at {db}: nothing has run in this data dir yet", EXIT_FAILED)
+    png = getattr(args, "png", None)
+    built = build_report(kind, db, day, tz, t, png_path=Path(png) if png else None)
+    if getattr(args, "json_output", False):
+        print(json.dumps(built.as_dict(), indent=2, default=str))
+    else:
+        print(built.text)
+        if built.png_path is not None:
+            print(f"Chart: {built.png_path}")
+    return EXIT_OK

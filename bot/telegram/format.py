@@ -1,0 +1,112 @@
+"""HTML escaping, Telegram length limits and the status/result renderings."""
+from __future__ import annotations
+
+import html
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+MAX_TEXT = 4096
+MAX_CAPTION = 1024
+_TAG = re.compile(r"<[^>]+>")
+
+
+def h(value: Any) -> str:
+    """Escape anything for parse_mode=HTML (a reason with < or & must not break a send)."""
+    return html.escape(str(value), quote=False)
+
+
+def plain(text_html: str) -> str:
+    """The visible text of our own HTML (tags dropped, entities decoded)."""
+    return html.unescape(_TAG.sub("", text_html))
+
+
+def fit(text_html: str, limit: int = MAX_TEXT) -> str:
+    """Keep a message within Telegram's limit without cutting a tag or an entity."""
+    if len(text_html) <= limit:
+        return text_html
+    suffix = "\n… (truncated)"
+    visible = plain(text_html)
+    budget = limit - len(suffix)
+    cut = visible[:budget]
+    while len(h(cut)) > budget:
+        cut = cut[: max(0, len(cut) - max(1, (len(h(cut)) - budget)))]
+    return h(cut) + suffix
+
+
+def ts(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M:%S UTC")
+
+
+def money(v: Any) -> str:
+    try:
+        return f"${float(v):+,.2f}"
+    except (TypeError, ValueError):
+        return h(v)
+
+
+def status_text(st: dict[str, Any]) -> str:
+    """`service.status()` for a phone: mode, state, ARM, run, PnL, latency, guards."""
+    lines = [
+        f"<b>{h(str(st.get('mode', '?')).upper())}</b> · state <b>{h(st.get('trading_state'))}</b>"
+        f" · ARM {'<b>yes</b> ' + money(st.get('arm_cap_usd')) if st.get('armed') else 'no'}"
+    ]
+    if st.get("halted_reason"):
+        lines.append(f"halted: {h(st['halted_reason'])}")
+    run = st.get("run")
+    if run:
+        lat = run.get("loop_latency_ms") or {}
+        lines.append(
+            f"run <code>{h(run.get('run_id'))}</code>: {h(run.get('mode'))} phase "
+            f"{h(run.get('phase'))} {h(run.get('universe'))} "
+            f"{float(run.get('elapsed_s', 0)):.0f}/{float(run.get('duration_s', 0)):.0f} s"
+            + (" (closing)" if run.get("closing") else ""))
+        lines.append(
+            f"PnL {money(run.get('pnl_usd'))} · round trips {h(run.get('round_trips'))} · "
+            f"win {float(run.get('win_rate') or 0) * 100:.0f}% · open {h(run.get('open_positions'))}")
+        if lat:
+            lines.append("latency ms: " + " ".join(
+                f"{k} {float(v):.1f}" for k, v in lat.items() if isinstance(v, int | float)))
+    else:
+        lines.append("no run active")
+    lines.append(guards_line(st.get("guards") or {}))
+    if st.get("rss_mb") is not None:
+        lines.append(f"rss {h(st['rss_mb'])} MB")
+    return "\n".join(lines)
+
+
+def guards_line(g: dict[str, Any]) -> str:
+    if not g.get("watchdog"):
+        return "guards: watchdog not running"
+    tripped = g.get("tripped") or []
+    head = g.get("headroom") or {}
+    tight = sorted(head.items(), key=lambda kv: kv[1])[:3]
+    out = f"guards: {len(tripped)} tripped"
+    if tripped:
+        out += " (" + ", ".join(h(t.get("name")) for t in tripped) + ")"
+    if tight:
+        out += "; tightest headroom " + ", ".join(f"{h(k)} {h(v)}" for k, v in tight)
+    return out
+
+
+def kpi_text(result: dict[str, Any] | None) -> str:
+    if not result:
+        return "no finished run yet"
+    kpi = result.get("kpi") or {}
+    s = kpi.get("summary") or {}
+    run = kpi.get("run") or {}
+    lines = [
+        f"run <code>{h(result.get('run_id'))}</code> exit {h(result.get('exit_code'))}",
+        f"{h(run.get('mode'))} phase {h(run.get('phase'))} {h(run.get('universe'))} "
+        f"{h(run.get('duration_seconds'))} s",
+        f"round trips {h(s.get('round_trips_completed'))} · PnL {money(s.get('total_pnl_usd'))} · "
+        f"win {float(s.get('win_rate') or 0) * 100:.0f}% · max DD {money(s.get('max_drawdown_usd'))}",
+        f"failed fills {h(s.get('failed_fills_count'))} · kill {h(s.get('kill_switch_triggered'))}"
+        f" · stop {h(s.get('stop_reason'))}",
+    ]
+    gate = kpi.get("gate")
+    if isinstance(gate, dict) and gate.get("result"):
+        lines.append(f"gate {h(gate['result'])}")
+    return "\n".join(lines)

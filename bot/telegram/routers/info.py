@@ -1,0 +1,97 @@
+"""Read-only commands: /help /whoami /status /positions /kpi /guards /audit."""
+from __future__ import annotations
+
+import time
+
+from aiogram import Router
+from aiogram.filters import Command as CommandFilter
+from aiogram.filters import CommandObject
+from aiogram.types import Message
+
+from bot.telegram.context import Ctx, Reply
+from bot.telegram.format import h, kpi_text, money, status_text
+from bot.telegram.parsing import parse_model_args
+from bot.telegram.table import ROLE_NAMES, command, flags_for, help_text
+from core.commands import AuditArgs
+
+
+async def cmd_help(message: Message, ctx: Ctx) -> Reply:
+    return Reply(help_text(ctx.role))
+
+
+async def cmd_whoami(message: Message, ctx: Ctx) -> Reply:
+    return Reply(f"user <code>{ctx.user_id}</code> · role <b>{ROLE_NAMES[ctx.role]}</b> · "
+                 f"chat <code>{h(ctx.chat_id)}</code>")
+
+
+async def cmd_status(message: Message, ctx: Ctx) -> Reply:
+    return Reply(status_text(ctx.service.status()))
+
+
+async def cmd_positions(message: Message, ctx: Ctx) -> Reply:
+    service = ctx.service
+    if hasattr(service, "positions"):
+        rows = await service.positions()
+    else:  # until OperatorService.positions() exists: the journal's open positions
+        rows = (await service.still_open())["open_positions"]
+    if not rows:
+        return Reply("no open positions")
+    lines = [f"<b>{len(rows)} open position(s)</b>"]
+    for p in rows[:25]:
+        qty = p.get("open_qty", p.get("qty"))
+        lines.append(f"{h(p.get('base'))} {h(p.get('direction'))} {h(p.get('state'))} qty {h(qty)}"
+                     + (f" pnl {money(p['pnl_usd'])}" if p.get("pnl_usd") is not None else ""))
+    if len(rows) > 25:
+        lines.append(f"… and {len(rows) - 25} more")
+    return Reply("\n".join(lines))
+
+
+async def cmd_kpi(message: Message, ctx: Ctx) -> Reply:
+    service = ctx.service
+    parts = []
+    run = service.status().get("run")
+    if run:
+        parts.append(f"<b>running</b> <code>{h(run['run_id'])}</code>: round trips "
+                     f"{h(run['round_trips'])} · PnL {money(run['pnl_usd'])} · win "
+                     f"{float(run.get('win_rate') or 0) * 100:.0f}%")
+    parts.append("<b>last finished</b>\n" + kpi_text(service.last_run_result()))
+    return Reply("\n".join(parts))
+
+
+async def cmd_guards(message: Message, ctx: Ctx) -> Reply:
+    g = ctx.service.guard_status()
+    if not g.get("watchdog"):
+        return Reply("guards: the watchdog is not running")
+    lines = [f"<b>guards</b> · samples {h(g.get('samples'))}"]
+    for t in g.get("tripped") or []:
+        lines.append(f"TRIPPED {h(t.get('action'))} {h(t.get('name'))}: {h(t.get('reason'))}")
+    for name, room in sorted((g.get("headroom") or {}).items(), key=lambda kv: kv[1]):
+        lines.append(f"{h(name)}: headroom {h(room)}")
+    for w in g.get("memory_headroom_warnings") or []:
+        lines.append(f"⚠️ {h(w)}")
+    return Reply("\n".join(lines))
+
+
+async def cmd_audit(message: Message, command: CommandObject, ctx: Ctx) -> Reply:
+    args = parse_model_args(AuditArgs, command.args)
+    assert isinstance(args, AuditArgs)
+    rows = await ctx.service.audit_rows(min(args.limit, 30))
+    lines = [f"<b>last {len(rows)} audit rows</b>"]
+    for r in rows:
+        when = time.strftime("%m-%d %H:%M:%S", time.gmtime(r["ts"]))
+        lines.append(f"{when} {h(r['surface'])} {h(r['user_id'])} {h(r['role'])} "
+                     f"{h(r['command'])} → {h(str(r['outcome'])[:80])}")
+    return Reply("\n".join(lines))
+
+
+def make_router() -> Router:
+    router = Router(name=__name__)
+    for name, fn in (("help", cmd_help), ("whoami", cmd_whoami), ("status", cmd_status),
+                     ("positions", cmd_positions), ("kpi", cmd_kpi), ("guards", cmd_guards),
+                     ("audit", cmd_audit)):
+        command(name)  # KeyError here means the table lost a command this router serves
+        router.message.register(fn, CommandFilter(name, ignore_case=True), flags=flags_for(name))
+    # "start" is what Telegram clients send first; it shows the help.
+    router.message.register(cmd_help, CommandFilter("start", ignore_case=True),
+                            flags=flags_for("help"))
+    return router

@@ -1,0 +1,120 @@
+"""Start-up recovery of the order journal (R-S6, crash safety).
+
+Every intent a previous process left PENDING, UNKNOWN or OPEN is resolved
+against the venue by its client order id - never by sending it again - and
+every open venue order is either ours (then cancelled and recorded) or a
+stranger (cancelled). Paper venues live and die with their process, so their
+leftovers are closed in the journal without asking anyone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from loguru import logger
+
+from core.domain.models import OrderStatus, Venue
+from core.ports import ExchangeError, OrderNotFound
+
+UNRESOLVED = ["PENDING", "UNKNOWN", "OPEN"]
+STATE_OF = {OrderStatus.CLOSED: "FILLED", OrderStatus.CANCELED: "CANCELED",
+            OrderStatus.EXPIRED: "CANCELED", OrderStatus.REJECTED: "REJECTED",
+            OrderStatus.OPEN: "OPEN"}
+
+
+@dataclass
+class RecoveryReport:
+    resolved: list[dict[str, Any]] = field(default_factory=list)
+    unresolved: list[dict[str, Any]] = field(default_factory=list)
+    foreign_cancelled: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.unresolved
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"complete": self.complete, "resolved": self.resolved,
+                "unresolved": self.unresolved, "foreign_cancelled": self.foreign_cancelled}
+
+
+async def close_paper_orphans(store: Any, now: float) -> int:
+    """Intents of paper runs whose process ended: their venue ended with it."""
+    closed = 0
+    for intent in await store.intents_in_states(UNRESOLVED):
+        run = await store.get_run(intent["run_id"])
+        if run is not None and run["mode"] == "paper":
+            await store.update_intent(intent["client_order_id"], "CANCELED",
+                                      reason="paper venue ended with its process",
+                                      updated_at=now)
+            closed += 1
+    for pos in await store.positions(None, ["entering", "open", "exiting"]):
+        run = await store.get_run(pos["run_id"])
+        if run is not None and run["mode"] == "paper":
+            await store.upsert_position(
+                position_id=pos["position_id"], run_id=pos["run_id"], base=pos["base"],
+                direction=pos["direction"], qty=pos["qty"], state="flat",
+                opened_at=pos["opened_at"], entry_premium_bps=pos["entry_premium_bps"],
+                expected_edge_bps=pos["expected_edge_bps"], break_even_bps=pos["break_even_bps"],
+                exit_reason="paper venue ended with its process")
+    if closed:
+        logger.warning("closed {} paper order intent(s) left by an ended process", closed)
+    return closed
+
+
+async def recover_live(store: Any, venues: dict[Venue, Any], now: float,
+                       cancel_foreign: bool = True) -> RecoveryReport:
+    report = RecoveryReport()
+    known: set[str] = set()
+    for intent in await store.intents_in_states(UNRESOLVED):
+        cid = intent["client_order_id"]
+        known.add(cid)
+        ex = venues.get(Venue(intent["venue"]))
+        if ex is None:
+            report.unresolved.append({"client_order_id": cid, "why": "no such venue"})
+            continue
+        try:
+            order = await ex.fetch_order(None, intent["symbol"], cid)
+        except OrderNotFound:
+            await store.update_intent(cid, "REJECTED", reason="never reached the venue",
+                                      updated_at=now)
+            report.resolved.append({"client_order_id": cid, "state": "REJECTED"})
+            continue
+        except ExchangeError as exc:
+            report.unresolved.append({"client_order_id": cid, "why": str(exc)})
+            continue
+        if not order.status.done:
+            try:
+                order = await ex.cancel_order(order.id, intent["symbol"])
+            except ExchangeError as exc:
+                report.unresolved.append({"client_order_id": cid, "why": f"cancel: {exc}"})
+                continue
+        for trade in order.trades:
+            await store.record_fill(
+                venue=intent["venue"], trade_id=trade.id, client_order_id=cid,
+                run_id=intent["run_id"], symbol=trade.symbol, side=str(trade.side),
+                price=trade.price, amount=trade.amount, cost=trade.cost, fee=trade.fee_cost,
+                fee_currency=trade.fee_currency, fx=None, position_id=intent["position_id"],
+                ts=trade.timestamp_ms / 1000.0)
+        state = STATE_OF.get(order.status, "CANCELED")
+        await store.update_intent(cid, state, exchange_order_id=order.id, filled=order.filled,
+                                  reason="recovered at start-up", updated_at=now)
+        report.resolved.append({"client_order_id": cid, "state": state, "filled": order.filled})
+    if cancel_foreign:
+        for venue, ex in venues.items():
+            try:
+                open_orders = await ex.fetch_open_orders()
+            except ExchangeError as exc:
+                report.unresolved.append({"venue": str(venue), "why": f"open orders: {exc}"})
+                continue
+            for order in open_orders:
+                if order.client_order_id in known:
+                    continue
+                try:
+                    await ex.cancel_order(order.id, order.symbol)
+                    report.foreign_cancelled.append({"venue": str(venue), "id": order.id,
+                                                     "client_order_id": order.client_order_id,
+                                                     "symbol": order.symbol})
+                except ExchangeError as exc:
+                    report.unresolved.append({"venue": str(venue), "id": order.id,
+                                              "why": f"cancel: {exc}"})
+    return report
