@@ -68,6 +68,11 @@ def venues_for(settings: Settings, clock: Clock, spec: RunSpec) -> tuple[Any, di
         for ex in feed_venues.values():
             ex.owned_by_market = True
         return market, _paper_on(settings, clock, market)
+    if spec.data_source == "replay" and spec.replay_path is not None:
+        from core.adapters.replay_market import ReplayMarket
+
+        market = ReplayMarket(spec.replay_path, clock)
+        return market, _paper_on(settings, clock, market)
     raise ValueError(f"data source {spec.data_source!r} is not available")
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import os
 import signal
 import sys
 import time

@@ -66,3 +66,49 @@ def cmd_balance(settings: Settings, args: JsonArgs) -> int:
         print(f"  last run {result.get('run_id')}: balances at its start "
               f"{result.get('balances_at_start')}")
     return EXIT_OK
+
+
+def cmd_record(settings: Settings, args: Any) -> int:
+    """Record market snapshots for `--data-source replay` (runbook-free, issue #4)."""
+    from datetime import UTC, datetime
+
+    seconds = args.seconds if args.seconds is not None else args.minutes * 60
+    path = args.output or (settings.data_dir / "recordings" /
+                           f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{args.data_source}.jsonl.gz")
+    count = asyncio.run(_record(settings, args, seconds, path))
+    print(f"recorded {count} snapshots ({seconds:.0f} s, {args.universe}, {args.data_source}) "
+          f"to {path}")
+    return EXIT_OK if count else EXIT_FAILED
+
+
+async def _record(settings: Settings, args: Any, seconds: float, path: Any) -> int:
+    from bot.app import real_venues
+    from core.adapters.replay_market import record_market
+    from core.adapters.sim_market import SimMarket
+    from core.clock import SystemClock
+    from core.universe import parse_universe, select_universe
+
+    clock = SystemClock()
+    venues = None
+    if args.data_source == "sim":
+        market: Any = SimMarket(seed=settings.sim_seed, n_symbols=settings.sim_symbols,
+                                interval_s=settings.tick_interval_ms / 1000.0, clock=clock,
+                                mean_reversion=settings.sim_mean_reversion,
+                                jump_rate_per_min=settings.sim_jump_rate_per_min,
+                                jump_bps=settings.sim_jump_bps, fx_krw=settings.sim_fx_krw)
+    else:
+        from core.adapters.ccxt_market_data import CcxtMarketData
+
+        venues = real_venues(settings)
+        market = CcxtMarketData(venues, clock, settings.real_poll_interval_s)
+    try:
+        if hasattr(market, "prepare"):
+            await market.prepare()
+        bases = select_universe(market.symbol_stats(), parse_universe(args.universe),
+                                fx_krw=settings.sim_fx_krw)
+        if not bases:
+            raise CliError("no pair passes the universe filters", EXIT_FAILED)
+        return await record_market(market, path, seconds, args.data_source, bases)
+    finally:
+        for ex in (venues or {}).values():
+            await ex.close()

@@ -58,7 +58,8 @@ def check_ack(raw: str | None) -> list[Failure]:
 def parse_armed_at(raw: str | None, now_wall: float) -> tuple[int | None, list[Failure]]:
     """LIVE_ARM_AT: integer unix seconds, not in the future, at most MAX_AGE_S old."""
     if raw is None:
-        return None, [Failure("arm_at", "LIVE_ARM_AT is not set (use: export LIVE_ARM_AT=$(date +%s))")]
+        return None, [Failure("arm_at", "LIVE_ARM_AT is not set "
+                                        "(use: export LIVE_ARM_AT=$(date +%s))")]
     if not isinstance(raw, str) or not _INT_RE.fullmatch(raw):
         return None, [Failure("arm_at", f"LIVE_ARM_AT must be integer unix seconds, got {raw!r}")]
     at = int(raw)

@@ -44,6 +44,7 @@ class RunArgs(Args):
     data_source: Literal["sim", "replay", "real"] = Field("sim", description="sim|replay|real")
     seed: int | None = Field(None, description="sim market seed")
     max_notional_usd: float | None = Field(None, gt=0, le=1000, description="per-leg order cap")
+    replay_path: Path | None = Field(None, description="recording to replay (default: latest)")
 
     @field_validator("universe")
     @classmethod
@@ -56,6 +57,26 @@ class RunArgs(Args):
     def _one_duration(self) -> RunArgs:
         if self.duration_minutes is not None and self.duration_seconds is not None:
             raise ValueError("give --duration-minutes or --duration-seconds, not both")
+        return self
+
+
+class RecordArgs(Args):
+    minutes: float | None = Field(None, gt=0, le=24 * 60, description="how long to record")
+    seconds: float | None = Field(None, gt=0, description="how long to record, in seconds")
+    universe: str = Field("top10", description="topN universe to record")
+    data_source: Literal["sim", "real"] = Field("real", description="sim|real")
+    output: Path | None = Field(None, description="file (default: data dir recordings/)")
+
+    @field_validator("universe")
+    @classmethod
+    def _universe(cls, v: str) -> str:
+        parse_universe(v)
+        return v
+
+    @model_validator(mode="after")
+    def _one_duration(self) -> "RecordArgs":
+        if (self.minutes is None) == (self.seconds is None):
+            raise ValueError("give exactly one of --minutes or --seconds")
         return self
 
 
@@ -149,8 +170,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("balance", "both venues' balances (runbook 5.2)", JsonArgs),
     Command("reconcile", "journal vs venues: open orders, positions, balance drift", JsonArgs,
             Role.OPERATOR),
-    Command("record", "record market snapshots for replay", available=False,
-            pending_issue="venues (#4)", telegram=False),
+    Command("record", "record market snapshots for --data-source replay", RecordArgs,
+            Role.OPERATOR, telegram=False),
     Command("drill", "rehearse the LIVE runbook on loopback", available=False,
             pending_issue="venues (#4)", telegram=False),
     Command("report", "daily/weekly report", available=False, pending_issue="monitoring (#7)"),

@@ -147,3 +147,24 @@ async def send_report(notifier: Any, text: str, png_path: Path | None) -> None:
     if png_path is not None:
         body = f"{body}\nChart: {png_path}"
     await notifier.notify("INFO", title, body)
+
+
+async def on_demand_report(service: Any, kind: str, day: str | None = None, *,
+                           png: bool = True) -> Any:
+    """`/report` and `OperatorService.report`: build a report now (off the loop).
+
+    Returns core.reports.BuiltReport (text, the report, the chart path). Nothing is
+    sent and no flag is touched: on-demand reports never affect the schedule.
+    """
+    from core.reports import build_report, resolve_date
+
+    if kind not in ("daily", "weekly"):
+        raise ValueError("kind is daily or weekly")
+    tz = ZoneInfo(service.settings.report_timezone)
+    now = service.clock.time()
+    when = resolve_date(day, kind, now, tz)
+    run = getattr(service, "current", None)
+    active = frozenset({run.run_id}) if run is not None else frozenset()
+    out = Path(service.settings.data_dir) / "reports" / f"{kind}-{when.isoformat()}-ondemand.png"
+    return await asyncio.to_thread(build_report, kind, Path(service.store.path), when, tz, now,
+                                   png_path=out if png else None, active_runs=active)

@@ -113,6 +113,9 @@ async def _ladder(ctx: LiveStartContext) -> list[Failure]:
 
 async def _lock(ctx: LiveStartContext) -> list[Failure]:
     lock = ctx.lock
+    lost = getattr(lock, "lost_reason", None)
+    if lost:
+        return [Failure("instance_lock", f"the single-instance lock was lost: {lost}")]
     if lock is None or not lock.held:
         return [Failure("instance_lock", "the single-instance lock is not held by this engine")]
     if not await lock.fence_ok():

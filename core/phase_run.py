@@ -45,6 +45,7 @@ class RunSpec:
     data_source: str
     kpi_path: Path | None = None
     seed: int | None = None
+    replay_path: Path | None = None
     fast: bool = False  # step the market without sleeping (tests, benchmarks)
     close_timeout_s: float = 8.0
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from core.adapters.sqlite_migrations import latest_version
 from core.arming import Failure
@@ -31,12 +34,18 @@ REQUIRED_FOR_LIVE = (
     "key_permissions_binance", "balances", "open_orders_venues", "open_positions_journal",
     "git_safety", "telegram",
 )
+# What --dry-run does not contact; SKIP there still blocks ready_for_live.
+DRY_RUN_SKIPS = {"exchange_health": "venues not contacted", "clock_skew": "no server time",
+                 "key_permissions_binance": "API restrictions not fetched",
+                 "balances": "balances not fetched", "open_orders_venues": "venues not contacted",
+                 "telegram": "Telegram not contacted"}
 SECRET_PATTERNS = ("*.key", "*.secret", ".env.*", ".env")
 SECRET_ALLOWED = (".env.example",)
 _TG_TOKEN = re.compile(r"[0-9]{5,}:[A-Za-z0-9_-]{30,}")
 _KEY_CHARS = re.compile(r"[A-Za-z0-9_\-+/=.]+")
 
 AsyncProbe = Callable[[], Awaitable[Any]]
+BOOK_SYMBOLS = {Venue.UPBIT: "BTC/KRW", Venue.BINANCE: "BTC/USDT"}
 
 
 @dataclass(slots=True)
@@ -57,18 +66,28 @@ class PreflightContext:
     rss_mb: float | None = None
     max_clock_skew_ms: float = 1000.0
     upbit_withdrawals_attested: bool = False
-    book_symbols: Mapping[Venue, str] = field(default_factory=lambda: {
-        Venue.UPBIT: "BTC/KRW", Venue.BINANCE: "BTC/USDT"})
+    book_symbols: Mapping[Venue, str] = field(default_factory=lambda: dict(BOOK_SYMBOLS))
 
 
 def _now_iso(ctx: PreflightContext) -> str:
     return datetime.fromtimestamp(ctx.clock.time(), UTC).isoformat(timespec="seconds")
 
 
+_SIGNED = re.compile(r"(signature|apiKey|access_key|token)=[^&\s]+", re.IGNORECASE)
+
+
+def redact(text: str, settings: Any) -> str:
+    """Error texts quote URLs: drop request signatures and any configured secret value."""
+    text = _SIGNED.sub(r"\1=<redacted>", text)
+    for raw in settings.secret_values():
+        text = text.replace(raw, "<redacted>")
+    return text
+
+
 def _result(ctx: PreflightContext, name: str, status: str, message: str,
             details: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"name": name, "status": status, "message": message, "details": details or {},
-            "timestamp": _now_iso(ctx)}
+    return {"name": name, "status": status, "message": redact(message, ctx.settings),
+            "details": details or {}, "timestamp": _now_iso(ctx)}
 
 
 # --- checks (each returns (status, message, details)) ------------------------------
@@ -77,10 +96,8 @@ Outcome = tuple[str, str, dict[str, Any]]
 
 async def check_environment(ctx: PreflightContext, dry_run: bool) -> Outcome:
     env = ctx.settings.arbitrage_env
-    if env == "live":
-        return PASS, "ARBITRAGE_ENV=live", {"value": env}
-    return (WARN if dry_run else FAIL), f"ARBITRAGE_ENV={env}; live needs ARBITRAGE_ENV=live", \
-        {"value": env}
+    status = PASS if env == "live" else WARN if dry_run else FAIL  # dry runs precede live
+    return status, f"ARBITRAGE_ENV={env}" + ("" if env == "live" else "; live needs live"), {}
 
 
 def _secret_problem(name: str, raw: str) -> str | None:
@@ -100,17 +117,10 @@ async def check_secrets(ctx: PreflightContext, dry_run: bool) -> Outcome:
     fields = {"UPBIT_ACCESS_KEY": s.upbit_access_key, "UPBIT_SECRET_KEY": s.upbit_secret_key,
               "BINANCE_API_KEY": s.binance_api_key, "BINANCE_API_SECRET": s.binance_api_secret,
               "TELEGRAM_BOT_TOKEN": s.telegram_bot_token}
-    lengths: dict[str, int | None] = {}
-    problems: list[str] = []
-    for name, secret in fields.items():
-        if secret is None:
-            lengths[name] = None
-            problems.append(f"{name} is not set")
-            continue
-        raw = secret.get_secret_value()
-        lengths[name] = len(raw)
-        if (p := _secret_problem(name, raw)) is not None:
-            problems.append(p)
+    lengths = {n: None if v is None else len(v.get_secret_value()) for n, v in fields.items()}
+    problems = [f"{n} is not set" if v is None else _secret_problem(n, v.get_secret_value())
+                for n, v in fields.items()]
+    problems = [p for p in problems if p is not None]
     if s.telegram_chat_id is None:
         problems.append("TELEGRAM_CHAT_ID is not set")
     details = {"lengths": lengths, "telegram_chat_id_set": s.telegram_chat_id is not None}
@@ -139,8 +149,7 @@ async def check_database(ctx: PreflightContext, dry_run: bool) -> Outcome:
     known = latest_version()
     if version != known:
         return FAIL, f"schema version {version}, code expects {known}", {"version": version}
-    key = "preflight_write_test"
-    stamp = repr(ctx.clock.time())
+    key, stamp = "preflight_write_test", repr(ctx.clock.time())
     await ctx.store.set_flag(key, stamp, ctx.clock.time())
     back = await ctx.store.get_flag(key)
     await ctx.store.clear_flag(key)
@@ -161,40 +170,32 @@ async def check_redis(ctx: PreflightContext, dry_run: bool) -> Outcome:
 
 def _venues(ctx: PreflightContext) -> Mapping[Venue, Any]:
     if not ctx.venues or set(ctx.venues) != {Venue.UPBIT, Venue.BINANCE}:
-        raise RuntimeError("both venues (upbit, binance) are needed; got "
-                           f"{sorted(map(str, ctx.venues or {}))}")
+        raise RuntimeError(f"both venues (upbit, binance) are needed; got {list(ctx.venues or {})}")
     return ctx.venues
 
 
 async def check_exchange_health(ctx: PreflightContext, dry_run: bool) -> Outcome:
-    if dry_run:
-        return SKIP, "dry run: venues not contacted", {}
     details: dict[str, Any] = {}
     bad: list[str] = []
     for venue, ex in _venues(ctx).items():
         symbol = ctx.book_symbols[venue]
         try:
             book = await ex.fetch_order_book(symbol, 5)
-            ok = bool(book.bids) and bool(book.asks)
-            details[str(venue)] = {"symbol": symbol, "bids": len(book.bids),
-                                   "asks": len(book.asks)}
-            if not ok:
-                bad.append(f"{venue} {symbol}: empty book")
-        except Exception as exc:  # noqa: BLE001 - named, not raised
-            details[str(venue)] = {"error": f"{type(exc).__name__}: {exc}"}
+        except Exception as exc:  # noqa: BLE001 - both venues are probed and named
             bad.append(f"{venue}: {type(exc).__name__}: {exc}")
+            continue
+        details[str(venue)] = {"symbol": symbol, "bids": len(book.bids), "asks": len(book.asks)}
+        if not (book.bids and book.asks):
+            bad.append(f"{venue} {symbol}: empty book")
     return (FAIL, "; ".join(bad), details) if bad else (PASS, "order books ok", details)
 
 
 async def check_clock_skew(ctx: PreflightContext, dry_run: bool) -> Outcome:
-    if dry_run:
-        return SKIP, "dry run: server time not fetched", {}
     if ctx.binance_server_time_ms is None:
         return FAIL, "no Binance server time probe wired", {}
-    before = ctx.clock.time() * 1000
+    before = ctx.clock.time() * 1000  # the midpoint of the round trip is "now"
     server = float(await ctx.binance_server_time_ms())
-    after = ctx.clock.time() * 1000
-    skew = server - (before + after) / 2
+    skew = server - (before + ctx.clock.time() * 1000) / 2
     details = {"skew_ms": round(skew, 1), "max_ms": ctx.max_clock_skew_ms}
     if abs(skew) > ctx.max_clock_skew_ms:
         return FAIL, f"clock skew {skew:.0f} ms vs Binance (max {ctx.max_clock_skew_ms:g})", details
@@ -202,8 +203,6 @@ async def check_clock_skew(ctx: PreflightContext, dry_run: bool) -> Outcome:
 
 
 async def check_key_permissions_binance(ctx: PreflightContext, dry_run: bool) -> Outcome:
-    if dry_run:
-        return SKIP, "dry run: API restrictions not fetched", {}
     if ctx.binance_api_restrictions is None:
         return FAIL, "no Binance apiRestrictions probe wired", {}
     try:
@@ -214,8 +213,7 @@ async def check_key_permissions_binance(ctx: PreflightContext, dry_run: bool) ->
     if not isinstance(r, Mapping) or "enableWithdrawals" not in r:
         return FAIL, "apiRestrictions reply has no enableWithdrawals field", {}
     w = r["enableWithdrawals"]
-    details = {k: r.get(k) for k in ("enableWithdrawals", "enableSpotAndMarginTrading",
-                                      "ipRestrict", "enableReading")}
+    details = {k: r.get(k) for k in ("enableWithdrawals", "ipRestrict", "enableReading")}
     if w is False:
         return PASS, "Binance key: withdrawals disabled", details
     return FAIL, f"Binance key has enableWithdrawals={w!r}: create a key without it", details
@@ -255,13 +253,8 @@ async def _funded_bases(ex: Any, bal: Mapping[str, Any], quote: str, to_usd: flo
 
 
 async def check_balances(ctx: PreflightContext, dry_run: bool) -> Outcome:
-    """Quote >= notional on both venues, and a base worth >= notional on both.
-
-    The engine sells base on one venue while buying it on the other (R-M4), so one
-    pair funded on both sides is the minimum to trade at all.
-    """
-    if dry_run:
-        return SKIP, "dry run: balances not fetched", {}
+    # Quote >= notional on both venues, and one base worth >= notional on both: the engine
+    # sells base on one venue while buying it on the other (R-M4), the minimum to trade.
     need = float(ctx.notional_usd)
     venues = _venues(ctx)
     up, bn = venues[Venue.UPBIT], venues[Venue.BINANCE]
@@ -288,8 +281,6 @@ async def check_balances(ctx: PreflightContext, dry_run: bool) -> Outcome:
 
 
 async def check_open_orders_venues(ctx: PreflightContext, dry_run: bool) -> Outcome:
-    if dry_run:
-        return SKIP, "dry run: venues not contacted", {}
     counts = {str(v): len(await ex.fetch_open_orders()) for v, ex in _venues(ctx).items()}
     if any(counts.values()):
         return FAIL, f"open orders on the venues: {counts}", {"open_orders": counts}
@@ -330,10 +321,8 @@ def git_safety(repo: Path) -> Outcome:
     secretish = sorted(f for f in files
                        if (name := f.rsplit("/", 1)[-1]) not in SECRET_ALLOWED
                        and any(fnmatch(name, p) for p in SECRET_PATTERNS))
-    if ".env.live" in files:
-        problems.append(".env.live is tracked by git")
-    if secretish:
-        problems.append(f"tracked files that look like secrets: {secretish[:10]}")
+    problems += [".env.live is tracked by git"] if ".env.live" in files else []
+    problems += [f"tracked files that look like secrets: {secretish[:10]}"] if secretish else []
     details = {"path": str(repo), "tracked_secret_like": secretish[:10]}
     if problems:
         return FAIL, "; ".join(problems), details
@@ -345,8 +334,6 @@ async def check_git_safety(ctx: PreflightContext, dry_run: bool) -> Outcome:
 
 
 async def check_telegram(ctx: PreflightContext, dry_run: bool) -> Outcome:
-    if dry_run:
-        return SKIP, "dry run: Telegram not contacted", {}
     if ctx.settings.telegram_bot_token is None or ctx.telegram_get_me is None:
         return FAIL, "Telegram is required for live (runbook 1.3): set TELEGRAM_BOT_TOKEN", {}
     me = await ctx.telegram_get_me()
@@ -354,65 +341,44 @@ async def check_telegram(ctx: PreflightContext, dry_run: bool) -> Outcome:
     return PASS, f"getMe ok (@{username})", {"username": username}
 
 
-async def check_memory(ctx: PreflightContext, dry_run: bool) -> Outcome:
+async def check_memory_headroom(ctx: PreflightContext, dry_run: bool) -> Outcome:
     from core.watchdog import headroom_warnings
 
-    rss = ctx.rss_mb
-    if rss is None:
-        import psutil
-
-        rss = psutil.Process().memory_info().rss / 2**20
+    rss = ctx.rss_mb if ctx.rss_mb is not None else psutil.Process().memory_info().rss / 2**20
     warnings = headroom_warnings(rss, ctx.settings)
     details = {"rss_mb": round(rss, 1)}
     return (WARN, "; ".join(warnings), details) if warnings else (
         PASS, f"RSS {rss:.0f} MB leaves headroom", details)
 
 
-CHECKS: tuple[tuple[str, Callable[[PreflightContext, bool], Awaitable[Outcome]]], ...] = (
-    ("environment", check_environment),
-    ("secrets", check_secrets),
-    ("live_safety", check_live_safety),
-    ("database", check_database),
-    ("redis", check_redis),
-    ("exchange_health", check_exchange_health),
-    ("clock_skew", check_clock_skew),
-    ("key_permissions_binance", check_key_permissions_binance),
-    ("key_permissions_upbit", check_key_permissions_upbit),
-    ("balances", check_balances),
-    ("open_orders_venues", check_open_orders_venues),
-    ("open_positions_journal", check_open_positions_journal),
-    ("git_safety", check_git_safety),
-    ("telegram", check_telegram),
-    ("memory_headroom", check_memory),
-)
+ORDER = ("environment", "secrets", "live_safety", "database", "redis", "exchange_health",
+         "clock_skew", "key_permissions_binance", "key_permissions_upbit", "balances",
+         "open_orders_venues", "open_positions_journal", "git_safety", "telegram",
+         "memory_headroom")
+CHECKS: tuple[tuple[str, Callable[[PreflightContext, bool], Awaitable[Outcome]]], ...] = tuple(
+    (name, globals()[f"check_{name}"]) for name in ORDER)
 
 
 def summarize(checks: list[dict[str, Any]], timestamp: str) -> dict[str, Any]:
     by = {c["name"]: c["status"] for c in checks}
-    blocking = [n for n in REQUIRED_FOR_LIVE if by.get(n) not in (PASS, WARN)]
-    failed = [c for c in checks if c["status"] == FAIL]
-    return {
-        "summary": {
-            "total_checks": len(checks),
-            "passed": sum(c["status"] == PASS for c in checks),
-            "failed": len(failed),
-            "warnings": sum(c["status"] == WARN for c in checks),
-            "skipped": sum(c["status"] == SKIP for c in checks),
-            # A FAIL anywhere blocks too, even in a check live does not require.
-            "ready_for_live": not blocking and not failed,
-        },
-        "checks": checks,
-        "timestamp": timestamp,
-        "required_for_live": list(REQUIRED_FOR_LIVE),
-        "blocking": blocking + [c["name"] for c in failed if c["name"] not in blocking],
-    }
+    n = Counter(c["status"] for c in checks)
+    # A SKIP among the required blocks; a FAIL anywhere blocks, even in an optional check.
+    blocking = [x for x in REQUIRED_FOR_LIVE if by.get(x) not in (PASS, WARN)]
+    blocking += [c["name"] for c in checks if c["status"] == FAIL and c["name"] not in blocking]
+    summary = {"total_checks": len(checks), "passed": n[PASS], "failed": n[FAIL],
+               "warnings": n[WARN], "skipped": n[SKIP], "ready_for_live": not blocking}
+    return {"summary": summary, "checks": checks, "timestamp": timestamp,
+            "required_for_live": list(REQUIRED_FOR_LIVE), "blocking": blocking}
 
 
 async def run_preflight(ctx: PreflightContext, dry_run: bool) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     for name, fn in CHECKS:  # sequential: the venue probes share one rate limit
         try:
-            status, message, details = await fn(ctx, dry_run)
+            if dry_run and name in DRY_RUN_SKIPS:
+                status, message, details = SKIP, f"dry run: {DRY_RUN_SKIPS[name]}", {}
+            else:
+                status, message, details = await fn(ctx, dry_run)
         except Exception as exc:  # noqa: BLE001 - fail closed, naming the check
             status, details = FAIL, {}
             message = f"error while checking: {type(exc).__name__}: {exc}"

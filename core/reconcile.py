@@ -13,7 +13,7 @@ from typing import Any
 from core.domain.models import Venue
 from core.ports import ExchangeError
 
-QUOTE_TOLERANCE = {"KRW": Decimal("20"), "USDT": Decimal("0.02")}
+QUOTE_TOLERANCE = {"KRW": Decimal(20), "USDT": Decimal("0.02")}
 BASE_TOLERANCE_REL = Decimal("1e-6")
 
 

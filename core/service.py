@@ -29,6 +29,7 @@ from core.settings import Settings
 from core.trading_state import TradingStateBox
 from core.universe import parse_universe
 
+REPLAY_CLOSE_MARGIN_S = 10.0
 VenuesFactory = Callable[[RunSpec], tuple[Any, dict[Venue, Any]]]
 
 
@@ -91,21 +92,41 @@ class OperatorService:
         if args.mode == "live":
             raise ServiceError("live runs are refused until the LIVE safety gate exists "
                                "(issue #5); use --mode paper")
+        replay_path = None
         if args.data_source == "replay":
-            raise ServiceError("data source 'replay' is not available yet (issue #4); "
-                               "use --data-source sim or real")
+            replay_path, replay_s = self._recording(args)
+            if args.mode == "live":
+                raise ServiceError("live never runs on a recording; use --data-source real")
         if args.duration_seconds is not None:
             duration = args.duration_seconds
         elif args.duration_minutes is not None:
             duration = args.duration_minutes * 60
         else:
             duration = float(phase.duration_s)
+        if replay_path is not None:
+            # Leave the end of the recording for closing positions.
+            duration = min(duration, replay_s - REPLAY_CLOSE_MARGIN_S)
         top_n = parse_universe(args.universe) if args.universe else phase.top_n
         notional = args.max_notional_usd or phase.notional_usd
         return RunSpec(mode=args.mode, phase=args.phase, top_n=top_n, duration_s=duration,
                        notional_usd=notional, data_source=args.data_source,
-                       kpi_path=args.kpi_output_path, seed=args.seed,
+                       kpi_path=args.kpi_output_path, seed=args.seed, replay_path=replay_path,
                        fast=self.fast)
+
+    def _recording(self, args: RunArgs) -> tuple[Any, float]:
+        from core.adapters.replay_market import latest_recording, recording_seconds
+
+        path = args.replay_path or latest_recording(self.settings.data_dir)
+        if path is None or not path.is_file():
+            raise ServiceError(f"no recording at {path or self.settings.data_dir / 'recordings'}"
+                               "; make one with `arbops record`")
+        try:
+            seconds = recording_seconds(path)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ServiceError(f"{path} is not a usable recording: {exc}") from None
+        if seconds < 2 * REPLAY_CLOSE_MARGIN_S:
+            raise ServiceError(f"{path} holds only {seconds:.0f} s of market data")
+        return path, seconds
 
     async def run_phase(
         self, spec: RunSpec, on_progress: Callable[[PhaseRun], None] | None = None
@@ -275,8 +296,8 @@ class OperatorService:
                 raise ServiceError(f"run {last['run_id']} has no reconciliation recorded "
                                    "(paper venues end with their run)", code=1)
             return {**recorded, "source": "recorded at the end of the paper run"}
-        from core.recovery import recover_live
         from core.reconcile import reconcile_run
+        from core.recovery import recover_live
 
         venues = self.real_venues()
         try:

@@ -21,9 +21,9 @@ import math
 import random
 from decimal import Decimal
 
+from core.adapters.snapshot_feed import SnapshotFeed
 from core.clock import Clock, SystemClock
 from core.domain.models import FX_SYMBOL, MarketSnapshot, OrderBook, SymbolStats
-from core.adapters.snapshot_feed import SnapshotFeed
 from core.ports import SnapshotListener
 from core.venue_rules import upbit_tick
 

@@ -66,8 +66,8 @@ def format_weekly(r: WeeklyReport) -> str:
         f"Best day: {day(r.best_day)}",
         f"Worst day: {day(r.worst_day)}",
         f"Total runtime: {r.runtime_hours:.2f} h",
-        f"Exchange API errors: {_na(r.exchange_errors)}; rate-limit hits: "
-        f"{_na(r.rate_limit_hits)}",
+        (f"Exchange API errors: {_na(r.exchange_errors)}; rate-limit hits: "
+         f"{_na(r.rate_limit_hits)}"),
     ]
     lines += [f"  {d['date']}: ${d['pnl_usd']:+.2f}, {d['round_trips']} RT, "
               f"win {_pct(d['win_rate'])}" for d in r.days]

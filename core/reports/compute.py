@@ -12,7 +12,8 @@ Definitions (docs/monitoring.md):
   day from its running peak, the peak starting at 0 at midnight.
 - Exchange API errors and rate-limit hits: each run's counters in its KPI
   snapshots; the increase between consecutive snapshots is counted on the day
-  of the later snapshot (60-s resolution). None when not journaled.
+  of the later snapshot (60-s resolution). 0 when no run has a snapshot that
+  day; None when the snapshots do not carry the counters (not journaled).
 - Weekly: PnL is the sum of the days; average win rate is the mean of the
   daily win rates of the days with at least one round trip; best and worst day
   are chosen among those days by PnL.
@@ -91,6 +92,8 @@ def _iso(ts: float, tz: ZoneInfo) -> str:
 
 
 def _counter_in(points: list[CounterPoint], attr: str, start: float, end: float) -> int | None:
+    if not points:
+        return 0  # nothing ran (or nothing was checkpointed): no errors were seen
     total, seen = 0, False
     prev: dict[str, int] = {}
     for p in points:  # ordered by run, then ts
@@ -109,16 +112,19 @@ def daily_report(db_path: Path, day: date, tz: ZoneInfo, now: float,
                  active_runs: frozenset[str] = frozenset()) -> DailyReport:
     reader = JournalReader(db_path)
     start, end = day_bounds(day, tz)
-    runs = reader.runs_overlapping(start, end)
+    runs = []
     runtime_s = 0.0
-    for r in runs:
+    for r in reader.runs_overlapping(start, end):
         if r.ended_at is not None:
             stop = r.ended_at
         elif r.run_id in active_runs:
             stop = now
-        else:
+        else:  # never finished (a crash): alive until its newest KPI snapshot
             stop = r.last_seen if r.last_seen is not None else r.started_at
-        runtime_s += max(min(stop, end, now) - max(r.started_at, start), 0.0)
+        overlap = min(stop, end, now) - max(r.started_at, start)
+        if overlap > 0 or start <= r.started_at < end:
+            runs.append(r)
+            runtime_s += max(overlap, 0.0)
     trades = reader.closed_trades(start, end)
     cum = peak = drawdown = 0.0
     equity: list[tuple[float, float]] = []
