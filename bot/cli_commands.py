@@ -19,6 +19,7 @@ from core.commands import (
     ConfigArgs,
     ConfirmArgs,
     DemoArgs,
+    IncidentArgs,
     LogsArgs,
     ReasonArgs,
     ResetArgs,
@@ -124,6 +125,21 @@ def cmd_logs(settings: Settings, args: LogsArgs) -> int:
     for entry in entries:
         print(entry)
     print(f"{len(entries)} error entries", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_incident(settings: Settings, args: IncidentArgs) -> int:
+    """A blank incident report by hand (runbook §7.1), with the current status."""
+    from core.incident import write_incident
+
+    try:
+        status = _control(settings, "status")
+    except EngineNotRunning:
+        status = asyncio.run(_offline_status(settings))
+    path = write_incident(settings.data_dir, run_id="manual", title=args.title,
+                          trigger=f"opened by hand ({ACTOR})", metrics=status,
+                          actions=[{"step": "opened", "ok": True, "detail": ACTOR}])
+    print(f"incident report: {path}")
     return EXIT_OK
 
 
@@ -309,6 +325,9 @@ async def _run_async(settings: Settings, args: RunArgs, show_progress: bool) -> 
     server = ControlServer(socket_path_for(settings.data_dir), service.control)
     progress = ProgressLine() if show_progress else None
     watchdog = start_watchdog(service)
+    from bot.monitoring_app import start_metrics
+
+    metrics = await start_metrics(service, settings)
     try:
         try:
             spec = service.plan_run(args)
@@ -328,6 +347,8 @@ async def _run_async(settings: Settings, args: RunArgs, show_progress: bool) -> 
         print(f"KPI JSON: {outcome.kpi_path}")
         return outcome.exit_code
     finally:
+        if metrics is not None:
+            await metrics.stop()
         watchdog.stop()
         await server.stop()
         await service.store.close()

@@ -74,7 +74,7 @@ class RecordArgs(Args):
         return v
 
     @model_validator(mode="after")
-    def _one_duration(self) -> "RecordArgs":
+    def _one_duration(self) -> RecordArgs:
         if (self.minutes is None) == (self.seconds is None):
             raise ValueError("give exactly one of --minutes or --seconds")
         return self
@@ -119,6 +119,20 @@ class AuditArgs(Args):
 class LogsArgs(Args):
     what: Literal["errors"] = Field(**positional(description="errors"))  # type: ignore[arg-type]
     since: str | None = Field(None, description="ISO time or 30m / 2h / 1d")
+
+
+class IncidentArgs(Args):
+    what: Literal["new"] = Field(**positional(description="new"))  # type: ignore[arg-type]
+    title: str = Field(min_length=1, max_length=200, description="what happened, in a line")
+
+
+class ReportArgs(Args):
+    kind: Literal["daily", "weekly"] = Field(**positional(description="daily or weekly"))  # type: ignore[arg-type]
+    date: str | None = Field(
+        None, pattern=r"^(\d{4}-\d{2}-\d{2}|today|yesterday)$",
+        description="YYYY-MM-DD, today or yesterday (default: the last complete day/week)")
+    png: Path | None = Field(None, description="also write the chart PNG here")
+    json_output: bool = Field(False, alias="json", description="print one JSON object")
 
 
 class ConfigArgs(Args):
@@ -174,11 +188,11 @@ COMMANDS: tuple[Command, ...] = (
             Role.OPERATOR, telegram=False),
     Command("drill", "rehearse the LIVE runbook on loopback", available=False,
             pending_issue="venues (#4)", telegram=False),
-    Command("report", "daily/weekly report", available=False, pending_issue="monitoring (#7)"),
+    Command("report", "daily/weekly report (runbook 7.2)", ReportArgs),
     Command("guards", "guard thresholds and headroom", available=False,
             pending_issue="guards (#3)", cli=False),
-    Command("incident", "open an incident report by hand", available=False,
-            pending_issue="kill switch (#3)", telegram=False),
+    Command("incident", "open an incident report by hand (runbook 7.1)", IncidentArgs,
+            Role.OPERATOR, telegram=False),
     Command("notify", "send a test alert", available=False, pending_issue="Telegram (#6)",
             telegram=False),
 )

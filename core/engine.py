@@ -96,6 +96,9 @@ class Engine:
         self.exchange_errors = 0
         self.rate_limit_hits = 0
         self.rate_limit_wait_s = 0.0
+        self.exchange_errors_by_venue: dict[str, int] = {}
+        self.rate_limit_hits_by_venue: dict[str, int] = {}
+        self.rate_limit_wait_s_by_venue: dict[str, float] = {}
         self.accept_entries = True
         self.pnl_usd = 0.0
         self.last_snapshot: MarketSnapshot | None = None
@@ -120,7 +123,7 @@ class Engine:
         try:
             await self._poll_working(snap, mono)
             signals: dict[str, Signal] = {}
-            for base, slot in self.slots.items():
+            for base in self.slots:
                 ub, bb = snap.upbit.get(base), snap.binance.get(base)
                 if ub is None or bb is None:
                     continue
@@ -162,7 +165,7 @@ class Engine:
                 try:
                     order = await self.ex[wo.venue].fetch_order(oid, wo.symbol)  # type: ignore[attr-defined]
                 except ExchangeError as exc:
-                    self._venue_error(exc)  # an outage is counted, not an engine failure
+                    self._venue_error(exc, wo.venue)  # an outage is counted, not an engine failure
                     continue
                 # Exits are re-priced quickly (cancel, then a fresh order at the new
                 # book); entries simply expire.
@@ -177,7 +180,7 @@ class Engine:
                     try:
                         order = await self.ex[wo.venue].cancel_order(oid, wo.symbol)  # type: ignore[attr-defined]
                     except ExchangeError as exc:
-                        self._venue_error(exc)
+                        self._venue_error(exc, wo.venue)
                         logger.warning("cancel of {} failed: {}", wo.client_order_id, exc)
                         wo.cancel_sent = False
                 await self._absorb(slot, wo, order, snap)
@@ -411,7 +414,7 @@ class Engine:
                 logger.warning("rejected {} {}: {}", p.intent.venue, p.request.symbol, exc)
                 continue
             except SendUnknown as exc:
-                self._venue_error(exc.__cause__ or exc)
+                self._venue_error(exc.__cause__ or exc, p.intent.venue)
                 logger.error("order outcome unknown: {}", exc)
                 continue
             slot.working[order.id] = WorkingOrder(
@@ -421,11 +424,16 @@ class Engine:
             placed = True
         return placed
 
-    def _venue_error(self, exc: BaseException) -> None:
+    def _venue_error(self, exc: BaseException, venue: Venue) -> None:
+        v = str(venue)
         self.exchange_errors += 1
+        self.exchange_errors_by_venue[v] = self.exchange_errors_by_venue.get(v, 0) + 1
         if isinstance(exc, RateLimited):
             self.rate_limit_hits += 1
+            self.rate_limit_hits_by_venue[v] = self.rate_limit_hits_by_venue.get(v, 0) + 1
             self.rate_limit_wait_s = max(self.rate_limit_wait_s, exc.retry_after_s)
+            self.rate_limit_wait_s_by_venue[v] = max(
+                self.rate_limit_wait_s_by_venue.get(v, 0.0), exc.retry_after_s)
 
     # --- figures -------------------------------------------------------------------
     def _entry_qty(self, base: str, price_usd: float) -> float:
@@ -476,7 +484,8 @@ def _marketable_limit(levels: list[tuple[float, float]], qty: float, side: Side,
     """The price of the deepest level qty reaches, plus a little slack."""
     left = qty
     price = levels[0][0]
-    for price, size in levels:
+    for level_price, size in levels:
+        price = level_price
         left -= size
         if left <= 0:
             break

@@ -70,6 +70,8 @@ def build_kpi(
         "guards": {
             "trading_state": trading_state,
             "unhandled_errors": engine.errors,
+            "exchange_errors": engine.exchange_errors,
+            "rate_limit_hits": engine.rate_limit_hits,
             "consecutive_errors": engine.consecutive_errors,
             "gateway_refusals": dict(engine.gateway.refusals),
         },

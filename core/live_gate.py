@@ -18,7 +18,7 @@ from core.ladder import LadderDecision
 PREFLIGHT_FLAG = "preflight_last"  # flags row: the last preflight's summary (JSON)
 PREFLIGHT_MAX_AGE_S = 30 * 60.0
 CLEAN_STATUSES = ("completed",)
-RECONCILE_EVENTS = ("reconciled", "reconcile")
+RECONCILE_EVENT = "reconciliation"  # written by PhaseRun and OperatorService.reconcile
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,13 +97,12 @@ async def _last_run(ctx: LiveStartContext) -> list[Failure]:
         status in CLEAN_STATUSES or (status == "failed" and bool(last.get("gate_json"))))
     if clean:
         return []
-    since = float(last.get("ended_at") or last["started_at"])
-    for kind in RECONCILE_EVENTS:
-        for e in await ctx.store.events(kind=kind, limit=50):
-            if e.get("run_id") == last["run_id"] or float(e["ts"]) >= since:
-                return []
-    return [Failure("last_run", f"last run {last['run_id']} ended {status!r} and was not "
-                                "reconciled: run `arbops reconcile`")]
+    # Only a reconciliation that came out ok (journal == venues) clears an unclean end.
+    for e in await ctx.store.events(run_id=last["run_id"], kind=RECONCILE_EVENT, limit=20):
+        if isinstance(e.get("payload"), dict) and e["payload"].get("ok") is True:
+            return []
+    return [Failure("last_run", f"last run {last['run_id']} ended {status!r} and no ok "
+                                "reconciliation is recorded: run `arbops reconcile`")]
 
 
 async def _ladder(ctx: LiveStartContext) -> list[Failure]:

@@ -8,6 +8,7 @@ works before the settings fields are added (see the defaults below).
 """
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -23,7 +24,7 @@ from core.phase_run import HALT_FLAG
 from core.preflight import PreflightContext, run_preflight
 from core.redis_state import EngineLock, FileEngineLock, LostCallback, RedisState
 
-VenuesProvider = Callable[[], Awaitable[Mapping[Venue, Any]]]
+VenuesProvider = Callable[[], Awaitable[Mapping[Venue, Any]] | Mapping[Venue, Any]]
 AsyncProbe = Callable[[], Awaitable[Any]]
 
 DEFAULTS: dict[str, Any] = {
@@ -156,11 +157,17 @@ class LiveSafety:
 
     async def consume_arm(self, run_id: str) -> None:
         """The live start uses the ARM up: call after the gate said yes, before any order."""
+        view = await self.arm_view()  # it may have expired since the gate said yes
         arm = await self.current_arm()
-        if arm is None:
-            raise ArmRefused([Failure("arm_missing", "nothing to consume")])
+        if view.failures or arm is None:
+            raise ArmRefused(view.failures or [Failure("arm_missing", "nothing to consume")])
         now = self.clock.time()
         await self.book.mark_consumed(arm, run_id, now)
+        # One start uses up every ARM in sight: env vars left set after a command ARM
+        # must not silently arm the next phase.
+        env = ArmState.from_env(self.settings)
+        if env is not None and env.token != arm.token and env.armed_at_raw is not None:
+            await self.book.mark_consumed(env, run_id, now)
         await self.book.clear_command()
         self._command_arm = None
         if self.redis is not None:
@@ -217,7 +224,8 @@ class LiveSafety:
         venues: Mapping[Venue, Any] | None = None
         if not dry_run and self.venues_provider is not None:
             try:
-                venues = await self.venues_provider()
+                got = self.venues_provider()  # bot.app.real_venues is sync; tests' are async
+                venues = await got if inspect.isawaitable(got) else got
             except Exception as exc:  # noqa: BLE001 - the venue checks fail, naming it
                 logger.warning("preflight: venues unavailable: {}", exc)
         try:

@@ -243,7 +243,7 @@ async def _funded_bases(ex: Any, bal: Mapping[str, Any], quote: str, to_usd: flo
             continue
         try:
             price = await _usd_rate(ex, f"{asset}/{quote}")
-        except Exception:  # noqa: BLE001, S112 - an unlisted asset is simply not usable
+        except Exception:  # noqa: BLE001 - an unlisted asset is simply not usable
             continue
         if b.free * price * to_usd >= need:
             ok.append(asset)

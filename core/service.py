@@ -73,6 +73,7 @@ class OperatorService:
         self.last_outcome: RunOutcome | None = None
         self._proc_started = time.monotonic()
         self._run_task: asyncio.Task[None] | None = None
+        self.run_observers: list[Callable[[], None]] = []  # e.g. metrics, at run end
         self.real_venues: Callable[[], dict[Venue, Any]] = _no_real_venues
 
     async def load_persistent_state(self) -> None:
@@ -146,6 +147,11 @@ class OperatorService:
         except RuntimeError as exc:  # refused while preparing (universe, recovery)
             raise ServiceError(str(exc), code=1) from None
         finally:
+            for observer in self.run_observers:
+                try:
+                    observer()
+                except Exception:  # noqa: BLE001 - an observer must not break the run's end
+                    logger.exception("run observer failed")
             self.current = None
             for ex in exchanges.values():
                 await ex.close()
@@ -215,6 +221,11 @@ class OperatorService:
         except Exception:
             logger.exception("background run failed")
             raise
+
+    async def report(self, kind: str, date: str | None = None) -> str:
+        from core.jobs import on_demand_report
+
+        return (await on_demand_report(self, kind, date)).text
 
     def last_run_result(self) -> dict[str, Any] | None:
         o = self.last_outcome

@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     real_poll_interval_s: float = Field(1.0, gt=0, le=60)
     outage_escalate_s: float = Field(300.0, gt=0)
     report_timezone: str = "Asia/Seoul"
+    report_time: str = Field("09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    report_grace_s: float = Field(21600.0, ge=0)
+    reports_enabled: bool = True
+    prometheus_host: str = "127.0.0.1"
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # --- guards (R-K3, R-K4); defaults are the runbook's ---------------------

@@ -63,6 +63,7 @@ class Watchdog:
         self._stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._kill_sent = False
+        self._acting: set[asyncio.Future[None]] = set()
 
     # --- measuring ------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
@@ -155,4 +156,6 @@ class Watchdog:
                 logger.exception("watchdog sample failed")
 
     def _schedule(self, verdicts: list[Verdict]) -> None:
-        asyncio.ensure_future(self.act(verdicts))
+        task = asyncio.ensure_future(self.act(verdicts))
+        self._acting.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._acting.discard)

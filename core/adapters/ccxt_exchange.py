@@ -57,7 +57,7 @@ class CcxtExchange:
     async def load_markets(self) -> dict[str, Market]:
         raw = await self._call(self.ccxt.load_markets)
         for symbol, m in raw.items():
-            if m.get("spot") is False or m.get("quote") != self.quote and symbol != "USDT/KRW":
+            if m.get("spot") is False or (m.get("quote") != self.quote and symbol != "USDT/KRW"):
                 continue
             if self.venue is Venue.BINANCE:
                 rules: VenueRules = BinanceSymbolRules.from_exchange_info(m["info"])

@@ -35,7 +35,7 @@ class Recorder:
                  ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._fh = gzip.open(path, "wt", encoding="utf-8")
+        self._fh = gzip.open(path, "wt", encoding="utf-8")  # noqa: SIM115 - open for the recording
         self.count = 0
         header = {"version": FORMAT_VERSION, "source": source, "interval_s": interval_s,
                   "stats": [{f: getattr(s, f) for f in SymbolStats.__slots__} for s in stats]}
