@@ -220,6 +220,8 @@ class Engine:
                 slot.open_qty[venue] += trade.amount
             else:
                 slot.open_qty[venue] = max(slot.open_qty[venue] - trade.amount, 0.0)
+        if len(order.trades) > wo.trades_seen:
+            self.gateway.crash.hit("after_fill")
         wo.trades_seen = len(order.trades)
         wo.filled = order.filled
         if order.trades or order.status.done:

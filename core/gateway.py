@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from core.clock import Clock
+from core.crash_points import NO_CRASH, CrashPoints
 from core.domain.models import (
     MarketSnapshot,
     Order,
@@ -104,7 +105,9 @@ class Gateway:
         stale_book_ms: int,
         max_orders_per_second: float,
         write_behind: Any = None,
+        crash: CrashPoints = NO_CRASH,
     ) -> None:
+        self.crash = crash
         self._write_behind = write_behind
         self._ex = exchanges
         self._journal = journal
@@ -201,6 +204,7 @@ class Gateway:
         """Send a journaled intent. Raises OrderRejected or SendUnknown."""
         cid = p.request.client_order_id
         self._sent.append(self._clock.monotonic())
+        self.crash.hit("before_send")
         try:
             order = await self._ex[p.intent.venue].create_order(p.request)
         except OrderRejected as exc:
@@ -212,6 +216,7 @@ class Gateway:
             await self._journal.update_intent(cid, "UNKNOWN", reason=str(exc),
                                               updated_at=self._clock.time())
             raise SendUnknown(f"{cid}: {exc}") from exc
+        self.crash.hit("after_send")
         await self._record(self._journal.update_intent, client_order_id=cid, state="OPEN",
                     exchange_order_id=order.id, updated_at=self._clock.time())
         return order

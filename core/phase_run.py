@@ -20,6 +20,7 @@ from loguru import logger
 
 from core.clock import Clock, ManualClock
 from core.domain.models import ExitReason, TradingState, Venue
+from core.crash_points import CrashPoints
 from core.engine import Engine, EngineConfig
 from core.gateway import Gateway, Purpose
 from core.journal_writer import WriteBehind
@@ -244,6 +245,7 @@ class PhaseRun:
             max_exposure_usd=self.spec.notional_usd * 2 * s.max_concurrent,
             collar_bps=s.price_collar_bps, stale_book_ms=s.stale_book_ms,
             max_orders_per_second=s.max_orders_per_second,
+            crash=CrashPoints(s.fault_crash_at),
         )
         strategy = Strategy(StrategyParams(
             s.upbit_fee_bps, s.binance_fee_bps, s.entry_buffer_bps, s.baseline_halflife_s,

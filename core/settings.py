@@ -154,6 +154,7 @@ class Settings(BaseSettings):
     paper_latency_ms: float = Field(0.0, ge=0)
     paper_fill_ratio: float = Field(1.0, gt=0, le=1)  # share of an order one book can fill
     paper_cancel_failures: int = Field(0, ge=0)  # next N cancels raise VenueUnavailable
+    fault_crash_at: str | None = None  # crash tests only: e.g. "after_send:3" -> SIGKILL
 
     @field_validator("report_timezone")
     @classmethod
@@ -164,6 +165,15 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except Exception as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("fault_crash_at")
+    @classmethod
+    def _crash_point(cls, value: str | None) -> str | None:
+        if value:
+            from core.crash_points import CrashPoints
+
+            CrashPoints(value)  # raises ValueError naming the expected form
         return value
 
     @property

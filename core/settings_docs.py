@@ -93,5 +93,6 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     "paper_initial_usd": ("paper quote balance per venue, USD", ""),
     "paper_latency_ms": ("fault injection: delay on every paper exchange call", ""),
     "paper_fill_ratio": ("fault injection: share of an order one book can fill", ""),
+    "fault_crash_at": ("crash tests only: SIGKILL at before_send|after_send|after_fill:N", ""),
     "paper_cancel_failures": ("fault injection: the next N cancels fail", ""),
 }

@@ -1,0 +1,33 @@
+"""Fault injection for crash tests: die with SIGKILL at a named point of the
+order path (issue #4's crash harness). Off unless ARBOPS_FAULT_CRASH_AT is set,
+e.g. `after_send:3` = the third time an order has been sent but its ack not
+yet recorded. Never set it outside tests and drills.
+"""
+from __future__ import annotations
+
+import os
+import signal
+
+POINTS = ("before_send", "after_send", "after_fill")
+
+
+class CrashPoints:
+    def __init__(self, spec: str | None) -> None:
+        self.point: str | None = None
+        self.at = 0
+        self.seen = 0
+        if spec:
+            point, _, n = spec.partition(":")
+            if point not in POINTS or not n.isdigit() or int(n) < 1:
+                raise ValueError(f"crash point {spec!r}: expected one of {POINTS} and :N >= 1")
+            self.point, self.at = point, int(n)
+
+    def hit(self, point: str) -> None:
+        if point != self.point:
+            return
+        self.seen += 1
+        if self.seen == self.at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+NO_CRASH = CrashPoints(None)
