@@ -100,6 +100,11 @@ async def build_service(settings: Settings, *, fast: bool = False) -> OperatorSe
 
     service = OperatorService(settings, store, clock, factory, fast=fast)
     service.real_venues = lambda: real_venues(settings)
+    if settings.telegram_bot_token is not None:
+        from core.telegram_probe import telegram_get_me
+
+        service.safety.telegram_probe = telegram_get_me(
+            settings.telegram_api_base, settings.telegram_bot_token.get_secret_value())
     await service.load_persistent_state()
     return service
 

@@ -69,15 +69,19 @@ async def _offline_status(settings: Settings) -> dict[str, Any]:
     import psutil
 
     from core.adapters.sqlite_store import SqliteStore
+    from core.clock import SystemClock
+    from core.live_safety import LiveSafety
     from core.phase_run import HALT_FLAG
 
     db = settings.data_dir / "arbops.sqlite3"
     flag, last = None, None
+    arm: dict[str, Any] = {"armed": False, "arm_cap_usd": None, "arm_expires_at": None}
     if db.exists():
         store = await SqliteStore.open(db)
         try:
             flag = await store.get_flag(HALT_FLAG)
             last = await store.last_run()
+            arm = await LiveSafety(settings, store, SystemClock()).arm_status()
         finally:
             await store.close()
     halted = bool(flag and flag.startswith("HALTED"))
@@ -85,7 +89,7 @@ async def _offline_status(settings: Settings) -> dict[str, Any]:
         "mode": settings.arbitrage_env,
         "trading_state": "HALTED" if halted else "ACTIVE",
         "halted_reason": flag.split(":", 1)[1] if halted and flag and ":" in flag else None,
-        "armed": False, "arm_cap_usd": None, "arm_expires_at": None,
+        **arm,
         "run": None,
         "last_run": {k: last[k] for k in ("run_id", "status", "exit_code", "stop_reason")}
         if last else None,
@@ -322,6 +326,10 @@ async def _run_async(settings: Settings, args: RunArgs, show_progress: bool) -> 
     except InstanceLocked as exc:
         raise CliError(str(exc)) from None
     service = await build_service(settings, fast=settings.sim_fast)
+    from core.redis_state import FileEngineLock
+
+    if service.safety.redis is None:
+        service.safety.lock = FileEngineLock(existing=lock)  # one lock per data dir
     server = ControlServer(socket_path_for(settings.data_dir), service.control)
     progress = ProgressLine() if show_progress else None
     watchdog = start_watchdog(service)

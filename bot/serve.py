@@ -34,6 +34,10 @@ async def serve(settings: Settings) -> int:
     except InstanceLocked as exc:
         raise CliError(str(exc)) from None
     service = await build_service(settings)
+    from core.redis_state import FileEngineLock
+
+    if service.safety.redis is None:
+        service.safety.lock = FileEngineLock(existing=lock)  # one lock per data dir
     server = ControlServer(socket_path_for(settings.data_dir), service.control)
     watchdog = start_watchdog(service)
     stop = asyncio.Event()

@@ -60,6 +60,14 @@ class TelegramApp:
     def notifier(self) -> Any:
         return self.deps.notifier
 
+    async def reachable(self, timeout_s: float = 5.0) -> bool:
+        """getMe answered: for preflight's "Telegram reachable" check (R-S3)."""
+        try:
+            await self.bot.get_me(request_timeout=int(max(1, timeout_s)))
+            return True
+        except Exception:  # noqa: BLE001 - any failure means not reachable
+            return False
+
     async def start(self) -> None:
         from aiogram.types import BotCommand
 

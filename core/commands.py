@@ -135,6 +135,24 @@ class ReportArgs(Args):
     json_output: bool = Field(False, alias="json", description="print one JSON object")
 
 
+class PreflightArgs(Args):
+    dry_run: bool = Field(False, description="skip network checks (SKIP never counts as PASS)")
+    output: Path | None = Field(None, description="also write the JSON report here")
+    phase: int = Field(1, ge=1, le=3, description="the phase whose balances are checked")
+
+
+class ArmArgs(Args):
+    # A string on purpose: the ARM's own strict parser decides what a number is.
+    usd: str = Field(**positional(description="per-leg cap in USD, 10..1000"))  # type: ignore[arg-type]
+    confirm: str | None = Field(None, description="refused for live: type the phrase")
+
+
+class OverrideArgs(Args):
+    phase: int = Field(ge=1, le=3, description="the live phase to allow next")
+    reason: str = Field(min_length=3, max_length=200, description="why (audited)")
+    confirm: str | None = Field(None, description="the confirmation phrase (for scripts)")
+
+
 class ConfigArgs(Args):
     what: Literal["check"] = Field(**positional(description="check"))  # type: ignore[arg-type]
 
@@ -175,12 +193,14 @@ COMMANDS: tuple[Command, ...] = (
     Command("config", "check the settings", ConfigArgs, telegram=False),
     Command("positions", "open positions", cli=False),
     Command("kpi", "the latest KPI JSON summary", cli=False),
-    Command("preflight", "preflight checks (runbook 1.1)", available=False,
-            pending_issue="LIVE safety (#5)"),
-    Command("arm", "ARM live trading for one phase", NoArgs, Role.OPERATOR, adds_risk=True,
-            available=False, pending_issue="LIVE safety (#5)"),
-    Command("disarm", "drop the ARM", NoArgs, Role.OPERATOR, available=False,
-            pending_issue="LIVE safety (#5)"),
+    Command("preflight", "preflight checks (runbook 1.1); exit 0 only when ready for live",
+            PreflightArgs),
+    Command("arm", "ARM live trading for one phase start (expires in 600 s)", ArmArgs,
+            Role.OPERATOR, adds_risk=True),
+    Command("disarm", "drop the ARM (one step)", NoArgs, Role.OPERATOR),
+    Command("ladder", "the ramp-up ladder: which live phase may start next", NoArgs),
+    Command("override", "admin: allow a live phase the ladder would refuse (audited)",
+            OverrideArgs, Role.ADMIN, adds_risk=True),
     Command("balance", "both venues' balances (runbook 5.2)", JsonArgs),
     Command("reconcile", "journal vs venues: open orders, positions, balance drift", JsonArgs,
             Role.OPERATOR),

@@ -106,8 +106,10 @@ class Gateway:
         max_orders_per_second: float,
         write_behind: Any = None,
         crash: CrashPoints = NO_CRASH,
+        fence: Any = None,
     ) -> None:
         self.crash = crash
+        self.fence = fence  # async () -> bool: the Redis fencing check, live only
         self._write_behind = write_behind
         self._ex = exchanges
         self._journal = journal
@@ -203,6 +205,13 @@ class Gateway:
     async def send(self, p: Prepared) -> Order:
         """Send a journaled intent. Raises OrderRejected or SendUnknown."""
         cid = p.request.client_order_id
+        if self.fence is not None and not await self._fence_ok():
+            # Another instance may hold the account now (R-S5): nothing more goes out.
+            self._state.set(TradingState.HALTED, "engine lock lost (fencing token)",
+                            self._clock.time())
+            await self._journal.update_intent(cid, "REJECTED", reason="fencing token lost",
+                                              updated_at=self._clock.time())
+            raise OrderRejected(f"{cid}: refused, the engine lock's fencing token is stale")
         self._sent.append(self._clock.monotonic())
         self.crash.hit("before_send")
         try:
@@ -220,6 +229,13 @@ class Gateway:
         await self._record(self._journal.update_intent, client_order_id=cid, state="OPEN",
                     exchange_order_id=order.id, updated_at=self._clock.time())
         return order
+
+    async def _fence_ok(self) -> bool:
+        assert self.fence is not None
+        try:
+            return bool(await self.fence())
+        except Exception:  # noqa: BLE001 - fail closed: an unreadable fence is a lost lock
+            return False
 
     async def submit(self, intent: OrderIntent, snap: MarketSnapshot, exposure_usd: float) -> Order:
         """Check, journal, send one order. Raises GatewayRefusal, OrderRejected or SendUnknown."""

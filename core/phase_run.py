@@ -82,6 +82,7 @@ class PhaseRun:
         self.kill_steps: list[dict[str, Any]] = []
         self.kill_trigger: str | None = None
         self.kill_started = 0.0
+        self.fence: Any = None  # live: the engine lock's fencing check before each send
         self.kill_metrics: dict[str, Any] = {}
         self.settings = settings
         self.store = store
@@ -245,7 +246,7 @@ class PhaseRun:
             max_exposure_usd=self.spec.notional_usd * 2 * s.max_concurrent,
             collar_bps=s.price_collar_bps, stale_book_ms=s.stale_book_ms,
             max_orders_per_second=s.max_orders_per_second,
-            crash=CrashPoints(s.fault_crash_at),
+            crash=CrashPoints(s.fault_crash_at), fence=self.fence,
         )
         strategy = Strategy(StrategyParams(
             s.upbit_fee_bps, s.binance_fee_bps, s.entry_buffer_bps, s.baseline_halflife_s,

@@ -75,6 +75,16 @@ class OperatorService:
         self._run_task: asyncio.Task[None] | None = None
         self.run_observers: list[Callable[[], None]] = []  # e.g. metrics, at run end
         self.real_venues: Callable[[], dict[Venue, Any]] = _no_real_venues
+        from core.live_safety import LiveSafety
+        from core.redis_state import RedisState, account_id
+
+        redis = (RedisState.from_url(settings.redis_url.get_secret_value(),
+                                     settings.redis_key_prefix, account_id(settings))
+                 if settings.redis_url is not None else None)
+        self.safety = LiveSafety(
+            settings, store, clock, venues_provider=lambda: self.real_venues(), redis=redis,
+            state_probe=lambda: (self.state.reason
+                                 if self.state.state is TradingState.HALTED else None))
 
     async def load_persistent_state(self) -> None:
         """HALTED survives restarts until reset (R-S7)."""
@@ -86,13 +96,14 @@ class OperatorService:
             reason = flag.split(":", 1)[1] if ":" in flag else "persisted"
             self.state.set(TradingState.HALTED, reason, self.clock.time())
             logger.warning("trading state is HALTED from a previous session: {}", reason)
+        mirrored = await self.safety.halted_reason()
+        if mirrored and self.state.state is not TradingState.HALTED:
+            self.state.set(TradingState.HALTED, mirrored, self.clock.time())
+            logger.warning("trading state is HALTED by the shared kill flag: {}", mirrored)
 
     # --- runs -----------------------------------------------------------------------
     def plan_run(self, args: RunArgs) -> RunSpec:
         phase = PHASES[args.phase]
-        if args.mode == "live":
-            raise ServiceError("live runs are refused until the LIVE safety gate exists "
-                               "(issue #5); use --mode paper")
         replay_path = None
         if args.data_source == "replay":
             replay_path, replay_s = self._recording(args)
@@ -109,10 +120,27 @@ class OperatorService:
             duration = min(duration, replay_s - REPLAY_CLOSE_MARGIN_S)
         top_n = parse_universe(args.universe) if args.universe else phase.top_n
         notional = args.max_notional_usd or phase.notional_usd
+        if args.mode == "live" and args.data_source != "real":
+            raise ServiceError("live trades only on real venues: use --data-source real")
         return RunSpec(mode=args.mode, phase=args.phase, top_n=top_n, duration_s=duration,
                        notional_usd=notional, data_source=args.data_source,
                        kpi_path=args.kpi_output_path, seed=args.seed, replay_path=replay_path,
                        fast=self.fast)
+
+    async def _live_gate(self, spec: RunSpec, exchanges: dict[Venue, Any], run_id: str) -> None:
+        """R-S1: every condition, each failure named; then the ARM is used up (R-S2)."""
+        from core.live_safety import ArmRefused
+
+        if self.safety.lock is None or not self.safety.lock.held:
+            await self.safety.acquire_lock(
+                on_lost=lambda why: self.halt_now(f"engine lock lost: {why}"))
+        failures = await self.safety.check_live_start(spec.phase, spec.notional_usd, exchanges)
+        if failures:
+            raise ServiceError("LIVE refused:\n" + "\n".join(f"  - {f}" for f in failures))
+        try:
+            await self.safety.consume_arm(run_id)
+        except ArmRefused as exc:
+            raise ServiceError(str(exc)) from None
 
     def _recording(self, args: RunArgs) -> tuple[Any, float]:
         from core.adapters.replay_market import latest_recording, recording_seconds
@@ -141,6 +169,14 @@ class OperatorService:
         market, exchanges = self._venues_factory(spec)
         run = PhaseRun(spec, self.settings, self.store, self.state, self.clock, market,
                        exchanges, on_progress, self.notifier)
+        if spec.mode == "live":
+            try:
+                await self._live_gate(spec, exchanges, run.run_id)
+            except BaseException:
+                for ex in exchanges.values():
+                    await ex.close()
+                raise
+            run.fence = self.safety.fence_ok
         self.current = run
         try:
             outcome = await run.execute()
@@ -211,7 +247,10 @@ class OperatorService:
                 break
             await asyncio.sleep(0.01)
         if task.done() and task.exception() is not None:
-            raise ServiceError(f"run failed to start: {task.exception()}", code=1)
+            exc = task.exception()
+            if isinstance(exc, ServiceError):
+                raise exc  # a refusal keeps its exit code (2)
+            raise ServiceError(f"run failed to start: {exc}", code=1)
         run = self.current
         return {"run_id": run.run_id if run else None, "kpi_path": str(run.kpi_path) if run else None}
 
@@ -248,10 +287,12 @@ class OperatorService:
         if self.current is not None:
             run_id = self.current.run_id
             started = self.current.kill(why)  # HALTED synchronously, then cancel + flatten
+            await self.safety.mirror_kill(why)
             msg = "HALTED; cancelling and flattening" if started else "kill already in progress"
             return KillResult(True, run_id, already, 0, msg)
         self.state.set(TradingState.HALTED, why, self.clock.time())
         await self.store.set_flag(HALT_FLAG, f"HALTED:{why}", self.clock.time())
+        await self.safety.mirror_kill(why)
         await self.store.record_event(self.clock.time(), None, "kill", {"reason": why})
         if not already:
             from core.incident import write_incident
@@ -291,8 +332,30 @@ class OperatorService:
         leftovers = await self.still_open()
         self.state.reset(self.clock.time(), f"reset by {actor}")
         await self.store.clear_flag(HALT_FLAG)
+        await self.safety.clear_kill()
         await self.store.record_event(self.clock.time(), None, "reset", {"actor": actor})
         return {"trading_state": str(self.state.state), **leftovers}
+
+    # --- LIVE safety (R-S1..R-S4): thin wrappers over LiveSafety ----------------------
+    async def arm(self, usd: str, actor: str) -> dict[str, Any]:
+        from core.live_safety import ArmRefused
+
+        try:
+            return await self.safety.arm(usd, actor)
+        except ArmRefused as exc:
+            raise ServiceError(str(exc)) from None
+
+    async def disarm(self, actor: str) -> dict[str, Any]:
+        return await self.safety.disarm(actor)
+
+    async def preflight(self, dry_run: bool, phase: int = 1) -> dict[str, Any]:
+        return await self.safety.preflight(dry_run, phase)
+
+    async def ladder_status(self) -> dict[str, Any]:
+        return await self.safety.ladder_status()
+
+    async def ladder_override(self, phase: int, actor: str, reason: str) -> dict[str, Any]:
+        return await self.safety.override(phase, actor, reason)
 
     # --- venues: reconciliation and balances -----------------------------------------
     async def reconcile(self) -> dict[str, Any]:
@@ -434,7 +497,17 @@ class OperatorService:
     async def _control(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
         actor = str(args.get("actor", "cli"))
         if cmd == "status":
-            return self.status()
+            return {**self.status(), **await self.safety.arm_status()}
+        if cmd == "arm":
+            return await self.arm(str(args.get("usd")), actor)
+        if cmd == "disarm":
+            return await self.disarm(actor)
+        if cmd == "preflight":
+            return await self.preflight(bool(args.get("dry_run")), int(args.get("phase", 1)))
+        if cmd == "ladder":
+            return await self.ladder_status()
+        if cmd == "override":
+            return await self.ladder_override(int(args["phase"]), actor, str(args.get("reason", "")))
         if cmd == "stop":
             return self.stop(str(args.get("reason", "control: stop")))
         if cmd == "kill":

@@ -112,6 +112,14 @@ class Settings(BaseSettings):
     prometheus_host: str = "127.0.0.1"
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # --- LIVE safety (R-S1..R-S5) ---------------------------------------------
+    preflight_max_age_s: float = Field(1800.0, gt=0)
+    ladder_window_s: float = Field(86_400.0, gt=0)
+    max_clock_skew_ms: float = Field(1000.0, gt=0)
+    upbit_withdrawals_disabled_attested: bool = False
+    redis_lock_ttl_ms: int = Field(10_000, ge=1000)
+    redis_key_prefix: str = "arbops"
+
     # --- guards (R-K3, R-K4); defaults are the runbook's ---------------------
     guard_daily_loss_usd: float = Field(300.0, gt=0)
     guard_single_trade_loss_usd: float = Field(100.0, gt=0)

@@ -110,8 +110,16 @@ class TelegramNotifier:
         self._enqueue(Item(str(severity), str(title), str(body), self._clock()))
 
     async def send_photo(self, path: str | Path, caption: str) -> None:
+        """A chart with its caption; a caption over Telegram's 1024 characters is sent
+        as the photo's first line plus a text message with the whole of it."""
         logger.info("[PHOTO] {}: {}", path, caption)
-        self._enqueue(Item("INFO", str(caption), "", self._clock(), photo=Path(path)))
+        caption = str(caption)
+        if len(h(caption)) <= MAX_CAPTION:
+            self._enqueue(Item("INFO", caption, "", self._clock(), photo=Path(path)))
+            return
+        title, _, body = caption.partition("\n")
+        self._enqueue(Item("INFO", title[:200], "", self._clock(), photo=Path(path)))
+        self._enqueue(Item("INFO", title[:200], body, self._clock()))
 
     @property
     def backlog(self) -> int:

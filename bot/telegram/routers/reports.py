@@ -3,6 +3,7 @@ notifier, the runbook's 8.1 check that alerts reach this chat."""
 from __future__ import annotations
 
 import inspect
+import re
 
 from aiogram import Router
 from aiogram.filters import Command as CommandFilter
@@ -16,16 +17,27 @@ from bot.telegram.routers._util import kv_text, need
 from bot.telegram.table import command as table_command
 from bot.telegram.table import flags_for
 
+_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2}|today|yesterday)$")
+
 
 async def cmd_report(message: Message, command: CommandObject, ctx: Ctx) -> Reply:
-    kind = (command.args or "daily").strip().lower()
-    if kind not in ("daily", "weekly"):
-        raise UsageError("usage: /report [daily|weekly]")
-    result = need(ctx.service, "report", table_command("report").pending_issue)(kind)
-    if inspect.isawaitable(result):
-        result = await result
-    return Reply(f"<b>{kind} report</b>\n" + (h(result) if isinstance(result, str)
-                                              else kv_text(result)))
+    """/report [daily|weekly] [YYYY-MM-DD|today|yesterday]: built now, nothing scheduled.
+
+    Only kind and date come from Telegram; no path (png/json) is taken from a chat."""
+    tokens = (command.args or "").split()
+    kind = tokens[0].lower() if tokens else "daily"
+    day = tokens[1].lower() if len(tokens) > 1 else None
+    if kind not in ("daily", "weekly") or len(tokens) > 2 or (
+            day is not None and not _DATE.match(day)):
+        raise UsageError("usage: /report [daily|weekly] [YYYY-MM-DD|today|yesterday]")
+    report = need(ctx.service, "report", table_command("report").pending_issue)
+    try:
+        result = report(kind, day)
+        if inspect.isawaitable(result):
+            result = await result
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return Reply(h(result) if isinstance(result, str) else kv_text(result))
 
 
 async def cmd_notify(message: Message, command: CommandObject, ctx: Ctx) -> Reply:
