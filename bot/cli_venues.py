@@ -112,3 +112,9 @@ async def _record(settings: Settings, args: Any, seconds: float, path: Any) -> i
     finally:
         for ex in (venues or {}).values():
             await ex.close()
+
+
+def cmd_drill(settings: Settings, args: Any) -> int:
+    from bot.drill import run_drill
+
+    return run_drill(args.data_dir, args.paper_seconds, args.live_seconds)

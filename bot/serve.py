@@ -33,6 +33,10 @@ async def serve(settings: Settings) -> int:
         lock.acquire()
     except InstanceLocked as exc:
         raise CliError(str(exc)) from None
+    if settings.arbitrage_env == "live":
+        from core.adapters.ccxt_exchange import preload
+
+        preload()  # ccxt's ~70 MB belong to the start-up baseline, not to a leak
     service = await build_service(settings)
     from core.redis_state import FileEngineLock
 

@@ -40,8 +40,15 @@ def build_dispatcher(deps: TelegramDeps) -> Any:
         observer.outer_middleware(AllowlistMiddleware())  # strangers stop here, silently
         observer.middleware(TimingMiddleware())
     dp.message.middleware(CommandGate())  # role, availability, staleness, confirmation
-    for module in (info, control, runs, live, venues, reports, buttons, fallback):
-        dp.include_router(module.make_router())  # fallback last
+    from bot.telegram.table import TELEGRAM
+
+    served: set[str] = set()
+    for module in (info, control, runs, live, venues, reports, buttons):
+        router = dp.include_router(module.make_router())
+        served.update(hd.flags["table_entry"].name for hd in router.message.handlers
+                      if "table_entry" in hd.flags)
+    unserved = tuple(name for name in TELEGRAM if name not in served)
+    dp.include_router(fallback.make_router(unserved))  # last: takes what nobody else did
     return dp
 
 

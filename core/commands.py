@@ -153,6 +153,12 @@ class OverrideArgs(Args):
     confirm: str | None = Field(None, description="the confirmation phrase (for scripts)")
 
 
+class DrillArgs(Args):
+    paper_seconds: float = Field(40.0, ge=20, le=600, description="the paper phase 1 rung")
+    live_seconds: float = Field(30.0, ge=10, le=600, description="most time to the first live entry")
+    data_dir: Path | None = Field(None, description="keep the drill's journal here")
+
+
 class ConfigArgs(Args):
     what: Literal["check"] = Field(**positional(description="check"))  # type: ignore[arg-type]
 
@@ -206,8 +212,8 @@ COMMANDS: tuple[Command, ...] = (
             Role.OPERATOR),
     Command("record", "record market snapshots for --data-source replay", RecordArgs,
             Role.OPERATOR, telegram=False),
-    Command("drill", "rehearse the LIVE runbook on loopback", available=False,
-            pending_issue="venues (#4)", telegram=False),
+    Command("drill", "rehearse the LIVE runbook on loopback against the emulator", DrillArgs,
+            telegram=False),
     Command("report", "daily/weekly report (runbook 7.2)", ReportArgs),
     Command("guards", "guard thresholds and headroom", available=False,
             pending_issue="guards (#3)", cli=False),

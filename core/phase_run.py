@@ -25,7 +25,7 @@ from core.engine import Engine, EngineConfig
 from core.gateway import Gateway, Purpose
 from core.journal_writer import WriteBehind
 from core.kpi import build_kpi, write_atomic
-from core.phases import evaluate_gate
+from core.phases import evaluate_gate, thresholds_from_settings
 from core.ports import ExchangeError
 from core.settings import Settings
 from core.slots import SlotState
@@ -456,7 +456,8 @@ class PhaseRun:
         clean = not (self.killed or self.emergency or still_open)
         gate = None
         if clean and not self.stop_reason_is_signal:
-            gate = evaluate_gate(self.spec.phase, self.kpi(final=True, exit_code=0)).as_dict()
+            gate = evaluate_gate(self.spec.phase, self.kpi(final=True, exit_code=0),
+                                 thresholds_from_settings(self.settings)).as_dict()
         exit_code = 0 if clean and (gate is None or gate["result"] == "PASS") else 1
         data = self.kpi(final=True, exit_code=exit_code, gate=gate)
         data["trading"]["still_open_on_venues"] = still_open

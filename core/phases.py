@@ -48,6 +48,14 @@ class GateResult:
                 "checks": self.checks, "reasons": self.reasons}
 
 
+def thresholds_from_settings(s: Any) -> GateThresholds:
+    return GateThresholds(
+        phase1_latency_ms=s.gate_phase1_latency_ms, phase1_cpu_percent=s.gate_phase1_cpu_percent,
+        phase1_memory_mb=s.gate_phase1_memory_mb, min_round_trips=s.gate_min_round_trips,
+        min_win_rate=s.gate_min_win_rate, min_pnl_usd=s.gate_min_pnl_usd,
+        phase2_latency_ms=s.gate_phase2_latency_ms)
+
+
 def evaluate_gate(phase: int, kpi: dict[str, Any], th: GateThresholds | None = None) -> GateResult:
     """PASS/FAIL with a reason for every check, from the measured KPI figures."""
     th = th or GateThresholds()

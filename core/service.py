@@ -169,15 +169,16 @@ class OperatorService:
         market, exchanges = self._venues_factory(spec)
         run = PhaseRun(spec, self.settings, self.store, self.state, self.clock, market,
                        exchanges, on_progress, self.notifier)
+        self.current = run  # visible (as starting) while the live gate is checked
         if spec.mode == "live":
             try:
                 await self._live_gate(spec, exchanges, run.run_id)
             except BaseException:
+                self.current = None
                 for ex in exchanges.values():
                     await ex.close()
                 raise
             run.fence = self.safety.fence_ok
-        self.current = run
         try:
             outcome = await run.execute()
         except RuntimeError as exc:  # refused while preparing (universe, recovery)
@@ -415,7 +416,14 @@ class OperatorService:
     def status(self) -> dict[str, Any]:
         run = self.current
         run_info = None
-        if run is not None and run.engine is not None:
+        if run is not None and run.engine is None:
+            run_info = {"run_id": run.run_id, "phase": run.spec.phase, "mode": run.spec.mode,
+                        "universe": f"top{run.spec.top_n}", "starting": True,
+                        "started_at": datetime.fromtimestamp(run.started_at, UTC).isoformat(),
+                        "elapsed_s": round(self.clock.time() - run.started_at, 1),
+                        "duration_s": run.spec.duration_s, "round_trips": 0, "pnl_usd": 0.0,
+                        "entries": 0, "exits": 0, "open_positions": 0}
+        elif run is not None and run.engine is not None:
             e = run.engine
             run_info = {
                 "run_id": run.run_id, "phase": run.spec.phase, "mode": run.spec.mode,

@@ -120,6 +120,15 @@ class Settings(BaseSettings):
     redis_lock_ttl_ms: int = Field(10_000, ge=1000)
     redis_key_prefix: str = "arbops"
 
+    # --- phase gates (R-P2); runbook §2.1-§2.2 values ---------------------------
+    gate_phase1_latency_ms: float = Field(50.0, gt=0)
+    gate_phase1_cpu_percent: float = Field(50.0, gt=0)
+    gate_phase1_memory_mb: float = Field(200.0, gt=0)
+    gate_min_round_trips: int = Field(5, ge=0)
+    gate_min_win_rate: float = Field(0.5, ge=0, le=1)
+    gate_min_pnl_usd: float = -10.0
+    gate_phase2_latency_ms: float = Field(30.0, gt=0)
+
     # --- guards (R-K3, R-K4); defaults are the runbook's ---------------------
     guard_daily_loss_usd: float = Field(300.0, gt=0)
     guard_single_trade_loss_usd: float = Field(100.0, gt=0)

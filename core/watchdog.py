@@ -28,6 +28,9 @@ from guards.thresholds import Thresholds
 from guards.verdict import Action, Verdict
 
 
+BASELINE_WARMUP_S = 60.0
+
+
 def thresholds_from(s: Settings) -> Thresholds:
     fields = {name.removeprefix("guard_"): getattr(s, name)
               for name in type(s).model_fields if name.startswith("guard_")}
@@ -54,6 +57,7 @@ class Watchdog:
         self.book = GuardBook(thresholds_from(settings))
         self.alerts = AlertGate(settings.alert_cooldown_s)
         self.rss_baseline = psutil.Process().memory_info().rss / 2**20
+        self._started = time.monotonic()
         self.last_verdicts: list[Verdict] = []
         self.samples = 0
         self._tz = ZoneInfo(settings.report_timezone)
@@ -104,7 +108,12 @@ class Watchdog:
         return sum(new) / len(new)
 
     def sample(self) -> list[Verdict]:
-        verdicts = self.book.evaluate(self.snapshot())
+        snap = self.snapshot()
+        if time.monotonic() - self._started < BASELINE_WARMUP_S:
+            # Start-up imports (aiogram, ccxt) and first allocations are not a leak:
+            # the baseline is the highest RSS of the warm-up.
+            self.rss_baseline = max(self.rss_baseline, snap.rss_mb)
+        verdicts = self.book.evaluate(snap)
         self.last_verdicts = verdicts
         self.samples += 1
         return verdicts

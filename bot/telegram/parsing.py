@@ -22,7 +22,7 @@ _KEYS = {
     "seed": "seed", "cap": "max_notional_usd", "max_notional_usd": "max_notional_usd",
     "data_source": "data_source", "source": "data_source",
 }
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|min|h)?$", re.IGNORECASE)
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|min|h)?$", re.IGNORECASE | re.ASCII)
 _MAX_ARGS_LEN = 500
 
 
@@ -66,7 +66,7 @@ def parse_run_args(text: str | None) -> RunArgs:
             put("mode", low, tok)
         elif low.startswith("top"):
             put("universe", low, tok)
-        elif "phase" not in fields and low.isdigit() and len(low) <= 2:
+        elif "phase" not in fields and low.isascii() and low.isdigit() and len(low) <= 2:
             put("phase", int(low), tok)
         elif m := _DURATION.match(low):
             unit = (m.group(2) or "s").lower()

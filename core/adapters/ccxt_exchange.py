@@ -36,6 +36,11 @@ STATUS = {"open": OrderStatus.OPEN, "closed": OrderStatus.CLOSED,
           "rejected": OrderStatus.REJECTED}
 
 
+def preload() -> None:
+    """Import ccxt now (a live service does, before measuring its memory baseline)."""
+    import ccxt.async_support  # noqa: F401
+
+
 class CcxtExchange:
     def __init__(self, venue: Venue, base_url: str, api_key: str | None, secret: str | None,
                  fee_bps: float, timeout_ms: int = 10_000) -> None:

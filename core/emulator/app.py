@@ -18,14 +18,17 @@ from core.emulator.admin_api import AdminApi
 from core.emulator.errors import ApiError, binance_error, not_found_json, plain_error
 from core.emulator.faults import REQUEST_KINDS, Fault
 from core.emulator.state import EmulatorCore, VenueState
+from core.emulator.telegram_api import TelegramApi
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CORE_KEY = web.AppKey("emulator_core", EmulatorCore)
 
 
 def venue_of(path: str) -> str | None:
-    if path.startswith("/api/v3/"):
+    if path.startswith(("/api/v3/", "/sapi/v1/account/apiRestrictions")):
         return "binance"
+    if path.startswith("/bot"):
+        return "telegram"
     if path.startswith("/v1/"):
         return "upbit"
     if path.startswith("/admin/"):
@@ -120,7 +123,7 @@ def build_app(core: EmulatorCore, autostep: bool) -> web.Application:
         venue = venue_of(request.path)
         if venue is None:
             return not_found_json(request.path)
-        if venue == "admin":
+        if venue in ("admin", "telegram"):
             try:
                 return await handler(request)
             except web.HTTPException as exc:
@@ -146,6 +149,7 @@ def build_app(core: EmulatorCore, autostep: bool) -> web.Application:
     app.add_routes(binance_api.BinanceApi(core).routes())
     app.add_routes(upbit_api.UpbitApi(core).routes())
     app.add_routes(AdminApi(core, autostep).routes())
+    app.add_routes(TelegramApi().routes())
     return app
 
 

@@ -56,6 +56,9 @@ class BinanceApi:
             web.delete(p + "/order", self.cancel_order),
             web.get(p + "/openOrders", self.open_orders),
             web.delete(p + "/openOrders", self.cancel_open_orders),
+            # The key's permissions (preflight: withdrawals must be off). The
+            # emulator's keys can trade and read, never withdraw.
+            web.get("/sapi/v1/account/apiRestrictions", self.api_restrictions),
         ]
 
     # --- helpers ---------------------------------------------------------------
@@ -170,6 +173,15 @@ class BinanceApi:
         )
 
     # --- private ------------------------------------------------------------------
+    async def api_restrictions(self, request: web.Request) -> web.Response:
+        await self._signed(request)
+        return web.json_response({
+            "ipRestrict": False, "createTime": self.core.now_ms(), "enableReading": True,
+            "enableWithdrawals": False, "enableSpotAndMarginTrading": True,
+            "enableInternalTransfer": False, "enableMargin": False, "enableFutures": False,
+            "permitsUniversalTransfer": False, "enableVanillaOptions": False,
+        })
+
     async def account(self, request: web.Request) -> web.Response:
         await self._signed(request)
         bals = await self.vs.engine.fetch_balance()

@@ -1,66 +1,102 @@
-"""LIVE safety (issue #5): /preflight, /arm <usd> (two steps), /disarm (one step).
-
-The table marks these "not available yet" until OperatorService grows
-`preflight()`, `arm(cap_usd, actor)` and `disarm(actor)`; the gate answers for
-them until then, and these handlers are ready for the day the flags flip.
-"""
+"""LIVE safety (R-S1..R-S4): /preflight, /arm <usd> (two steps), /disarm (one step),
+/ladder, /override <phase> <reason> (admin, two steps, audited)."""
 from __future__ import annotations
-
-import math
 
 from aiogram import Router
 from aiogram.filters import Command as CommandFilter
 from aiogram.filters import CommandObject
 from aiogram.types import Message
+from pydantic import ValidationError
 
 from bot.telegram.context import Ctx, Plan, Reply, UsageError
 from bot.telegram.format import h
 from bot.telegram.routers._util import kv_text, need
 from bot.telegram.table import command as table_command
 from bot.telegram.table import flags_for
+from core.arming import parse_cap
+from core.commands import OverrideArgs
 
-ARM_MIN_USD, ARM_MAX_USD = 10.0, 1000.0  # R-S2
+
+def _need(ctx: Ctx, method: str, name: str) -> object:
+    return need(ctx.service, method, table_command(name).pending_issue)
 
 
-async def cmd_preflight(message: Message, ctx: Ctx) -> Reply:
-    result = await need(ctx.service, "preflight", table_command("preflight").pending_issue)()
+async def cmd_preflight(message: Message, command: CommandObject, ctx: Ctx) -> Reply:
+    """/preflight [phase 1|2|3] [dry]"""
+    phase, dry = 1, False
+    for tok in (command.args or "").lower().split():
+        if tok in ("1", "2", "3"):
+            phase = int(tok)
+        elif tok in ("dry", "dry_run", "dry-run"):
+            dry = True
+        else:
+            raise UsageError("usage: /preflight [1|2|3] [dry]")
+    result = await _need(ctx, "preflight", "preflight")(dry, phase)  # type: ignore[operator]
     summary = result.get("summary", {}) if isinstance(result, dict) else {}
-    lines = [f"<b>preflight</b>: ready for live <b>{'yes' if summary.get('ready_for_live') else 'NO'}"
-             f"</b> · pass {h(summary.get('passed'))} fail {h(summary.get('failed'))} "
-             f"warn {h(summary.get('warnings'))} skip {h(summary.get('skipped'))}"]
+    ready = summary.get("ready_for_live")
+    lines = [f"<b>preflight</b> phase {phase}{' (dry run)' if dry else ''}: ready for live "
+             f"<b>{'yes' if ready else 'NO'}</b>",
+             f"pass {h(summary.get('passed'))} · fail {h(summary.get('failed'))} · "
+             f"warn {h(summary.get('warnings'))} · skip {h(summary.get('skipped'))}"]
     for c in (result.get("checks", []) if isinstance(result, dict) else []):
         if c.get("status") != "PASS":
-            lines.append(f"{h(c.get('status'))} {h(c.get('name'))}: {h(c.get('message'))}")
-    return Reply("\n".join(lines))
+            lines.append(f"{h(c.get('status'))} {h(c.get('name'))}: "
+                         f"{h(str(c.get('message'))[:200])}")
+    return Reply("\n".join(lines), outcome=f"ok: ready_for_live={bool(ready)}")
 
 
 async def cmd_arm(message: Message, command: CommandObject, ctx: Ctx) -> Plan:
-    text = (command.args or "").strip().lstrip("$")
-    try:
-        cap = float(text)
-    except ValueError:
-        raise UsageError(f"usage: /arm <usd> with usd in [{ARM_MIN_USD:g}, {ARM_MAX_USD:g}]"
-                         ) from None
-    if not math.isfinite(cap) or not ARM_MIN_USD <= cap <= ARM_MAX_USD:
-        raise UsageError(f"the cap must be in [{ARM_MIN_USD:g}, {ARM_MAX_USD:g}] USD")
-    arm = need(ctx.service, "arm", table_command("arm").pending_issue)
+    raw = (command.args or "").strip().removeprefix("$")
+    cap, failures = parse_cap(raw if raw else None)
+    if failures or cap is None:
+        why = "; ".join(f.message if hasattr(f, "message") else str(f) for f in failures)
+        raise UsageError(f"usage: /arm <usd>, a plain number in [10, 1000]: {why}")
+    arm = _need(ctx, "arm", "arm")
 
     async def execute(c: Ctx) -> Reply:
-        r = await arm(cap, c.actor)
-        return Reply(f"🔑 <b>ARMED</b> for one LIVE phase: cap ${cap:g} per leg\n{kv_text(r)}")
+        r = await arm(raw, c.actor)  # type: ignore[operator]
+        return Reply(f"🔑 <b>ARMED</b> for one LIVE phase start: cap ${h(r.get('arm_cap_usd', cap))}"
+                     f" per leg, expires {h(r.get('arm_expires_at') or r.get('expires_at'))}",
+                     outcome=f"ok: armed ${cap}")
 
-    impact = (f"ARM <b>LIVE</b> trading for <b>one</b> phase: per-leg order cap <b>${cap:g}</b>. "
-              "The next live phase start consumes it; it expires after 600 s.")
-    return Plan("arm", {"cap_usd": cap}, impact, execute)
+    impact = (f"ARM <b>LIVE</b> trading for <b>one</b> phase start: per-leg order cap "
+              f"<b>${h(cap)}</b>. It expires 600 s after arming; the next live phase start "
+              "uses it up.")
+    return Plan("arm", {"usd": raw}, impact, execute)
 
 
 async def cmd_disarm(message: Message, ctx: Ctx) -> Reply:
-    r = await need(ctx.service, "disarm", table_command("disarm").pending_issue)(ctx.actor)
-    return Reply(f"ARM dropped\n{kv_text(r)}")
+    r = await _need(ctx, "disarm", "disarm")(ctx.actor)  # type: ignore[operator]
+    return Reply(f"ARM dropped; armed now: {h(r.get('armed') if isinstance(r, dict) else r)}")
+
+
+async def cmd_ladder(message: Message, ctx: Ctx) -> Reply:
+    r = await _need(ctx, "ladder_status", "ladder")()  # type: ignore[operator]
+    return Reply("<b>ramp-up ladder</b>\n" + kv_text(r))
+
+
+async def cmd_override(message: Message, command: CommandObject, ctx: Ctx) -> Plan:
+    phase_text, _, reason = (command.args or "").strip().partition(" ")
+    try:
+        args = OverrideArgs.model_validate({"phase": phase_text or None,
+                                            "reason": " ".join(reason.split())})
+    except ValidationError:
+        raise UsageError("usage: /override <phase 1|2|3> <reason, 3..200 characters>") from None
+    override = _need(ctx, "ladder_override", "override")
+
+    async def execute(c: Ctx) -> Reply:
+        r = await override(args.phase, c.actor, args.reason)  # type: ignore[operator]
+        return Reply(f"ladder override recorded for LIVE phase {args.phase}\n{kv_text(r)}",
+                     outcome=f"ok: override phase {args.phase}")
+
+    impact = (f"allow <b>LIVE phase {args.phase}</b> next although the ramp-up ladder would "
+              f"refuse it. Reason: {h(args.reason)}. Recorded and audited.")
+    return Plan("override", {"phase": args.phase, "reason": args.reason}, impact, execute)
 
 
 def make_router() -> Router:
     router = Router(name=__name__)
-    for name, fn in (("preflight", cmd_preflight), ("arm", cmd_arm), ("disarm", cmd_disarm)):
+    for name, fn in (("preflight", cmd_preflight), ("arm", cmd_arm), ("disarm", cmd_disarm),
+                     ("ladder", cmd_ladder), ("override", cmd_override)):
         router.message.register(fn, CommandFilter(name, ignore_case=True), flags=flags_for(name))
     return router

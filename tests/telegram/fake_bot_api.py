@@ -1,0 +1,439 @@
+"""A local fake of the Telegram Bot API for tests that run the real aiogram stack.
+
+The bot talks to it through `TELEGRAM_API_BASE` (aiogram's
+`TelegramAPIServer.from_base`). It implements what arbops uses: getMe,
+getUpdates (long poll with offset/timeout; tests enqueue updates),
+sendMessage, editMessageText, answerCallbackQuery, sendPhoto, sendDocument,
+setMyCommands, deleteWebhook, setWebhook, getWebhookInfo. It checks what the
+real API checks where it matters here (HTML entities, text length,
+callback_data size, command names) and records every request.
+
+Faults can be injected per method: `429` (with `parameters.retry_after`),
+`5xx`, `timeout` (the response is held back longer than the client waits)
+and `html` (a proxy's HTML error page instead of JSON).
+"""
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+BOT_ID = 4242
+TOKEN = f"{BOT_ID}:TEST-fake-token-for-arbops-tests"
+BOT_USER = {"id": BOT_ID, "is_bot": True, "first_name": "arbops", "username": "arbops_test_bot"}
+_ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "code", "pre",
+                 "a", "tg-spoiler", "blockquote", "span"}
+_ENTITY = re.compile(r"&(lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);")
+_TAG = re.compile(r"</?([a-zA-Z-]+)(\s[^<>]*)?>")
+_COMMAND = re.compile(r"^[a-z0-9_]{1,32}$")
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    t: float
+    status: int = 200
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Fault:
+    kind: str  # "429" | "5xx" | "403" | "timeout" | "html"
+    times: int | None = 1  # None: every call until cleared
+    retry_after: int = 1
+    delay_s: float = 3.0
+
+
+def html_problem(text: str) -> str | None:
+    """Why Telegram would refuse this text with parse_mode=HTML, or None."""
+    stack: list[str] = []
+    pos = 0
+    while True:
+        i = text.find("<", pos)
+        j = text.find("&", pos)
+        if i < 0 and j < 0:
+            break
+        if j >= 0 and (i < 0 or j < i):
+            if not _ENTITY.match(text, j):
+                return f"Can't find end of the entity starting at byte offset {j}"
+            pos = j + 1
+            continue
+        m = _TAG.match(text, i)
+        if not m or m.group(1).lower() not in _ALLOWED_TAGS:
+            return f"Unsupported start tag at byte offset {i}"
+        name = m.group(1).lower()
+        if m.group(0).startswith("</"):
+            if not stack or stack.pop() != name:
+                return f"Unmatched end tag at byte offset {i}"
+        else:
+            stack.append(name)
+        pos = m.end()
+    if stack:
+        return f"Can't find end tag corresponding to start tag {stack[-1]}"
+    return None
+
+
+def visible_length(text: str, parse_mode: str | None) -> int:
+    if parse_mode and parse_mode.upper() == "HTML":
+        return len(html.unescape(_TAG.sub("", text)))
+    return len(text)
+
+
+class FakeBotAPI:
+    def __init__(self, max_poll_s: float = 1.0) -> None:
+        self.max_poll_s = max_poll_s
+        self.calls: list[Call] = []
+        self.faults: dict[str, list[Fault]] = {}
+        self.updates: list[dict[str, Any]] = []
+        self.messages: dict[tuple[int, int], dict[str, Any]] = {}
+        self.commands: list[dict[str, Any]] = []
+        self.webhook: str = ""
+        self._next_update = 1
+        self._next_message = 100
+        self._new_update = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    # --- lifecycle ------------------------------------------------------------------
+    async def start(self) -> FakeBotAPI:
+        app = web.Application()
+        app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def close(self) -> None:
+        self._closing.set()
+        self._new_update.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def __aenter__(self) -> FakeBotAPI:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- faults -----------------------------------------------------------------------
+    def inject(self, method: str, kind: str, *, times: int | None = 1, retry_after: int = 1,
+               delay_s: float = 3.0) -> None:
+        self.faults.setdefault(method.lower(), []).append(
+            Fault(kind, times, retry_after, delay_s))
+
+    def clear_faults(self, method: str | None = None) -> None:
+        if method is None:
+            self.faults.clear()
+        else:
+            self.faults.pop(method.lower(), None)
+
+    def _take_fault(self, method: str) -> Fault | None:
+        faults = self.faults.get(method)
+        if not faults:
+            return None
+        f = faults[0]
+        if f.times is not None:
+            f.times -= 1
+            if f.times <= 0:
+                faults.pop(0)
+        return f
+
+    # --- updates the test sends as a user -------------------------------------------
+    def _enqueue(self, update: dict[str, Any]) -> int:
+        update["update_id"] = self._next_update
+        self._next_update += 1
+        self.updates.append(update)
+        self._new_update.set()
+        return int(update["update_id"])
+
+    def send_text(self, user_id: int, text: str, *, chat_id: int | None = None,
+                  date: float | None = None, first_name: str = "tester") -> int:
+        """The user `user_id` sends `text` (a private chat unless chat_id is given)."""
+        chat = chat_id if chat_id is not None else user_id
+        msg: dict[str, Any] = {
+            "message_id": self._msg_id(),
+            "date": int(date if date is not None else time.time()),
+            "chat": {"id": chat, "type": "private" if chat == user_id else "group",
+                     **({"first_name": first_name} if chat == user_id else {"title": "ops"})},
+            "from": {"id": user_id, "is_bot": False, "first_name": first_name},
+            "text": text,
+        }
+        if text.startswith("/"):
+            msg["entities"] = [{"type": "bot_command", "offset": 0,
+                                "length": len(text.split()[0])}]
+        return self._enqueue({"message": msg})
+
+    def press(self, user_id: int, data: str, message: dict[str, Any] | None = None,
+              chat_id: int | None = None) -> int:
+        """The user presses an inline button carrying `data` under `message`."""
+        if message is None:
+            chat = chat_id if chat_id is not None else user_id
+            message = {"message_id": self._msg_id(), "date": int(time.time()),
+                       "chat": {"id": chat, "type": "private"}, "from": BOT_USER, "text": "?"}
+        return self._enqueue({"callback_query": {
+            "id": f"cq{self._next_update}", "chat_instance": "ci",
+            "from": {"id": user_id, "is_bot": False, "first_name": "tester"},
+            "message": message, "data": data}})
+
+    # --- what the bot did -------------------------------------------------------------
+    def calls_to(self, method: str, ok_only: bool = True) -> list[Call]:
+        m = method.lower()
+        return [c for c in self.calls if c.method == m and (c.status == 200 or not ok_only)]
+
+    def texts(self, chat_id: int | None = None) -> list[str]:
+        """What the user saw: every delivered sendMessage/editMessageText (to chat_id if
+        given), HTML rendered to its visible text."""
+        out = []
+        for c in self.calls:
+            if c.status == 200 and c.method in ("sendmessage", "editmessagetext") and (
+                    chat_id is None or int(c.params.get("chat_id", 0)) == chat_id):
+                text = str(c.params.get("text", ""))
+                if str(c.params.get("parse_mode") or "").upper() == "HTML":
+                    text = html.unescape(_TAG.sub("", text))
+                out.append(text)
+        return out
+
+    def last_markup_message(self, chat_id: int) -> dict[str, Any]:
+        """The newest message to chat_id that carries inline buttons."""
+        for (chat, _mid), msg in sorted(self.messages.items(), key=lambda kv: -kv[0][1]):
+            if chat == chat_id and msg.get("reply_markup"):
+                return msg
+        raise AssertionError(f"no message with buttons in chat {chat_id}: {self.texts(chat_id)}")
+
+    @staticmethod
+    def buttons(message: dict[str, Any]) -> dict[str, str]:
+        """{button text: callback_data}"""
+        rows = message["reply_markup"]["inline_keyboard"]
+        return {b["text"]: b["callback_data"] for row in rows for b in row}
+
+    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0,
+                       what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"timed out waiting for {what}; texts so far: {self.texts()}")
+
+    async def wait_text(self, chat_id: int, needle: str, timeout: float = 10.0) -> str:
+        def find() -> str | None:
+            return next((t for t in self.texts(chat_id) if needle in t), None)
+        return str(await self.wait_for(find, timeout, f"{needle!r} in chat {chat_id}"))
+
+    # --- the HTTP side --------------------------------------------------------------
+    def _msg_id(self) -> int:
+        self._next_message += 1
+        return self._next_message
+
+    @staticmethod
+    def _ok(result: Any) -> web.Response:
+        return web.json_response({"ok": True, "result": result})
+
+    @staticmethod
+    def _err(code: int, description: str, **parameters: Any) -> web.Response:
+        body: dict[str, Any] = {"ok": False, "error_code": code, "description": description}
+        if parameters:
+            body["parameters"] = parameters
+        return web.json_response(body, status=code)
+
+    async def _params(self, request: web.Request) -> tuple[dict[str, Any], list[str]]:
+        params: dict[str, Any] = dict(request.query)
+        files: list[str] = []
+        if request.can_read_body:
+            if request.content_type == "application/json":
+                params.update(await request.json())
+            else:
+                post = await request.post()
+                for key, value in post.items():
+                    if isinstance(value, web.FileField):
+                        value.file.read()
+                        files.append(value.filename)
+                        params[key] = f"<file {value.filename}>"
+                    else:
+                        params[key] = value
+        for key, value in list(params.items()):
+            if isinstance(value, str) and value[:1] in "[{":
+                try:
+                    params[key] = json.loads(value)
+                except ValueError:
+                    pass
+        return params, files
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        method = request.match_info["method"].lower()
+        params, files = await self._params(request)
+        call = Call(method, params, time.time(), files=files)
+        self.calls.append(call)
+        fault = self._take_fault(method)
+        if fault is not None:
+            response = await self._fault(fault)
+            if response is not None:
+                call.status = response.status
+                return response
+        handler = getattr(self, f"_m_{method}", None)
+        if handler is None:
+            call.status = 404
+            return self._err(404, "Not Found: method not found")
+        response = await handler(params)
+        call.status = response.status
+        return response
+
+    async def _fault(self, fault: Fault) -> web.Response | None:
+        if fault.kind == "429":
+            return self._err(429, f"Too Many Requests: retry after {fault.retry_after}",
+                             retry_after=fault.retry_after)
+        if fault.kind == "403":
+            return self._err(403, "Forbidden: bot was kicked from the group chat")
+        if fault.kind == "5xx":
+            return self._err(502, "Bad Gateway")
+        if fault.kind == "html":
+            return web.Response(status=502, text="<html>502 Bad Gateway</html>",
+                                content_type="text/html")
+        if fault.kind == "timeout":
+            try:
+                await asyncio.wait_for(self._closing.wait(), fault.delay_s)
+            except TimeoutError:
+                pass
+            return self._err(504, "Gateway Timeout")
+        raise ValueError(f"unknown fault {fault.kind}")
+
+    # --- methods --------------------------------------------------------------------
+    async def _m_getme(self, p: dict[str, Any]) -> web.Response:
+        return self._ok(BOT_USER)
+
+    async def _m_getupdates(self, p: dict[str, Any]) -> web.Response:
+        offset = int(p.get("offset") or 0)
+        if offset:
+            self.updates = [u for u in self.updates if u["update_id"] >= offset]
+        timeout = min(float(p.get("timeout") or 0), self.max_poll_s)
+        deadline = time.monotonic() + timeout
+        while not self.updates and not self._closing.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._new_update.clear()
+            try:
+                await asyncio.wait_for(self._new_update.wait(), left)
+            except TimeoutError:
+                break
+        return self._ok(self.updates[: int(p.get("limit") or 100)])
+
+    def _check_text(self, text: str, parse_mode: str | None) -> web.Response | None:
+        if not text:
+            return self._err(400, "Bad Request: message text is empty")
+        if parse_mode and parse_mode.upper() == "HTML":
+            problem = html_problem(text)
+            if problem:
+                return self._err(400, f"Bad Request: can't parse entities: {problem}")
+        if visible_length(text, parse_mode) > 4096:
+            return self._err(400, "Bad Request: message is too long")
+        return None
+
+    def _check_markup(self, markup: Any) -> web.Response | None:
+        if not markup:
+            return None
+        for row in markup.get("inline_keyboard", []):
+            for b in row:
+                if len(str(b.get("callback_data", "")).encode()) > 64:
+                    return self._err(400, "Bad Request: BUTTON_DATA_INVALID")
+        return None
+
+    async def _m_sendmessage(self, p: dict[str, Any]) -> web.Response:
+        text = str(p.get("text", ""))
+        bad = self._check_text(text, p.get("parse_mode")) or self._check_markup(
+            p.get("reply_markup"))
+        if bad is not None:
+            return bad
+        chat_id = int(p["chat_id"])
+        msg: dict[str, Any] = {"message_id": self._msg_id(), "date": int(time.time()),
+                               "chat": {"id": chat_id, "type": "private"}, "from": BOT_USER,
+                               "text": html.unescape(_TAG.sub("", text))
+                               if p.get("parse_mode") else text}
+        if p.get("reply_markup"):
+            msg["reply_markup"] = p["reply_markup"]
+        self.messages[(chat_id, msg["message_id"])] = msg
+        return self._ok(msg)
+
+    async def _m_editmessagetext(self, p: dict[str, Any]) -> web.Response:
+        text = str(p.get("text", ""))
+        bad = self._check_text(text, p.get("parse_mode")) or self._check_markup(
+            p.get("reply_markup"))
+        if bad is not None:
+            return bad
+        key = (int(p["chat_id"]), int(p["message_id"]))
+        msg = self.messages.get(key)
+        if msg is None:
+            return self._err(400, "Bad Request: message to edit not found")
+        new_text = html.unescape(_TAG.sub("", text)) if p.get("parse_mode") else text
+        if new_text == msg["text"] and p.get("reply_markup") == msg.get("reply_markup"):
+            return self._err(400, "Bad Request: message is not modified")
+        msg["text"] = new_text
+        if p.get("reply_markup"):
+            msg["reply_markup"] = p["reply_markup"]
+        else:
+            msg.pop("reply_markup", None)
+        msg["edit_date"] = int(time.time())
+        return self._ok(msg)
+
+    async def _m_answercallbackquery(self, p: dict[str, Any]) -> web.Response:
+        if len(str(p.get("text") or "")) > 200:
+            return self._err(400, "Bad Request: MESSAGE_TOO_LONG")
+        return self._ok(True)
+
+    async def _m_sendphoto(self, p: dict[str, Any]) -> web.Response:
+        caption = str(p.get("caption") or "")
+        if caption and p.get("parse_mode") and html_problem(caption):
+            return self._err(400, "Bad Request: can't parse entities in caption")
+        if visible_length(caption, p.get("parse_mode")) > 1024:
+            return self._err(400, "Bad Request: message caption is too long")
+        chat_id = int(p["chat_id"])
+        msg = {"message_id": self._msg_id(), "date": int(time.time()),
+               "chat": {"id": chat_id, "type": "private"}, "from": BOT_USER,
+               "photo": [{"file_id": "f1", "file_unique_id": "u1", "width": 1, "height": 1}],
+               "caption": caption}
+        self.messages[(chat_id, msg["message_id"])] = msg
+        return self._ok(msg)
+
+    async def _m_senddocument(self, p: dict[str, Any]) -> web.Response:
+        chat_id = int(p["chat_id"])
+        msg = {"message_id": self._msg_id(), "date": int(time.time()),
+               "chat": {"id": chat_id, "type": "private"}, "from": BOT_USER,
+               "document": {"file_id": "d1", "file_unique_id": "du1"}}
+        self.messages[(chat_id, msg["message_id"])] = msg
+        return self._ok(msg)
+
+    async def _m_setmycommands(self, p: dict[str, Any]) -> web.Response:
+        commands = p.get("commands") or []
+        for c in commands:
+            if not _COMMAND.match(str(c.get("command", ""))) or not (
+                    1 <= len(str(c.get("description", ""))) <= 256):
+                return self._err(400, f"Bad Request: BOT_COMMAND_INVALID {c}")
+        self.commands = list(commands)
+        return self._ok(True)
+
+    async def _m_deletewebhook(self, p: dict[str, Any]) -> web.Response:
+        self.webhook = ""
+        if str(p.get("drop_pending_updates", "")).lower() == "true":
+            self.updates.clear()
+        return self._ok(True)
+
+    async def _m_setwebhook(self, p: dict[str, Any]) -> web.Response:
+        self.webhook = str(p.get("url", ""))
+        return self._ok(True)
+
+    async def _m_getwebhookinfo(self, p: dict[str, Any]) -> web.Response:
+        return self._ok({"url": self.webhook, "has_custom_certificate": False,
+                         "pending_update_count": len(self.updates)})
