@@ -75,7 +75,12 @@ def cmd_record(settings: Settings, args: Any) -> int:
     seconds = args.seconds if args.seconds is not None else args.minutes * 60
     path = args.output or (settings.data_dir / "recordings" /
                            f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{args.data_source}.jsonl.gz")
-    count = asyncio.run(_record(settings, args, seconds, path))
+    from core.ports import ExchangeError
+
+    try:
+        count = asyncio.run(_record(settings, args, seconds, path))
+    except ExchangeError as exc:
+        raise CliError(f"cannot record: {exc}", EXIT_FAILED) from None
     print(f"recorded {count} snapshots ({seconds:.0f} s, {args.universe}, {args.data_source}) "
           f"to {path}")
     return EXIT_OK if count else EXIT_FAILED

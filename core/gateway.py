@@ -9,7 +9,8 @@ recorded UNKNOWN and later resolved by client order id, never resent.
 from __future__ import annotations
 
 import itertools
-import os
+import secrets
+import time
 from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
@@ -123,7 +124,9 @@ class Gateway:
         self.max_orders_per_second = max_orders_per_second
         self._sent: deque[float] = deque()
         self._ids = itertools.count(1)
-        self._prefix = f"arb{os.getpid():x}{int(clock.time()) % 100000:05d}"
+        # Unique forever (Upbit refuses a reused identifier even after a failure):
+        # wall-clock seconds plus randomness, <= 36 chars for Binance.
+        self._prefix = f"a{int(time.time()):x}{secrets.token_hex(3)}"
         self.refusals: dict[str, int] = {}
 
     def next_client_id(self) -> str:

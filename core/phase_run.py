@@ -312,8 +312,14 @@ class PhaseRun:
             # real time; with no gap, let it finish here, outside the measured tick.
             await self.journal.flush()
             if isinstance(self.clock, ManualClock):
-                self.clock.advance(self.settings.tick_interval_ms / 1000.0)
-            snap = self.market.step()
+                self.clock.advance(getattr(self.market, "interval_s",
+                                           self.settings.tick_interval_ms / 1000.0))
+            try:
+                snap = self.market.step()
+            except EOFError:  # a recording ran out: stop as if the duration ended
+                if not self.closing:
+                    self.request_stop("replay recording ended")
+                return None
             await asyncio.sleep(0)  # let the control channel and signal tasks run
         else:
             # Bounded wait: with a venue down no snapshot may come, and the loop
@@ -335,7 +341,7 @@ class PhaseRun:
         if down and not self._outage:
             self._outage = True
             self._outage_escalated = False
-            why = ", ".join(f"{v}: {e}" for v, e in down.items())
+            why = "; ".join(f"{v}: {str(e).removeprefix(f'{v}: ')}" for v, e in down.items())
             if self.state.set(TradingState.REDUCING, f"venue outage ({why})", self.clock.time()):
                 self._outage_reducing = True
             if self.notifier is not None:

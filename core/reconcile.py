@@ -53,8 +53,14 @@ async def reconcile_run(store: Any, venues: dict[Venue, Any], run_id: str) -> di
         problems.append("no start balances recorded for this run")
     else:
         expected = expected_changes(await store.fills(run_id))
-        for venue, assets in expected.items():
-            for asset, want in assets.items():
+        # Every asset either side knows of: a change without fills is drift too.
+        for venue in sorted(set(start) | set(balances_now) | set(expected)):
+            if venue not in balances_now or "error" in start.get(venue, {}):
+                continue  # unreadable now or at the start: reported above, not guessed
+            assets = set(start.get(venue, {})) | set(balances_now.get(venue, {})) | set(
+                expected.get(venue, {}))
+            for asset in sorted(assets):
+                want = expected.get(venue, {}).get(asset, Decimal(0))
                 before = Decimal(repr(float(start.get(venue, {}).get(asset, 0.0))))
                 now = Decimal(repr(float(balances_now.get(venue, {}).get(asset, 0.0))))
                 got = now - before

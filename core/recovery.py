@@ -62,7 +62,9 @@ async def close_paper_orphans(store: Any, now: float) -> int:
 
 
 async def recover_live(store: Any, venues: dict[Venue, Any], now: float,
-                       cancel_foreign: bool = True) -> RecoveryReport:
+                       cancel_foreign: bool = True, act: bool = True) -> RecoveryReport:
+    """Resolve the journal against the venues. `act=False` only reads: open orders
+    stay open (and are reported), nothing is cancelled."""
     report = RecoveryReport()
     known: set[str] = set()
     for intent in await store.intents_in_states(UNRESOLVED):
@@ -82,6 +84,9 @@ async def recover_live(store: Any, venues: dict[Venue, Any], now: float,
         except ExchangeError as exc:
             report.unresolved.append({"client_order_id": cid, "why": str(exc)})
             continue
+        if not order.status.done and not act:
+            report.unresolved.append({"client_order_id": cid, "why": "still open on the venue"})
+            continue
         if not order.status.done:
             try:
                 order = await ex.cancel_order(order.id, intent["symbol"])
@@ -99,7 +104,7 @@ async def recover_live(store: Any, venues: dict[Venue, Any], now: float,
         await store.update_intent(cid, state, exchange_order_id=order.id, filled=order.filled,
                                   reason="recovered at start-up", updated_at=now)
         report.resolved.append({"client_order_id": cid, "state": state, "filled": order.filled})
-    if cancel_foreign:
+    if cancel_foreign and act:
         for venue, ex in venues.items():
             try:
                 open_orders = await ex.fetch_open_orders()

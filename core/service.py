@@ -151,7 +151,7 @@ class OperatorService:
                                "; make one with `arbops record`")
         try:
             seconds = recording_seconds(path)
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, EOFError, TypeError) as exc:
             raise ServiceError(f"{path} is not a usable recording: {exc}") from None
         if seconds < 2 * REPLAY_CLOSE_MARGIN_S:
             raise ServiceError(f"{path} holds only {seconds:.0f} s of market data")
@@ -166,7 +166,10 @@ class OperatorService:
         if self.current is not None:
             raise ServiceError(f"run {self.current.run_id} is already running in pid "
                                f"{os.getpid()} on this data dir")
-        market, exchanges = self._venues_factory(spec)
+        try:
+            market, exchanges = self._venues_factory(spec)
+        except (ValueError, OSError, EOFError) as exc:
+            raise ServiceError(str(exc)) from None
         run = PhaseRun(spec, self.settings, self.store, self.state, self.clock, market,
                        exchanges, on_progress, self.notifier)
         self.current = run  # visible (as starting) while the live gate is checked
@@ -181,7 +184,7 @@ class OperatorService:
             run.fence = self.safety.fence_ok
         try:
             outcome = await run.execute()
-        except RuntimeError as exc:  # refused while preparing (universe, recovery)
+        except (RuntimeError, ExchangeError) as exc:  # preparing: universe, recovery, venues
             raise ServiceError(str(exc), code=1) from None
         finally:
             for observer in self.run_observers:
@@ -378,7 +381,8 @@ class OperatorService:
         try:
             for ex in venues.values():
                 await ex.load_markets()
-            recovery = await recover_live(self.store, venues, self.clock.time())
+            # Read-only: report, never cancel; a live start does the clean-up.
+            recovery = await recover_live(self.store, venues, self.clock.time(), act=False)
             result = await reconcile_run(self.store, venues, last["run_id"])
         finally:
             for ex in venues.values():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,6 +72,8 @@ class PaperExchange:
         self._by_client: dict[str, str] = {}
         self._working: dict[str, _Working] = {}
         self._ids = itertools.count(1)
+        # Ids unique across runs and processes: the journal keys fills on them.
+        self._id_prefix = f"{venue}-{secrets.token_hex(4)}"
         self._consumed: dict[tuple[str, float], float] = {}
         self._consumed_seq = -1
         self.orders_sent = 0
@@ -138,7 +141,7 @@ class PaperExchange:
         bal[0] -= reserve
         bal[1] += reserve
         order = Order(
-            id=f"{self.venue}-o{next(self._ids)}",
+            id=f"{self._id_prefix}-o{next(self._ids)}",
             client_order_id=request.client_order_id,
             symbol=request.symbol,
             side=request.side,
@@ -277,7 +280,7 @@ class PaperExchange:
         order.fee_cost += fee
         order.trades.append(
             Trade(
-                id=f"{self.venue}-t{next(self._ids)}",
+                id=f"{self._id_prefix}-t{next(self._ids)}",
                 order_id=order.id,
                 client_order_id=order.client_order_id,
                 symbol=order.symbol,

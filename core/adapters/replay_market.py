@@ -123,10 +123,18 @@ def latest_recording(data_dir: Path) -> Path | None:
 
 
 def recording_seconds(path: Path) -> float:
-    """How long a recording plays at its own interval."""
+    """How long a recording plays at its own interval; every line is checked, so a
+    corrupt recording is refused before a run starts, not in the middle of one."""
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         header = json.loads(fh.readline())
-        n = sum(1 for _ in fh)
+        if header.get("version") != FORMAT_VERSION:
+            raise ValueError(f"recording format {header.get('version')} is not {FORMAT_VERSION}")
+        n = 0
+        for lineno, line in enumerate(fh, start=2):
+            d = json.loads(line)
+            if not all(k in d for k in ("ts", "fx", "u", "n")):
+                raise ValueError(f"line {lineno} is not a snapshot")
+            n += 1
     return n * float(header["interval_s"])
 
 

@@ -7,8 +7,6 @@ import json
 import math
 from pathlib import Path
 
-import pytest
-
 from bot.app import build_service, real_venues
 from core.adapters.ccxt_market_data import DEPTH, CcxtMarketData
 from core.clock import SystemClock
@@ -173,11 +171,6 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a venue that does not answer at start-up (CcxtMarketData.prepare -> "
-    "load_markets raises VenueUnavailable) escapes OperatorService.run_phase, which only "
-    "turns RuntimeError into ServiceError: `arbops run --data-source real` dies with a "
-    "traceback instead of a one-line refusal"))
 def test_run_on_real_data_with_unreachable_venues_fails_cleanly() -> None:
     url = f"http://127.0.0.1:{_closed_port()}"
     with short_data_dir("avu") as d:

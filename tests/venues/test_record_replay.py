@@ -170,18 +170,7 @@ def _corrupt(path: Path, problem: str) -> None:
         fh.write("\n".join(lines) + "\n")
 
 
-@pytest.mark.parametrize("problem", [
-    pytest.param("future_version", marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: recording_seconds() does not check the format version; ReplayMarket raises "
-        "ValueError from the venues factory, outside any handler: traceback, exit 1"))),
-    pytest.param("truncated", marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: a truncated gzip raises EOFError, which OperatorService._recording does not "
-        "catch (only OSError/ValueError/KeyError): traceback, exit 1"))),
-    pytest.param("bad_line", marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: only the header is validated up front; a corrupt snapshot line crashes the "
-        "run mid-way (JSONDecodeError from ReplayMarket.step): traceback, run left "
-        "'running', no final KPI"))),
-])
+@pytest.mark.parametrize("problem", ["future_version", "truncated", "bad_line"])
 def test_corrupt_recording_is_refused_before_the_run(problem: str) -> None:
     with short_data_dir("arc") as d:
         path = make_recording(d / "recordings" / "c.jsonl.gz", 400)
@@ -193,11 +182,6 @@ def test_corrupt_recording_is_refused_before_the_run(problem: str) -> None:
         assert str(path) in out.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: in fast mode PhaseRun._next_snapshot advances the clock by tick_interval_ms "
-    "(0.1 s), not by the recording's interval; a 1 s recording (the default "
-    "real_poll_interval_s of `arbops record`) runs out after a tenth of the planned "
-    "duration: EOFError traceback, exit 1, run left 'running' with positions open"))
 def test_fast_replay_of_a_one_second_recording_completes() -> None:
     with short_data_dir("ar1") as d:
         make_recording(d / "recordings" / "r.jsonl.gz", 40, interval_s=1.0)
@@ -253,10 +237,6 @@ async def test_record_real_data_from_the_emulator() -> None:
             assert any(r["path"] == "/api/v3/depth" for r in reqs)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: bot/cli_venues.py _record lets VenueUnavailable from CcxtMarketData.prepare "
-    "escape: `arbops record --data-source real` with the venues unreachable dies with a "
-    "traceback instead of a clear message"))
 def test_record_real_with_unreachable_venues_fails_cleanly() -> None:
     import socket
 
