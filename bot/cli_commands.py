@@ -375,3 +375,14 @@ def cmd_serve(settings: Settings, args: Any) -> int:
 
 
 __all__ = ["EXIT_REFUSED", "Path"]
+
+
+def cmd_notify(settings: Settings, args: Any) -> int:
+    """`arbops notify test`: a sample alert through the running service's notifier."""
+    try:
+        result = _control(settings, "notify_test")
+    except EngineNotRunning:
+        raise CliError("no service is running: start `arbops serve` (with TELEGRAM_BOT_TOKEN) "
+                       "and try again", EXIT_FAILED) from None
+    print(f"test alert queued through {result['notifier']}")
+    return EXIT_OK

@@ -159,6 +159,10 @@ class DrillArgs(Args):
     data_dir: Path | None = Field(None, description="keep the drill's journal here")
 
 
+class NotifyArgs(Args):
+    what: Literal["test"] = Field("test", **positional(description="test"))  # type: ignore[arg-type]
+
+
 class ConfigArgs(Args):
     what: Literal["check"] = Field(**positional(description="check"))  # type: ignore[arg-type]
 
@@ -215,12 +219,10 @@ COMMANDS: tuple[Command, ...] = (
     Command("drill", "rehearse the LIVE runbook on loopback against the emulator", DrillArgs,
             telegram=False),
     Command("report", "daily/weekly report (runbook 7.2)", ReportArgs),
-    Command("guards", "guard thresholds and headroom", available=False,
-            pending_issue="guards (#3)", cli=False),
+    Command("guards", "guard thresholds and headroom", cli=False),
     Command("incident", "open an incident report by hand (runbook 7.1)", IncidentArgs,
             Role.OPERATOR, telegram=False),
-    Command("notify", "send a test alert", available=False, pending_issue="Telegram (#6)",
-            telegram=False),
+    Command("notify", "send a test alert through the notifier (runbook 8.1)", NotifyArgs),
 )
 
 BY_NAME = {c.name: c for c in COMMANDS}

@@ -270,6 +270,21 @@ class OperatorService:
 
         return (await on_demand_report(self, kind, date)).text
 
+    async def send_test_alert(self, actor: str) -> dict[str, Any]:
+        """Runbook §8.1: a sample alert through the notifier (Telegram when it is up)."""
+        await self.notifier.notify("TEST", "test alert",
+                                   f"sample alert sent by {actor} (runbook 8.1)")
+        await self.store.record_event(self.clock.time(), None, "test_alert", {"actor": actor})
+        return {"queued": True, "notifier": type(self.notifier).__name__}
+
+    async def positions(self) -> list[dict[str, Any]]:
+        run = self.current
+        if run is not None and run.engine is not None:
+            return run.engine.open_positions()
+        rows: list[dict[str, Any]] = await self.store.positions(None, ["entering", "open",
+                                                                       "exiting"])
+        return rows
+
     def last_run_result(self) -> dict[str, Any] | None:
         o = self.last_outcome
         if o is None:
@@ -457,6 +472,10 @@ class OperatorService:
             "guards": self.guard_status(),
         }
 
+    async def full_status(self) -> dict[str, Any]:
+        """status() with the ARM read from the journal (and Redis): for every surface."""
+        return {**self.status(), **await self.safety.arm_status()}
+
     def guard_status(self) -> dict[str, Any]:
         """Tripped guards and the headroom to each threshold, from the last sample."""
         wd = self.watchdog
@@ -509,7 +528,7 @@ class OperatorService:
     async def _control(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
         actor = str(args.get("actor", "cli"))
         if cmd == "status":
-            return {**self.status(), **await self.safety.arm_status()}
+            return await self.full_status()
         if cmd == "arm":
             return await self.arm(str(args.get("usd")), actor)
         if cmd == "disarm":
@@ -545,6 +564,8 @@ class OperatorService:
             return await self.reconcile()
         if cmd == "balance":
             return await self.balances()
+        if cmd == "notify_test":
+            return await self.send_test_alert(actor)
         if cmd == "last_run":
             return {"last_run": self.last_run_result()}
         from core.control_channel import CommandError

@@ -5,7 +5,6 @@ here lists a command's role, risk or help text by hand.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from core.commands import BY_NAME, COMMANDS, Command, Role
@@ -13,18 +12,12 @@ from core.commands import BY_NAME, COMMANDS, Command, Role
 # Integration shim until core/commands.py says so itself: the test alert
 # (runbook 8.1, `arbops notify test`) is issue #6's, so Telegram serves it.
 # Applied only while the table still marks the entry otherwise.
-_OVERRIDES: dict[str, dict[str, Any]] = {
-    "notify": {"telegram": True, "available": True, "pending_issue": ""},
-}
-
 ROLE_NAMES = {Role.VIEWER: "viewer", Role.OPERATOR: "operator", Role.ADMIN: "admin"}
 
 
 def telegram_commands() -> tuple[Command, ...]:
     out = []
     for c in COMMANDS:
-        if c.name in _OVERRIDES:
-            c = dataclasses.replace(c, **_OVERRIDES[c.name])
         if c.telegram:
             out.append(c)
     return tuple(out)

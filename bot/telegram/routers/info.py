@@ -25,7 +25,7 @@ async def cmd_whoami(message: Message, ctx: Ctx) -> Reply:
 
 
 async def cmd_status(message: Message, ctx: Ctx) -> Reply:
-    return Reply(status_text(ctx.service.status()))
+    return Reply(status_text(await ctx.service.full_status()))
 
 
 async def cmd_positions(message: Message, ctx: Ctx) -> Reply:
