@@ -35,7 +35,11 @@ KILL_STEPS = ("halt", "persist_flag", "cancel_all", "verify_flat", "final_kpi", 
 INCIDENT_SECTIONS = ("Time (UTC)", "## Symptom", "## Actions and results", "## Log lines",
                      "## Cause", "## Prevention")
 # Partial fills and many jumps: positions open early, orders stay partly filled.
-TRADING = {"paper_fill_ratio": 0.3, "order_timeout_s": 5.0, "sim_jump_rate_per_min": 6.0}
+TRADING = {"paper_fill_ratio": 0.3, "order_timeout_s": 5.0, "sim_jump_rate_per_min": 6.0,
+           # The pytest process's RSS (ccxt, aiogram, hypothesis...) is not the engine's:
+           # only the heartbeat guard is under test here.
+           "guard_memory_anomaly_mb": 4000.0, "guard_memory_kill_mb": 4000.0,
+           "guard_rss_growth_mb": 4000.0}
 
 
 def settings_for(data_dir: Path, **kw: Any) -> Settings:

@@ -182,9 +182,19 @@ async def test_ready_against_emulator(tmp_path):
     assert report["_stored"]["ready_for_live"] is True and report["_stored"]["dry_run"] is False
 
 
-async def test_withdrawals_on_or_unreadable_fails(tmp_path):
-    # No injected probe: the real ccxt call hits the emulator, which has no sapi route.
+async def test_withdrawals_read_from_the_venue(tmp_path):
+    # No injected probe: the real ccxt call reaches the emulator's apiRestrictions,
+    # whose keys can never withdraw.
     report = await _run_against_emulator(tmp_path)
+    c = by_name(report)["key_permissions_binance"]
+    assert c["status"] == PASS and c["details"]["enableWithdrawals"] is False
+
+
+async def test_withdrawals_unreadable_fails(tmp_path):
+    async def unreadable() -> dict[str, Any]:
+        raise RuntimeError("404 Not Found")
+
+    report = await _run_against_emulator(tmp_path, api_restrictions_probe=unreadable)
     c = by_name(report)["key_permissions_binance"]
     assert c["status"] == FAIL and "apiRestrictions" in c["message"]
     assert report["summary"]["ready_for_live"] is False and exit_code(report) == 1

@@ -62,6 +62,10 @@ def emu_settings(handle: EmulatorHandle, data_dir: Path, **overrides: Any) -> Se
         "binance_api_key": handle.keys["binance"][0],
         "binance_api_secret": handle.keys["binance"][1],
         "real_poll_interval_s": 0.2,
+        # The test process carries pytest, ccxt and aiogram: its RSS says nothing
+        # about the engine, so the memory guards must not end these runs.
+        "guard_memory_anomaly_mb": 4000.0, "guard_memory_kill_mb": 4000.0,
+        "guard_rss_growth_mb": 4000.0,
     }
     cfg.update(overrides)
     return Settings(_env_file=None, **cfg)  # type: ignore[call-arg]
