@@ -34,3 +34,7 @@ lint: $(TEST_STAMP)
 
 clean:
 	rm -rf $(VENV) .arbops
+
+# 50+ seeded kill -9 crash points against the emulator (issue #4); `make test` runs 10.
+soak: $(TEST_STAMP)
+	ARBOPS_SOAK_CRASHES=$${ARBOPS_SOAK_CRASHES:-50} $(BIN)/python -m pytest -q tests/venues/test_crash.py

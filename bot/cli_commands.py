@@ -177,6 +177,13 @@ def cmd_kill(settings: Settings, args: ReasonArgs) -> int:
     result = asyncio.run(_offline_kill(settings, args.reason))
     print(f"HALTED (no engine running): flag persisted; {len(result['open_orders'])} open "
           "orders in the journal")
+    venues = result["venues"]
+    if "resolved" in venues:
+        print(f"  venues: {len(venues['resolved'])} journal order(s) resolved, "
+              f"{len(venues['foreign_cancelled'])} other order(s) cancelled, cancel-all "
+              f"{venues['cancel_all']}; unresolved: {venues['unresolved'] or 'none'}")
+    else:
+        print(f"  venues: {venues['venues']}")
     for intent in result["open_orders"]:
         print(f"  still open per journal: {intent['venue']} {intent['symbol']} "
               f"{intent['side']} {intent['client_order_id']}")
@@ -189,7 +196,8 @@ async def _offline_kill(settings: Settings, reason: str) -> dict[str, Any]:
     service = await build_service(settings)
     try:
         await service.kill(reason, ACTOR)
-        return await service.still_open()
+        venues = await service.cancel_on_venues()
+        return {**await service.still_open(), "venues": venues}
     finally:
         await service.store.close()
 

@@ -218,7 +218,8 @@ class PhaseRun:
 
     async def _prepare(self) -> Any:
         if hasattr(self.market, "prepare"):
-            await self.market.prepare()  # real data: tickers and books for ranking
+            # Real data: tickers and books for ranking, three candidates a place.
+            await self.market.prepare(candidates=max(3 * self.spec.top_n, 20))
         real = [ex for ex in self.ex.values() if not hasattr(ex, "fund")]
         for ex in real:
             await ex.load_markets()  # a real venue: its own markets and rules

@@ -61,6 +61,27 @@ async def close_paper_orphans(store: Any, now: float) -> int:
     return closed
 
 
+async def _record_missing_fill(store: Any, intent: dict[str, Any], order: Any, now: float
+                               ) -> None:
+    """Journal what the venue filled beyond what the journal already has for this
+    order (the crashed process may have recorded part of it): one fill for the rest."""
+    have = [f for f in await store.fills(intent["run_id"])
+            if f["client_order_id"] == intent["client_order_id"]]
+    got_amount = sum(float(f["amount"]) for f in have)
+    got_cost = sum(float(f["cost"]) for f in have)
+    got_fee = sum(float(f["fee"]) for f in have)
+    amount = order.filled - got_amount
+    if amount <= max(order.filled, 1.0) * 1e-9:
+        return
+    cost = order.cost - got_cost
+    await store.record_fill(
+        venue=intent["venue"], trade_id=f"{order.id}#{order.filled!r}",
+        client_order_id=intent["client_order_id"], run_id=intent["run_id"],
+        symbol=intent["symbol"], side=intent["side"], price=cost / amount, amount=amount,
+        cost=cost, fee=max(order.fee_cost - got_fee, 0.0), fee_currency=order.fee_currency,
+        fx=None, position_id=intent["position_id"], ts=now)
+
+
 async def recover_live(store: Any, venues: dict[Venue, Any], now: float,
                        cancel_foreign: bool = True, act: bool = True) -> RecoveryReport:
     """Resolve the journal against the venues. `act=False` only reads: open orders
@@ -93,13 +114,7 @@ async def recover_live(store: Any, venues: dict[Venue, Any], now: float,
             except ExchangeError as exc:
                 report.unresolved.append({"client_order_id": cid, "why": f"cancel: {exc}"})
                 continue
-        for trade in order.trades:
-            await store.record_fill(
-                venue=intent["venue"], trade_id=trade.id, client_order_id=cid,
-                run_id=intent["run_id"], symbol=trade.symbol, side=str(trade.side),
-                price=trade.price, amount=trade.amount, cost=trade.cost, fee=trade.fee_cost,
-                fee_currency=trade.fee_currency, fx=None, position_id=intent["position_id"],
-                ts=trade.timestamp_ms / 1000.0)
+        await _record_missing_fill(store, intent, order, now)
         state = STATE_OF.get(order.status, "CANCELED")
         await store.update_intent(cid, state, exchange_order_id=order.id, filled=order.filled,
                                   reason="recovered at start-up", updated_at=now)

@@ -328,6 +328,35 @@ class OperatorService:
             await self.notifier.notify("KILL", "kill switch", f"HALTED: {why}; report {path}")
         return KillResult(True, None, already, 0, "HALTED; no run was active")
 
+    def venue_keys_configured(self) -> bool:
+        return all(self.settings.secrets_present[k] for k in (
+            "UPBIT_ACCESS_KEY", "UPBIT_SECRET_KEY", "BINANCE_API_KEY", "BINANCE_API_SECRET"))
+
+    async def cancel_on_venues(self) -> dict[str, Any]:
+        """R-K2 with no engine running: resolve the journal against the venues and
+        cancel every open order there (ours from the journal and any other)."""
+        from core.recovery import recover_live
+
+        if not self.venue_keys_configured():
+            return {"venues": "no venue keys configured (paper venues end with their run)"}
+        venues = self.real_venues()
+        cancelled: dict[str, int] = {}
+        try:
+            for ex in venues.values():
+                await ex.load_markets()
+            report = await recover_live(self.store, venues, self.clock.time(), act=True)
+            for venue, ex in venues.items():
+                try:
+                    cancelled[str(venue)] = len(await ex.cancel_all_orders())
+                except ExchangeError as exc:
+                    report.unresolved.append({"venue": str(venue), "why": f"cancel all: {exc}"})
+        finally:
+            for ex in venues.values():
+                await ex.close()
+        await self.store.record_event(self.clock.time(), None, "offline_cancel",
+                                      {**report.as_dict(), "cancel_all": cancelled})
+        return {**report.as_dict(), "cancel_all": cancelled}
+
     def pause(self, reason: str) -> dict[str, Any]:
         changed = self.state.set(TradingState.REDUCING, reason, self.clock.time())
         return {"trading_state": str(self.state.state), "changed": changed}

@@ -56,6 +56,7 @@ async def start_emulator(
     bases: list[str] | None = None,
     quote_usd: float = 20_000.0,
     per_base_usd: float = 1_000.0,
+    jump_rate_per_min: float = 1.0,
 ) -> EmulatorHandle:
     """Serve both venues on one port. port=0 picks a free one (see handle.port).
 
@@ -72,7 +73,7 @@ async def start_emulator(
         bases=bases,
         quote_usd=quote_usd,
         per_base_usd=per_base_usd,
-    )
+    , jump_rate_per_min=jump_rate_per_min)
     for spec in faults or []:
         core.faults.add(spec)
     app = build_app(core, autostep)

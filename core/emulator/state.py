@@ -106,9 +106,11 @@ class EmulatorCore:
         quote_usd: float = 20_000.0,
         per_base_usd: float = 1_000.0,
         bases: list[str] | None = None,
+        jump_rate_per_min: float = 1.0,
     ) -> None:
         self.clock = SystemClock()
-        self.sim = SimMarket(seed, interval_s=interval_s, clock=self.clock, levels=levels)
+        self.sim = SimMarket(seed, interval_s=interval_s, clock=self.clock, levels=levels,
+                             jump_rate_per_min=jump_rate_per_min)
         self.universe = (
             list(bases)
             if bases
