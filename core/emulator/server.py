@@ -73,7 +73,8 @@ async def start_emulator(
         bases=bases,
         quote_usd=quote_usd,
         per_base_usd=per_base_usd,
-    , jump_rate_per_min=jump_rate_per_min)
+        jump_rate_per_min=jump_rate_per_min,
+    )
     for spec in faults or []:
         core.faults.add(spec)
     app = build_app(core, autostep)
