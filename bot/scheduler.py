@@ -13,11 +13,19 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
-from core.jobs import DEFAULT_GRACE_S, DEFAULT_REPORT_TIME, ReportJobs, parse_hhmm
+from core.jobs import (
+    DEFAULT_GRACE_S,
+    DEFAULT_REPORT_TIME,
+    ReportJobs,
+    parse_hhmm,
+    scheduled_reconcile,
+)
 
 DAILY_JOB = "daily_report"
 WEEKLY_JOB = "weekly_report"
+RECONCILE_JOB = "reconcile"
 
 
 def report_triggers(settings: Any) -> dict[str, CronTrigger]:
@@ -38,4 +46,9 @@ def build_scheduler(jobs: ReportJobs, settings: Any) -> AsyncIOScheduler:
         scheduler.add_job(func, triggers[job_id], id=job_id, name=job_id, coalesce=True,
                           max_instances=1, misfire_grace_time=max(grace, 1),
                           replace_existing=True)
+    interval = float(getattr(settings, "reconcile_interval_s", 0) or 0)
+    if interval > 0:
+        scheduler.add_job(scheduled_reconcile, IntervalTrigger(seconds=interval),
+                          args=[jobs.service], id=RECONCILE_JOB, name=RECONCILE_JOB,
+                          coalesce=True, max_instances=1, replace_existing=True)
     return scheduler

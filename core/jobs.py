@@ -168,3 +168,20 @@ async def on_demand_report(service: Any, kind: str, day: str | None = None, *,
     out = Path(service.settings.data_dir) / "reports" / f"{kind}-{when.isoformat()}-ondemand.png"
     return await asyncio.to_thread(build_report, kind, Path(service.store.path), when, tz, now,
                                    png_path=out if png else None, active_runs=active)
+
+
+async def scheduled_reconcile(service: Any) -> dict[str, Any] | None:
+    """Reconcile live venues between runs (runbook §5.2, on a schedule): a drift is
+    an ALERT. Skipped while a run is active (it reconciles at its end) and when no
+    venue keys are configured (paper venues end with their run)."""
+    if service.current is not None or not service.venue_keys_configured():
+        return None
+    try:
+        result: dict[str, Any] = await service.reconcile()
+    except Exception as exc:  # noqa: BLE001 - a scheduled check reports, never raises
+        await service.notifier.notify("ALERT", "reconciliation", f"could not reconcile: {exc}")
+        return None
+    if not result.get("ok"):
+        await service.notifier.notify("ALERT", "reconciliation",
+                                      "; ".join(result.get("problems") or ["drift"]))
+    return result

@@ -51,6 +51,8 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     "report_timezone": ("report and daily-loss day boundary zone", "Asia/Seoul"),
     "report_time": ("when the daily (and Monday weekly) report is pushed, HH:MM", "09:00"),
     "report_grace_s": ("a report missed while down is sent at start-up within this long", ""),
+    "reconcile_interval_s": ("reconcile live venues this often between runs (0: off)",
+                             "§5.2"),
     "reports_enabled": ("push scheduled daily/weekly reports", "§7.2"),
     "prometheus_host": ("address the metrics endpoint binds to", ""),
     "log_level": ("console and file log level", ""),
