@@ -47,8 +47,9 @@ def build_scheduler(jobs: ReportJobs, settings: Any) -> AsyncIOScheduler:
                           max_instances=1, misfire_grace_time=max(grace, 1),
                           replace_existing=True)
     interval = float(getattr(settings, "reconcile_interval_s", 0) or 0)
-    if interval > 0:
+    service = getattr(jobs, "service", None)
+    if interval > 0 and service is not None:
         scheduler.add_job(scheduled_reconcile, IntervalTrigger(seconds=interval),
-                          args=[jobs.service], id=RECONCILE_JOB, name=RECONCILE_JOB,
+                          args=[service], id=RECONCILE_JOB, name=RECONCILE_JOB,
                           coalesce=True, max_instances=1, replace_existing=True)
     return scheduler

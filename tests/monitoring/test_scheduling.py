@@ -13,7 +13,7 @@ from apscheduler.events import EVENT_JOB_EXECUTED
 
 from bot.app import DB_NAME, build_service
 from bot.monitoring_app import start_monitoring
-from bot.scheduler import DAILY_JOB, WEEKLY_JOB, build_scheduler, report_triggers
+from bot.scheduler import DAILY_JOB, RECONCILE_JOB, WEEKLY_JOB, build_scheduler, report_triggers
 from core.adapters.sqlite_store import SqliteStore
 from core.clock import ManualClock
 from core.jobs import DAILY_FLAG, WEEKLY_FLAG, ReportJobs, last_slot
@@ -200,7 +200,8 @@ async def test_serve_wiring_runs_the_apscheduler_job_and_stops_cleanly(tmp_path:
         await asyncio.wait_for(handle.catch_up, 10)
         assert len(notifier.photos) == 1  # the 2025-12-31 report, due at 09:00 today
         scheduler = handle.scheduler
-        assert {j.id for j in scheduler.get_jobs()} == {DAILY_JOB, WEEKLY_JOB}
+        # Reports, and the hourly reconciliation of live venues (runbook 5.2).
+        assert {j.id for j in scheduler.get_jobs()} == {DAILY_JOB, WEEKLY_JOB, RECONCILE_JOB}
         ran = asyncio.Event()
         scheduler.add_listener(lambda ev: ran.set() if ev.job_id == DAILY_JOB else None,
                                EVENT_JOB_EXECUTED)
