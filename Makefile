@@ -28,6 +28,7 @@ test: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.kill
+	$(BIN)/python -m benchmarks.venues
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check bot core guards tests

@@ -97,6 +97,7 @@ class Engine:
         self.rate_limit_hits = 0
         self.rate_limit_wait_s = 0.0
         self.exchange_errors_by_venue: dict[str, int] = {}
+        self.venue_paused_until: dict[str, float] = {}
         self.rate_limit_hits_by_venue: dict[str, int] = {}
         self.rate_limit_wait_s_by_venue: dict[str, float] = {}
         self.accept_entries = True
@@ -385,6 +386,9 @@ class Engine:
         """Check every leg, journal the passing ones in one commit, then send them."""
         exposure = self.exposure_usd()
         prepared: list[Prepared] = []
+        if purpose is not Purpose.FLATTEN and any(
+                self.venue_paused_until.get(str(v), 0.0) > time.monotonic() for v, _, _ in legs):
+            return False  # a venue asked us to wait (429 Retry-After)
         for venue, side, qty in legs:
             book = (snap.upbit if venue is Venue.UPBIT else snap.binance)[slot.base]
             price = _marketable_limit(book.asks if side is Side.BUY else book.bids, qty, side,
@@ -431,6 +435,9 @@ class Engine:
         self.exchange_errors += 1
         self.exchange_errors_by_venue[v] = self.exchange_errors_by_venue.get(v, 0) + 1
         if isinstance(exc, RateLimited):
+            # Wait as told: no new orders to this venue until Retry-After has passed
+            # (cancels and kill-flattening keep the capacity).
+            self.venue_paused_until[v] = time.monotonic() + exc.retry_after_s
             self.rate_limit_hits += 1
             self.rate_limit_hits_by_venue[v] = self.rate_limit_hits_by_venue.get(v, 0) + 1
             self.rate_limit_wait_s = max(self.rate_limit_wait_s, exc.retry_after_s)

@@ -390,3 +390,30 @@ async def test_the_engine_does_not_size_entries_its_own_gateway_refuses(tmp_path
     refusals = out.kpi["guards"]["gateway_refusals"]
     assert refusals.get("notional_cap", 0) == 0, refusals
     assert out.kpi["trading"]["entries"] > 0
+
+
+async def test_a_rate_limited_venue_gets_no_new_orders_until_retry_after(tmp_path: Path) -> None:
+    """Rate limits: wait as the venue says (issue #4); kill-flattening is exempt."""
+    import time as _time
+
+    from core.domain.models import Side, Venue
+    from core.gateway import Purpose
+    from core.ports import RateLimited
+
+    out_engine: dict[str, Any] = {}
+
+    def grab(run: Any) -> None:
+        out_engine.setdefault("e", run.engine)
+        out_engine.setdefault("snap", run.engine.last_snapshot)
+
+    await run_fast(tmp_path, 3, 10, on_progress=grab)
+    engine = out_engine["e"]
+    engine._venue_error(RateLimited("429", retry_after_s=30.0), Venue.UPBIT)
+    assert engine.rate_limit_hits == 1 and engine.rate_limit_wait_s == 30.0
+    assert engine.venue_paused_until["upbit"] > _time.monotonic() + 25
+    slot = next(iter(engine.slots.values()))
+    legs = [(Venue.UPBIT, Side.BUY, 1.0)]
+    assert await engine._place(slot, legs, Purpose.ENTRY, out_engine["snap"], 0.0,
+                               all_or_none=True) is False
+    assert await engine._place(slot, legs, Purpose.EXIT, out_engine["snap"], 0.0,
+                               all_or_none=False) is False
