@@ -59,7 +59,7 @@ def cmd_status(settings: Settings, args: StatusArgs) -> int:
         print(f"halted: {status['halted_reason']}")
     if run:
         print(f"run {run['run_id']}: phase {run['phase']} {run['universe']}  "
-              f"{run['elapsed_s']:.0f}/{run['duration_s']:.0f}s  round trips {run['round_trips']}  "
+              f"{run['elapsed_s']:.0f}/{run['duration_s'] or float('inf'):.0f}s  round trips {run['round_trips']}  "
               f"PnL ${run['pnl_usd']:+.2f}  open {run['open_positions']}")
     return EXIT_OK
 
@@ -308,7 +308,7 @@ def _run_in_service(settings: Settings, args: RunArgs) -> int:
         run = status.get("run")
         if run is None or run.get("run_id") != started["run_id"]:
             break
-        print(f"  {run['elapsed_s']:.0f}/{run['duration_s']:.0f}s  round trips "
+        print(f"  {run['elapsed_s']:.0f}/{run['duration_s'] or float('inf'):.0f}s  round trips "
               f"{run['round_trips']}  PnL ${run['pnl_usd']:+.2f}", file=sys.stderr)
     last = _control(settings, "last_run", poll)["last_run"]
     if last is None or last["run_id"] != started["run_id"]:

@@ -45,6 +45,7 @@ class RunArgs(Args):
     seed: int | None = Field(None, description="sim market seed")
     max_notional_usd: float | None = Field(None, gt=0, le=1000, description="per-leg order cap")
     replay_path: Path | None = Field(None, description="recording to replay (default: latest)")
+    continuous: bool = Field(False, description="phase 3 only: run until stopped, gate hourly")
 
     @field_validator("universe")
     @classmethod
@@ -57,6 +58,8 @@ class RunArgs(Args):
     def _one_duration(self) -> RunArgs:
         if self.duration_minutes is not None and self.duration_seconds is not None:
             raise ValueError("give --duration-minutes or --duration-seconds, not both")
+        if self.continuous and self.phase != 3:
+            raise ValueError("--continuous is for phase 3 only (runbook 2.3, Day 4+)")
         return self
 
 

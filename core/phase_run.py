@@ -19,8 +19,8 @@ from typing import Any
 from loguru import logger
 
 from core.clock import Clock, ManualClock
-from core.domain.models import ExitReason, TradingState, Venue
 from core.crash_points import CrashPoints
+from core.domain.models import ExitReason, TradingState, Venue
 from core.engine import Engine, EngineConfig
 from core.gateway import Gateway, Purpose
 from core.journal_writer import WriteBehind
@@ -47,6 +47,7 @@ class RunSpec:
     kpi_path: Path | None = None
     seed: int | None = None
     replay_path: Path | None = None
+    continuous: bool = False  # phase 3: until stopped, its gate evaluated every hour
     fast: bool = False  # step the market without sleeping (tests, benchmarks)
     close_timeout_s: float = 8.0
 
@@ -105,6 +106,8 @@ class PhaseRun:
         self._bg: set[asyncio.Task[Any]] = set()
         self._market_task: asyncio.Task[None] | None = None
         self._seq = -1
+        self._hour_mark: tuple[float, int, int, float, int] | None = None
+        self.hourly_gates: list[dict[str, Any]] = []
         self._outage = False
         self._outage_reducing = False
         self._outage_escalated = False
@@ -196,7 +199,9 @@ class PhaseRun:
                     self.on_progress(self)
                 if self.emergency:
                     break
-                if not self.closing and mono >= deadline:
+                if self.spec.continuous and not self.closing:
+                    self._hourly_gate(mono)
+                elif not self.closing and mono >= deadline:
                     self.request_stop("duration_elapsed")
                 if self.closing:
                     if snap is not None:
@@ -333,6 +338,37 @@ class PhaseRun:
         self._seq = snap.seq
         return snap
 
+    def _hourly_gate(self, mono: float) -> None:
+        """Phase 3 continuous (R-S4): every hour the phase-2 criteria over that hour;
+        a FAIL stops the run gracefully and sends the ladder back to live phase 1."""
+        from core.ladder import HOURLY_S
+
+        engine = self.engine
+        assert engine is not None
+        if self._hour_mark is None:
+            self._hour_mark = (mono, engine.round_trips, engine.wins, engine.pnl_usd,
+                               len(engine.latency.samples))
+            return
+        start, rt0, wins0, pnl0, lat0 = self._hour_mark
+        if mono - start < HOURLY_S:
+            return
+        rts, wins = engine.round_trips - rt0, engine.wins - wins0
+        lat = engine.latency.samples[lat0:]
+        hour = {"summary": {"round_trips_completed": rts, "win_rate": wins / rts if rts else 0.0,
+                            "total_pnl_usd": engine.pnl_usd - pnl0},
+                "performance": {"loop_latency_ms": {"avg": sum(lat) / len(lat) if lat else 0.0}},
+                "trading": {}, "guards": {}}
+        gate = evaluate_gate(3, hour, thresholds_from_settings(self.settings))
+        self.hourly_gates.append(gate.as_dict())
+        self._hour_mark = (mono, engine.round_trips, engine.wins, engine.pnl_usd, len(lat) + lat0)
+        self._spawn(self.store.record_event(self.clock.time(), self.run_id, "hourly_gate",
+                                            gate.as_dict()))
+        if not gate.passed:
+            self._spawn(self.store.record_event(
+                self.clock.time(), self.run_id, "ladder_rollback",
+                {"actor": "hourly-gate", "reason": "; ".join(gate.reasons)}))
+            self.request_stop("hourly gate failed: " + "; ".join(gate.reasons))
+
     async def _watch_venues(self) -> None:
         """Venue outage (runbook §9): REDUCING at once, escalate after a while, and
         back to ACTIVE only when the venue answers again (fresh books follow)."""
@@ -462,7 +498,10 @@ class PhaseRun:
         reconciliation = await self._reconcile()
         clean = not (self.killed or self.emergency or still_open)
         gate = None
-        if clean and not self.stop_reason_is_signal:
+        if self.hourly_gates:  # phase 3 continuous: the last hour's gate decides
+            gate = self.hourly_gates[-1]
+            clean = clean and all(g["result"] == "PASS" for g in self.hourly_gates)
+        elif clean and not self.stop_reason_is_signal:
             gate = evaluate_gate(self.spec.phase, self.kpi(final=True, exit_code=0),
                                  thresholds_from_settings(self.settings)).as_dict()
         exit_code = 0 if clean and (gate is None or gate["result"] == "PASS") else 1

@@ -33,6 +33,11 @@ REPLAY_CLOSE_MARGIN_S = 10.0
 VenuesFactory = Callable[[RunSpec], tuple[Any, dict[Venue, Any]]]
 
 
+def _finite(seconds: float) -> float | None:
+    """JSON has no infinity: a continuous run's duration is null."""
+    return None if seconds == float("inf") else seconds
+
+
 def _no_real_venues() -> dict[Venue, Any]:
     raise ServiceError("no venue adapters are configured in this process", code=1)
 
@@ -109,7 +114,9 @@ class OperatorService:
             replay_path, replay_s = self._recording(args)
             if args.mode == "live":
                 raise ServiceError("live never runs on a recording; use --data-source real")
-        if args.duration_seconds is not None:
+        if args.continuous:
+            duration = float("inf")  # until stopped; the hourly gate may stop it
+        elif args.duration_seconds is not None:
             duration = args.duration_seconds
         elif args.duration_minutes is not None:
             duration = args.duration_minutes * 60
@@ -125,6 +132,7 @@ class OperatorService:
         return RunSpec(mode=args.mode, phase=args.phase, top_n=top_n, duration_s=duration,
                        notional_usd=notional, data_source=args.data_source,
                        kpi_path=args.kpi_output_path, seed=args.seed, replay_path=replay_path,
+                       continuous=args.continuous,
                        fast=self.fast)
 
     async def _live_gate(self, spec: RunSpec, exchanges: dict[Venue, Any], run_id: str) -> None:
@@ -469,7 +477,8 @@ class OperatorService:
                         "universe": f"top{run.spec.top_n}", "starting": True,
                         "started_at": datetime.fromtimestamp(run.started_at, UTC).isoformat(),
                         "elapsed_s": round(self.clock.time() - run.started_at, 1),
-                        "duration_s": run.spec.duration_s, "round_trips": 0, "pnl_usd": 0.0,
+                        "duration_s": _finite(run.spec.duration_s), "round_trips": 0,
+                        "pnl_usd": 0.0,
                         "entries": 0, "exits": 0, "open_positions": 0}
         elif run is not None and run.engine is not None:
             e = run.engine
@@ -478,7 +487,7 @@ class OperatorService:
                 "universe": f"top{run.spec.top_n}",
                 "started_at": datetime.fromtimestamp(run.started_at, UTC).isoformat(),
                 "elapsed_s": round(self.clock.time() - run.started_at, 1),
-                "duration_s": run.spec.duration_s, "round_trips": e.round_trips,
+                "duration_s": _finite(run.spec.duration_s), "round_trips": e.round_trips,
                 "pnl_usd": round(e.pnl_usd, 4), "entries": e.entries, "exits": e.exits,
                 "open_positions": len(e.open_positions()), "win_rate": round(e.win_rate, 4),
                 "loop_latency_ms": {"last": round(e.latency.last_ms, 3),

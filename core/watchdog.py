@@ -27,7 +27,6 @@ from guards.snapshot import Snapshot
 from guards.thresholds import Thresholds
 from guards.verdict import Action, Verdict
 
-
 BASELINE_WARMUP_S = 60.0
 
 

@@ -61,7 +61,7 @@ def status_text(st: dict[str, Any]) -> str:
         lines.append(
             f"run <code>{h(run.get('run_id'))}</code>: {h(run.get('mode'))} phase "
             f"{h(run.get('phase'))} {h(run.get('universe'))} "
-            f"{float(run.get('elapsed_s', 0)):.0f}/{float(run.get('duration_s', 0)):.0f} s"
+            f"{float(run.get('elapsed_s', 0)):.0f}/{float(run.get('duration_s') or float('inf')):.0f} s"
             + (" (closing)" if run.get("closing") else ""))
         lines.append(
             f"PnL {money(run.get('pnl_usd'))} · round trips {h(run.get('round_trips'))} · "
