@@ -29,6 +29,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.kill
 	$(BIN)/python -m benchmarks.venues
+	$(BIN)/python -m benchmarks.telegram
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check bot core guards tests
