@@ -29,12 +29,13 @@ from core.domain.models import (
 from core.gateway import Gateway, GatewayRefusal, OrderIntent, Prepared, Purpose, SendUnknown
 from core.journal_writer import WriteBehind
 from core.perf import LatencyStats, ResourceSampler
-from core.ports import ExchangeError, MarketData, OrderRejected, RateLimited
+from core.ports import ExchangeError, MarketData, OrderNotFound, OrderRejected, RateLimited
 from core.slots import Slot, SlotState, WorkingOrder
 from core.strategy import Signal, Strategy
 from core.trading_state import TradingStateBox
 
 VENUES = (Venue.UPBIT, Venue.BINANCE)
+UNKNOWN_GIVE_UP_S = 10.0  # an order not visible by client id after this never arrived
 
 
 @dataclass(slots=True, frozen=True)
@@ -163,6 +164,9 @@ class Engine:
             if not slot.working:
                 continue
             for oid, wo in list(slot.working.items()):
+                if not wo.order_id:
+                    await self._resolve_unknown(slot, oid, wo, mono)
+                    continue
                 try:
                     order = await self.ex[wo.venue].fetch_order(oid, wo.symbol)  # type: ignore[attr-defined]
                 except ExchangeError as exc:
@@ -421,7 +425,13 @@ class Engine:
                 continue
             except SendUnknown as exc:
                 self._venue_error(exc.__cause__ or exc, p.intent.venue)
-                logger.error("order outcome unknown: {}", exc)
+                logger.error("order outcome unknown, looking it up by client id: {}", exc)
+                # Never resent: tracked under its client id until the venue says
+                # whether it exists (a 5xx can mean it executed).
+                cid = p.request.client_order_id
+                slot.working[f"?{cid}"] = WorkingOrder(
+                    p.intent.venue, "", cid, p.request.symbol, purpose, mono, p.intent.amount)
+                placed = True
                 continue
             slot.working[order.id] = WorkingOrder(
                 p.intent.venue, order.id, order.client_order_id, order.symbol, purpose, mono,
@@ -429,6 +439,32 @@ class Engine:
             )
             placed = True
         return placed
+
+    async def _resolve_unknown(self, slot: Slot, key: str, wo: WorkingOrder, mono: float
+                               ) -> None:
+        """An order whose send had no answer: find it by client id, or give it up
+        once the venue has had time to show it."""
+        try:
+            order = await self.ex[wo.venue].fetch_order(  # type: ignore[attr-defined]
+                None, wo.symbol, wo.client_order_id)
+        except OrderNotFound:
+            if mono - wo.placed_mono >= UNKNOWN_GIVE_UP_S:
+                del slot.working[key]
+                self.journal.later(
+                    self.store.update_intent,  # type: ignore[attr-defined]
+                    client_order_id=wo.client_order_id, state="REJECTED",
+                    reason="never reached the venue", updated_at=self.clock.time())
+            return  # the caller settles the slot once nothing works any more
+        except ExchangeError as exc:
+            self._venue_error(exc, wo.venue)
+            return
+        del slot.working[key]
+        wo.order_id = order.id
+        slot.working[order.id] = wo  # adopted: polled like any other from the next tick
+        self.journal.later(
+            self.store.update_intent,  # type: ignore[attr-defined]
+            client_order_id=wo.client_order_id, state="OPEN", exchange_order_id=order.id,
+            reason="found by client id after an unknown send", updated_at=self.clock.time())
 
     def _venue_error(self, exc: BaseException, venue: Venue) -> None:
         v = str(venue)

@@ -64,6 +64,7 @@ class PaperExchange:
         self.latency_s = latency_ms / 1000.0
         self.fill_ratio = fill_ratio
         self.cancel_failures_left = cancel_failures
+        self.fail_after_execute = 0
         self._intent_probe = intent_probe
         self._markets: dict[str, Market] = {}
         self._rules: dict[str, VenueRules] = {}
@@ -159,6 +160,10 @@ class PaperExchange:
         self._by_client[order.client_order_id] = order.id
         self._working[order.id] = _Working(order, snap.seq, reserve)
         self.orders_sent += 1
+        if self.fail_after_execute > 0:
+            # Fault injection: the order exists, the answer is lost (a 5xx after execute).
+            self.fail_after_execute -= 1
+            raise VenueUnavailable(f"{self.venue}: 502 after the order was accepted (injected)")
         return _copy(order)
 
     async def cancel_order(

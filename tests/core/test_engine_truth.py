@@ -417,3 +417,27 @@ async def test_a_rate_limited_venue_gets_no_new_orders_until_retry_after(tmp_pat
                                all_or_none=True) is False
     assert await engine._place(slot, legs, Purpose.EXIT, out_engine["snap"], 0.0,
                                all_or_none=False) is False
+
+
+async def test_an_unknown_send_is_found_by_client_id_never_resent(tmp_path: Path) -> None:
+    """A send whose answer is lost (a 5xx after the venue executed it) is looked up by
+    client id and adopted; nothing is sent twice and the journal ends resolved."""
+    injected: dict[str, int] = {"n": 0}
+
+    def inject(run: Any) -> None:
+        if injected["n"] == 0 and run.engine is not None and run.engine.latency.samples:
+            for ex in run.ex.values():
+                ex.fail_after_execute = 2
+            injected["n"] = 1
+
+    out = await run_fast(tmp_path, 3, 120, on_progress=inject)
+    con = sqlite3.connect(tmp_path / "arbops.sqlite3")
+    try:
+        rows = con.execute("SELECT state, reason FROM order_intents").fetchall()
+        adopted = con.execute("SELECT COUNT(*) FROM order_intents WHERE reason LIKE "
+                              "'found by client id%'").fetchone()[0]
+    finally:
+        con.close()
+    assert adopted >= 1, rows
+    assert not [r for r in rows if r[0] in ("UNKNOWN", "PENDING", "OPEN")], rows
+    assert out.kpi["reconciliation"]["ok"], out.kpi["reconciliation"]
