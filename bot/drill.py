@@ -110,6 +110,22 @@ class Drill:
 
     async def _runbook(self) -> bool:
         t0 = time.monotonic()
+        code, out, err = await self.cli("notify", "test")
+        delivered = False
+        for _ in range(50):  # the notifier sends from its queue
+            await asyncio.sleep(0.1)
+            import aiohttp
+
+            async with aiohttp.ClientSession() as http, http.get(
+                    f"{self.env['TELEGRAM_API_BASE']}/admin/telegram") as resp:
+                sent = (await resp.json())["sent"]
+            if any("test alert" in str(m["params"].get("text", "")) for m in sent):
+                delivered = True
+                break
+        if not self.record("Telegram test alert delivered (runbook 8.1)", code == 0 and delivered,
+                           (out or err).strip(), t0):
+            return False
+        t0 = time.monotonic()
         code, out, err = await self.cli(
             "run", "--mode", "paper", "--phase", "1", "--data-source", "sim",
             "--duration-seconds", str(self.paper_seconds), timeout=self.paper_seconds + 60)

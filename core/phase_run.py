@@ -503,7 +503,8 @@ class PhaseRun:
             clean = clean and all(g["result"] == "PASS" for g in self.hourly_gates)
         elif clean and not self.stop_reason_is_signal:
             gate = evaluate_gate(self.spec.phase, self.kpi(final=True, exit_code=0),
-                                 thresholds_from_settings(self.settings)).as_dict()
+                                 thresholds_from_settings(self.settings),
+                                 await self._observed_for_gate()).as_dict()
         exit_code = 0 if clean and (gate is None or gate["result"] == "PASS") else 1
         data = self.kpi(final=True, exit_code=exit_code, gate=gate)
         data["trading"]["still_open_on_venues"] = still_open
@@ -528,6 +529,27 @@ class PhaseRun:
         )
         logger.info("run {} ended: {} exit {} ({})", self.run_id, status, exit_code, self.stop_reason)
         return RunOutcome(self.run_id, exit_code, self.kpi_path, data)
+
+    async def _observed_for_gate(self) -> dict[str, bool | None]:
+        """Runbook §2.1: Telegram alert received, metrics collected (when configured)."""
+        s = self.settings
+        telegram = None
+        if s.telegram_bot_token is not None:
+            stats = getattr(self.notifier, "stats", None)
+            telegram = getattr(stats, "test_alert_delivered_at", None) is not None
+        metrics = None
+        if s.prometheus_enabled:
+            import aiohttp
+
+            try:
+                async with aiohttp.ClientSession(
+                        timeout=aiohttp.ClientTimeout(total=3)) as http, http.get(
+                        f"http://{s.prometheus_host}:{s.prometheus_port}/metrics") as resp:
+                    metrics = resp.status == 200 and "arbitrage_loop_latency_ms" in (
+                        await resp.text())
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                metrics = False
+        return {"telegram_test_alert": telegram, "metrics_served": metrics}
 
     async def _reconcile(self) -> dict[str, Any]:
         """Journal vs venues after every phase; a drift is an alert."""

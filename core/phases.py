@@ -56,7 +56,8 @@ def thresholds_from_settings(s: Any) -> GateThresholds:
         phase2_latency_ms=s.gate_phase2_latency_ms)
 
 
-def evaluate_gate(phase: int, kpi: dict[str, Any], th: GateThresholds | None = None) -> GateResult:
+def evaluate_gate(phase: int, kpi: dict[str, Any], th: GateThresholds | None = None,
+                  observed: dict[str, bool | None] | None = None) -> GateResult:
     """PASS/FAIL with a reason for every check, from the measured KPI figures."""
     th = th or GateThresholds()
     s, perf, trading = kpi["summary"], kpi["performance"], kpi["trading"]
@@ -83,6 +84,15 @@ def evaluate_gate(phase: int, kpi: dict[str, Any], th: GateThresholds | None = N
               f"max RSS {mem:.1f} MB (needs < {th.phase1_memory_mb})")
         errors = kpi["guards"]["unhandled_errors"]
         check("no_unhandled_exception", errors == 0, errors, 0, f"{errors} unhandled errors")
+        # Runbook §2.1's list, where configured: the test alert reached Telegram, and
+        # the metrics endpoint answers. None = not configured, so not checked.
+        for name, ok, what in (
+                ("telegram_test_alert", (observed or {}).get("telegram_test_alert"),
+                 "a Telegram test alert delivered (`arbops notify test`)"),
+                ("metrics_served", (observed or {}).get("metrics_served"),
+                 "Prometheus metrics served")):
+            if ok is not None:
+                check(name, ok, ok, True, f"{what}: {'yes' if ok else 'no'}")
     else:
         rt, wr, pnl = s["round_trips_completed"], s["win_rate"], s["total_pnl_usd"]
         check("round_trips", rt >= th.min_round_trips, rt, th.min_round_trips,
