@@ -22,9 +22,13 @@ from core.settings import Settings
 async def serve(settings: Settings) -> int:
     from bot.app import build_service, start_watchdog
     from bot.monitoring_app import start_monitoring
-    from bot.telegram_app import start_telegram
+    from bot.telegram_app import start_telegram, telegram_start_problems
     from core.instance_lock import InstanceLock, InstanceLocked
     from core.logging_setup import setup_logging
+
+    problems = telegram_start_problems(settings)
+    if problems:  # before anything starts: no lock taken, no engine, no socket
+        raise CliError("arbops serve refused:\n" + "\n".join(f"  - {p}" for p in problems))
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(settings.data_dir, settings.log_level, settings.secret_values())

@@ -5,7 +5,9 @@ a running `TelegramApp` with `async stop()`. This module is the one place the
 Telegram routers and middleware are wired (`build_dispatcher`). aiogram is
 imported lazily: `arbops status` and `arbops kill` must not load it.
 
-Long polling only; a webhook mode is not built (see docs in the report of #6).
+Long polling by default; webhook mode (bot/telegram/webhook.py) when
+`ARBOPS_TELEGRAM_WEBHOOK_URL` is set, which refuses to start without
+`ARBOPS_TELEGRAM_WEBHOOK_SECRET` (`telegram_start_problems`).
 """
 from __future__ import annotations
 
@@ -52,6 +54,14 @@ def build_dispatcher(deps: TelegramDeps) -> Any:
     return dp
 
 
+def telegram_start_problems(settings: Settings) -> list[str]:
+    """Why the Telegram surface must not start as configured: `arbops serve`
+    refuses (exit 2) rather than run with a door it cannot lock."""
+    if settings.telegram_bot_token is None:
+        return []
+    return settings.telegram_webhook_problems()
+
+
 class TelegramApp:
     def __init__(self, bot: Any, dp: Any, deps: TelegramDeps, inner_notifier: Any,
                  polling_timeout: int) -> None:
@@ -62,6 +72,7 @@ class TelegramApp:
         self.polling_timeout = polling_timeout
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self.webhook: Any = None  # a WebhookListener in webhook mode
 
     @property
     def notifier(self) -> Any:
@@ -75,19 +86,30 @@ class TelegramApp:
         except Exception:  # noqa: BLE001 - any failure means not reachable
             return False
 
+    @property
+    def mode(self) -> str:
+        return "webhook" if self.deps.settings.telegram_webhook_url else "polling"
+
     async def start(self) -> None:
         from aiogram.types import BotCommand
 
         from bot.telegram.table import menu
 
-        try:  # a webhook left behind would make getUpdates fail with 409
-            await self.bot.delete_webhook(drop_pending_updates=False, request_timeout=10)
+        try:
+            if self.mode == "polling":  # a webhook left behind makes getUpdates fail (409)
+                await self.bot.delete_webhook(drop_pending_updates=False, request_timeout=10)
             await self.bot.set_my_commands(
                 [BotCommand(command=c, description=d) for c, d in menu()], request_timeout=10)
-        except Exception as exc:  # noqa: BLE001 - polling retries on its own
-            logger.warning("telegram start-up call failed ({}: {}); polling will retry",
+        except Exception as exc:  # noqa: BLE001 - polling / setWebhook retry on their own
+            logger.warning("telegram start-up call failed ({}: {}); will retry",
                            type(exc).__name__, exc)
-        self._task = asyncio.create_task(self._poll_forever(), name="telegram-polling")
+        if self.mode == "webhook":
+            from bot.telegram.webhook import WebhookListener
+
+            self.webhook = WebhookListener(self.bot, self.dp, self.deps)
+            await self.webhook.start()
+        else:
+            self._task = asyncio.create_task(self._poll_forever(), name="telegram-polling")
 
     async def _poll_forever(self) -> None:
         delay = 1.0
@@ -110,14 +132,19 @@ class TelegramApp:
         if self._stopping:
             return
         self._stopping = True
-        try:
-            await asyncio.wait_for(self.dp.stop_polling(), 5)
-        except (RuntimeError, TimeoutError):
-            pass  # not polling right now (start-up backoff)
+        if self.webhook is not None:
+            await self.webhook.stop()
+        else:
+            try:
+                await asyncio.wait_for(self.dp.stop_polling(), 5)
+            except (RuntimeError, TimeoutError):
+                pass  # not polling right now (start-up backoff)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         inflight = [t for t in self.deps.inflight if not t.done()]
+        if self.webhook is not None:
+            inflight += [t for t in self.webhook.inflight if not t.done()]
         if inflight:  # replies in flight (maybe waiting out a 429) get a moment
             _done, pending = await asyncio.wait(inflight, timeout=2.0)
             for t in pending:
@@ -135,19 +162,28 @@ class TelegramApp:
 async def start_telegram(
     service: Any, settings: Settings, *,
     now: Callable[[], float] = time.time,
-    confirm_ttl_s: float = 60.0,
+    confirm_ttl_s: float | None = None,
     confirm_clock: Callable[[], float] = time.monotonic,
-    stale_after_s: float = 60.0,
+    stale_after_s: float | None = None,
     polling_timeout: int = 25,
     request_timeout_s: float = 20.0,
     notifier_interval_s: float = 1.0,
     live_interval_s: float = 5.0,
     retry_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> TelegramApp | None:
-    """Return a handle with `async stop()`, or None when Telegram is not configured."""
+    """Return a handle with `async stop()`, or None when Telegram is not configured.
+
+    The TTL and staleness default to their settings; tests pass their own."""
     if settings.telegram_bot_token is None:
         logger.info("no TELEGRAM_BOT_TOKEN: running headless (CLI and control channel only)")
         return None
+    problems = telegram_start_problems(settings)
+    if problems:  # serve checks first; this guards any other caller
+        raise ValueError("; ".join(problems))
+    if confirm_ttl_s is None:
+        confirm_ttl_s = settings.telegram_confirm_ttl_s
+    if stale_after_s is None:
+        stale_after_s = settings.telegram_stale_after_s
     from aiogram import Bot
     from aiogram.client.session.aiohttp import AiohttpSession
     from aiogram.client.telegram import TelegramAPIServer
@@ -188,6 +224,6 @@ async def start_telegram(
     )
     app = TelegramApp(bot, build_dispatcher(deps), deps, inner, polling_timeout)
     await app.start()
-    logger.info("telegram surface started: {} allowed user(s), API {}", len(users),
-                settings.telegram_api_base)
+    logger.info("telegram surface started ({}): {} allowed user(s), API {}", app.mode,
+                len(users), settings.telegram_api_base)
     return app

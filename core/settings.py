@@ -7,6 +7,7 @@ Files: `.env`, then `.env.<ARBITRAGE_ENV>`; the process environment wins.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +35,9 @@ RUNBOOK_NAMES = (
     "POSTGRES_DSN",
     "ARBOPS_DATA_DIR",
 )
+
+
+_WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{16,256}")
 
 
 def _env(name: str) -> Any:
@@ -113,6 +117,14 @@ class Settings(BaseSettings):
     prometheus_host: str = "127.0.0.1"
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # --- Telegram surface (R-U1) -------------------------------------------------
+    telegram_confirm_ttl_s: float = Field(60.0, ge=5, le=600)
+    telegram_stale_after_s: float = Field(60.0, ge=5, le=3600)
+    telegram_webhook_url: str | None = None  # unset: long polling
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_webhook_host: str = "127.0.0.1"
+    telegram_webhook_port: int = Field(8081, ge=0, le=65535)  # 0: any free port (tests)
+
     # --- LIVE safety (R-S1..R-S5) ---------------------------------------------
     preflight_max_age_s: float = Field(1800.0, gt=0)
     ladder_window_s: float = Field(86_400.0, gt=0)
@@ -184,6 +196,39 @@ class Settings(BaseSettings):
         except Exception as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @field_validator("telegram_webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        # Telegram only delivers webhooks over HTTPS; a typo here would silently
+        # mean no commands reach the bot, so it is refused up front.
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError("must be an https:// URL that Telegram can reach, e.g. "
+                             "https://bot.example.com/telegram/<random path>")
+        return value
+
+    @field_validator("telegram_webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # Telegram's secret_token rule: 1-256 of A-Z a-z 0-9 _ -. We ask for at
+        # least 16 so it cannot be guessed; the value itself is never echoed.
+        if value is not None and not _WEBHOOK_SECRET.fullmatch(value.get_secret_value()):
+            raise ValueError("must be 16-256 characters of A-Z a-z 0-9 _ - "
+                             "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        return value
+
+    def telegram_webhook_problems(self) -> list[str]:
+        """Why webhook mode may not start (empty when it may, or when polling)."""
+        if self.telegram_webhook_url and self.telegram_webhook_secret is None:
+            return ["ARBOPS_TELEGRAM_WEBHOOK_SECRET: webhook mode refuses to start without a "
+                    "secret token (Telegram sends it with every update; without it anyone "
+                    "who finds the URL could post commands)"]
+        return []
 
     @field_validator("fault_crash_at")
     @classmethod

@@ -19,6 +19,14 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     "telegram_chat_id": ("chat that receives alerts and reports", "§1.3"),
     "telegram_allowed_users": ("id:role,... with roles viewer < operator < admin", ""),
     "telegram_api_base": ("Bot API server base URL (a local one in tests)", ""),
+    "telegram_confirm_ttl_s": ("a Confirm button works this long, then it is refused", ""),
+    "telegram_stale_after_s": ("risk-adding commands queued longer than this are dropped "
+                               "(/kill always runs)", ""),
+    "telegram_webhook_url": ("public https URL for webhook mode; unset = long polling", ""),
+    "telegram_webhook_secret": ("webhook secret_token, 16-256 of A-Za-z0-9_- (secret); "
+                                "required with a webhook URL", ""),
+    "telegram_webhook_host": ("address the webhook listener binds (behind a TLS proxy)", ""),
+    "telegram_webhook_port": ("port the webhook listener binds", ""),
     "upbit_api_base": ("Upbit REST base URL (the emulator in drills and tests)", ""),
     "binance_api_base": ("Binance REST base URL (the emulator in drills and tests)", ""),
     "redis_url": ("Redis for the lock, ARM and kill flag; optional for paper (secret)", "§1.3"),

@@ -96,6 +96,12 @@ class FakeBotAPI:
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.commands: list[dict[str, Any]] = []
         self.webhook: str = ""
+        self.webhook_secret: str | None = None
+        # Where updates are POSTed while a webhook is set: the bot's listener, as a
+        # TLS proxy in front of it would forward them (the registered URL is public).
+        self.webhook_target: str | None = None
+        self.pushed: list[tuple[int, int]] = []  # (update_id, HTTP status) per webhook push
+        self._push_tasks: set[asyncio.Task[None]] = set()
         self._next_update = 1
         self._next_message = 100
         self._new_update = asyncio.Event()
@@ -118,6 +124,9 @@ class FakeBotAPI:
     async def close(self) -> None:
         self._closing.set()
         self._new_update.set()
+        for task in list(self._push_tasks):
+            task.cancel()
+        await asyncio.gather(*self._push_tasks, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -154,13 +163,33 @@ class FakeBotAPI:
     def _enqueue(self, update: dict[str, Any]) -> int:
         update["update_id"] = self._next_update
         self._next_update += 1
-        self.updates.append(update)
-        self._new_update.set()
+        if self.webhook and self.webhook_target:
+            task = asyncio.get_running_loop().create_task(self._push(update))
+            self._push_tasks.add(task)
+            task.add_done_callback(self._push_tasks.discard)
+        else:
+            self.updates.append(update)
+            self._new_update.set()
         return int(update["update_id"])
+
+    async def _push(self, update: dict[str, Any]) -> None:
+        """Deliver like Telegram does to a webhook: POST with the secret header."""
+        import aiohttp
+
+        headers = {"X-Telegram-Bot-Api-Secret-Token": self.webhook_secret or ""}
+        async with aiohttp.ClientSession() as http, http.post(
+                str(self.webhook_target), json=update, headers=headers) as resp:
+            self.pushed.append((int(update["update_id"]), resp.status))
 
     def send_text(self, user_id: int, text: str, *, chat_id: int | None = None,
                   date: float | None = None, first_name: str = "tester") -> int:
         """The user `user_id` sends `text` (a private chat unless chat_id is given)."""
+        return self._enqueue(self.text_update(user_id, text, chat_id=chat_id, date=date,
+                                              first_name=first_name))
+
+    def text_update(self, user_id: int, text: str, *, chat_id: int | None = None,
+                    date: float | None = None, first_name: str = "tester") -> dict[str, Any]:
+        """The update `send_text` queues, built but not queued (no update_id yet)."""
         chat = chat_id if chat_id is not None else user_id
         msg: dict[str, Any] = {
             "message_id": self._msg_id(),
@@ -173,7 +202,7 @@ class FakeBotAPI:
         if text.startswith("/"):
             msg["entities"] = [{"type": "bot_command", "offset": 0,
                                 "length": len(text.split()[0])}]
-        return self._enqueue({"message": msg})
+        return {"message": msg}
 
     def press(self, user_id: int, data: str, message: dict[str, Any] | None = None,
               chat_id: int | None = None) -> int:
@@ -315,6 +344,9 @@ class FakeBotAPI:
         return self._ok(BOT_USER)
 
     async def _m_getupdates(self, p: dict[str, Any]) -> web.Response:
+        if self.webhook:
+            return self._err(409, "Conflict: can't use getUpdates method while webhook is active;"
+                             " use deleteWebhook to delete the webhook first")
         offset = int(p.get("offset") or 0)
         if offset:
             self.updates = [u for u in self.updates if u["update_id"] >= offset]
@@ -426,12 +458,17 @@ class FakeBotAPI:
 
     async def _m_deletewebhook(self, p: dict[str, Any]) -> web.Response:
         self.webhook = ""
+        self.webhook_secret = None
         if str(p.get("drop_pending_updates", "")).lower() == "true":
             self.updates.clear()
         return self._ok(True)
 
     async def _m_setwebhook(self, p: dict[str, Any]) -> web.Response:
+        secret = p.get("secret_token")
+        if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", str(secret)):
+            return self._err(400, "Bad Request: secret token contains unallowed characters")
         self.webhook = str(p.get("url", ""))
+        self.webhook_secret = None if secret is None else str(secret)
         return self._ok(True)
 
     async def _m_getwebhookinfo(self, p: dict[str, Any]) -> web.Response:
