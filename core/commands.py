@@ -193,7 +193,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("run", "run a phase (paper; live needs ARM)", RunArgs, Role.OPERATOR, adds_risk=True),
     Command("status", "mode, trading state, ARM, run progress, memory", StatusArgs),
     Command("stop", "graceful stop of the running phase: close positions, final KPI",
-            ReasonArgs, Role.OPERATOR, telegram=False),
+            ReasonArgs, Role.OPERATOR),
     Command("kill", "HALT now, cancel all orders, flatten, report (one step)", ReasonArgs),
     Command("reset", "leave HALTED after a kill (shows what is still open first)", ResetArgs,
             Role.OPERATOR, adds_risk=True),

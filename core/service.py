@@ -306,6 +306,15 @@ class OperatorService:
         what = self.current.request_stop(reason)
         return {"run_id": self.current.run_id, "action": what}
 
+    def stop_gracefully(self, reason: str) -> dict[str, Any]:
+        """The graceful stop, idempotent: unlike a second signal, pressing it again
+        never escalates to the emergency halt (that is /kill's job)."""
+        if self.current is None:
+            raise ServiceError("no run is active", code=1)
+        if self.current.closing:
+            return {"run_id": self.current.run_id, "action": "already closing"}
+        return self.stop(reason)
+
     # --- kill switch, pause/resume, reset -------------------------------------------
     async def kill(self, reason: str, actor: str) -> KillResult:
         """One idempotent kill for every entry point: CLI, Telegram, guards (R-K1, R-K2)."""

@@ -293,3 +293,33 @@ async def test_arm_is_two_step_and_override_is_admin_only(tmp_path: Path) -> Non
         rows = [(r["command"], r["outcome"]) for r in env.audit()]
         assert ("confirm arm", "ok: armed $50") in rows
         assert ("override", "refused: needs admin") in rows
+
+
+async def test_stop_closes_gracefully_once_and_never_escalates(tmp_path: Path) -> None:
+    """Runbook §4's graceful stop from a phone: one step, idempotent, and unlike a
+    second Ctrl+C a second /stop is not an emergency halt."""
+    async with telegram_env(tmp_path) as env:
+        fake, service = env.fake, env.service
+        fake.send_text(OPERATOR, "/stop")
+        await fake.wait_text(OPERATOR, "no run is active")
+        fake.send_text(OPERATOR, "/run 1 paper 120")
+        await fake.wait_text(OPERATOR, "Confirm /run")
+        msg = fake.last_markup_message(OPERATOR)
+        fake.press(OPERATOR, fake.buttons(msg)["✅ Confirm"], msg)
+        await fake.wait_for(lambda: service.status()["run"] is not None, what="the run")
+        run_id = service.status()["run"]["run_id"]
+        fake.send_text(VIEWER, "/stop")
+        await fake.wait_text(VIEWER, "needs role operator")
+        fake.send_text(OPERATOR, "/stop lunch")
+        await fake.wait_text(OPERATOR, "closing gracefully")
+        fake.send_text(OPERATOR, "/stop again")
+        await fake.wait_for(lambda: any("already closing" in t or "no run is active" in t
+                                        for t in fake.texts(OPERATOR)), what="2nd /stop")
+        await fake.wait_for(lambda: service.last_run_result() is not None, timeout=30,
+                            what="the final KPI")
+        result = service.last_run_result()
+        assert result["run_id"] == run_id and result["exit_code"] == 0
+        assert result["kpi"]["summary"]["kill_switch_triggered"] is False
+        assert str(service.state.state) != "HALTED"
+        stops = [r for r in env.audit() if r["command"] == "stop"]
+        assert [r["role"] for r in stops] == ["operator", "viewer", "operator", "operator"]

@@ -1,4 +1,4 @@
-"""Trading-state commands: /kill and /pause (one step, idempotent); /resume and
+"""Trading-state commands: /kill, /stop and /pause (one step, idempotent); /resume and
 /reset (two steps: the handler only plans, Confirm executes)."""
 from __future__ import annotations
 
@@ -27,6 +27,19 @@ async def cmd_kill(message: Message, command: CommandObject, ctx: Ctx) -> Reply:
         text = f"🛑 <b>HALTED</b>: {h(r.message)}. Incident report written."
     return Reply(text, outcome=f"ok: {r.message}" + (" (already halted)" if r.already_halted
                                                      else ""))
+
+
+async def cmd_stop(message: Message, command: CommandObject, ctx: Ctx) -> Reply:
+    """The runbook's graceful stop (one Ctrl+C): no new entries, positions closed,
+    final KPI. One step: it only reduces risk."""
+    reason = parse_reason(command.args, "telegram /stop")
+    r = ctx.service.stop_gracefully(f"stop: {reason} (by {ctx.actor})")
+    if r["action"] == "already closing":
+        return Reply(f"run <code>{h(r['run_id'])}</code> is already closing gracefully; "
+                     "/kill halts it at once.", outcome="ok: already closing")
+    return Reply(f"⏹ run <code>{h(r['run_id'])}</code> closing gracefully: no new entries, "
+                 "positions closed, then the final KPI. /kill halts it at once.",
+                 outcome=f"ok: closing {r['run_id']}")
 
 
 async def cmd_pause(message: Message, command: CommandObject, ctx: Ctx) -> Reply:
@@ -84,7 +97,7 @@ async def cmd_reset(message: Message, command: CommandObject, ctx: Ctx) -> Plan:
 
 def make_router() -> Router:
     router = Router(name=__name__)
-    for name, fn in (("kill", cmd_kill), ("pause", cmd_pause), ("resume", cmd_resume),
-                     ("reset", cmd_reset)):
+    for name, fn in (("kill", cmd_kill), ("stop", cmd_stop), ("pause", cmd_pause),
+                     ("resume", cmd_resume), ("reset", cmd_reset)):
         router.message.register(fn, CommandFilter(name, ignore_case=True), flags=flags_for(name))
     return router
