@@ -202,7 +202,7 @@ COMMANDS: tuple[Command, ...] = (
             adds_risk=True),
     Command("audit", "recent audit rows", AuditArgs),
     Command("logs", "errors, exceptions and failures from the logs (runbook 5.3)", LogsArgs,
-            telegram=False),
+            Role.OPERATOR),
     Command("config", "check the settings", ConfigArgs, telegram=False),
     Command("positions", "open positions", cli=False),
     Command("kpi", "the latest KPI JSON summary", cli=False),

@@ -323,3 +323,32 @@ async def test_stop_closes_gracefully_once_and_never_escalates(tmp_path: Path) -
         assert str(service.state.state) != "HALTED"
         stops = [r for r in env.audit() if r["command"] == "stop"]
         assert [r["role"] for r in stops] == ["operator", "viewer", "operator", "operator"]
+
+
+async def test_logs_shows_the_newest_errors_escaped_to_operators_only(tmp_path: Path) -> None:
+    """Runbook 5.3 from a phone: /logs errors [since] is the `arbops logs errors` extract."""
+    from datetime import UTC, datetime, timedelta
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    now = datetime.now(UTC)
+    old = (now - timedelta(hours=5)).isoformat(timespec="milliseconds")
+    recent = (now - timedelta(minutes=5)).isoformat(timespec="milliseconds")
+    lines = [f"{old} | ERROR    | core.engine:tick:1 - old failure <a>"]
+    lines += [f"{recent} | INFO     | core.engine:tick:2 - all fine {i}" for i in range(3)]
+    lines += [f"{recent} | ERROR    | core.gateway:send:3 - send failed #{i} & <b>"
+              for i in range(9)]
+    (logs / "arbops.log").write_text("\n".join(lines) + "\n")
+    async with telegram_env(tmp_path) as env:
+        fake = env.fake
+        fake.send_text(VIEWER, "/logs")
+        await fake.wait_text(VIEWER, "needs role operator")
+        fake.send_text(OPERATOR, "/logs errors since=1h")
+        text = await fake.wait_text(OPERATOR, "error entries")
+        assert text.startswith("9 error entries since 1h")
+        assert "send failed #8 & <b>" in text and "send failed #2" not in text  # newest 6
+        assert "old failure" not in text and "all fine" not in text
+        fake.send_text(OPERATOR, "/logs")
+        assert "10 error entries" in await fake.wait_text(OPERATOR, "10 error")
+        fake.send_text(OPERATOR, "/logs errors since=yesterday-ish")
+        await fake.wait_text(OPERATOR, "Nothing changed")

@@ -1,18 +1,24 @@
-"""Read-only commands: /help /whoami /status /positions /kpi /guards /audit."""
+"""Read-only commands: /help /whoami /status /positions /kpi /guards /audit /logs."""
 from __future__ import annotations
 
+import asyncio
 import time
+from datetime import UTC, datetime
 
 from aiogram import Router
 from aiogram.filters import Command as CommandFilter
 from aiogram.filters import CommandObject
 from aiogram.types import Message
 
-from bot.telegram.context import Ctx, Reply
+from bot.telegram.context import Ctx, Reply, UsageError
 from bot.telegram.format import h, kpi_text, money, status_text
 from bot.telegram.parsing import parse_model_args
 from bot.telegram.table import ROLE_NAMES, command, flags_for, help_text
-from core.commands import AuditArgs
+from core.commands import AuditArgs, LogsArgs
+from core.log_extract import extract_errors, parse_since
+
+_LOG_ENTRIES = 6  # the newest; a phone screen, not a terminal
+_LOG_ENTRY_CHARS = 400
 
 
 async def cmd_help(message: Message, ctx: Ctx) -> Reply:
@@ -84,11 +90,33 @@ async def cmd_audit(message: Message, command: CommandObject, ctx: Ctx) -> Reply
     return Reply("\n".join(lines))
 
 
+async def cmd_logs(message: Message, command: CommandObject, ctx: Ctx) -> Reply:
+    """/logs [errors] [since]: runbook 5.3's error extract, newest entries last.
+    Log lines are secret-redacted when written; they are escaped here."""
+    args = parse_model_args(LogsArgs, command.args or "errors")
+    assert isinstance(args, LogsArgs)
+    try:
+        since = parse_since(args.since, datetime.now(UTC)) if args.since else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    # Reading and scanning the log files is file I/O: keep it off the engine's loop.
+    entries = await asyncio.to_thread(extract_errors, ctx.settings.data_dir / "logs", since)
+    head = f"<b>{len(entries)} error entries</b>" + (f" since {h(args.since)}" if since else "")
+    if not entries:
+        return Reply(head, outcome="ok: 0 entries")
+    shown = entries[-_LOG_ENTRIES:]
+    body = "\n\n".join(h(e if len(e) <= _LOG_ENTRY_CHARS else e[:_LOG_ENTRY_CHARS] + " …")
+                        for e in shown)
+    more = (f"\n(the newest {len(shown)}; `arbops logs errors` on the host prints all)"
+            if len(entries) > len(shown) else "")
+    return Reply(f"{head}{more}\n<pre>{body}</pre>", outcome=f"ok: {len(entries)} entries")
+
+
 def make_router() -> Router:
     router = Router(name=__name__)
     for name, fn in (("help", cmd_help), ("whoami", cmd_whoami), ("status", cmd_status),
                      ("positions", cmd_positions), ("kpi", cmd_kpi), ("guards", cmd_guards),
-                     ("audit", cmd_audit)):
+                     ("audit", cmd_audit), ("logs", cmd_logs)):
         command(name)  # KeyError here means the table lost a command this router serves
         router.message.register(fn, CommandFilter(name, ignore_case=True), flags=flags_for(name))
     # "start" is what Telegram clients send first; it shows the help.
