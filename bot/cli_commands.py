@@ -134,15 +134,13 @@ def cmd_logs(settings: Settings, args: LogsArgs) -> int:
 
 def cmd_incident(settings: Settings, args: IncidentArgs) -> int:
     """A blank incident report by hand (runbook §7.1), with the current status."""
-    from core.incident import write_incident
+    from core.incident import open_by_hand
 
     try:
         status = _control(settings, "status")
     except EngineNotRunning:
         status = asyncio.run(_offline_status(settings))
-    path = write_incident(settings.data_dir, run_id="manual", title=args.title,
-                          trigger=f"opened by hand ({ACTOR})", metrics=status,
-                          actions=[{"step": "opened", "ok": True, "detail": ACTOR}])
+    path = open_by_hand(settings.data_dir, args.title, ACTOR, status)
     print(f"incident report: {path}")
     return EXIT_OK
 

@@ -224,7 +224,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("report", "daily/weekly report (runbook 7.2)", ReportArgs),
     Command("guards", "guard thresholds and headroom", cli=False),
     Command("incident", "open an incident report by hand (runbook 7.1)", IncidentArgs,
-            Role.OPERATOR, telegram=False),
+            Role.OPERATOR),
     Command("notify", "send a test alert through the notifier (runbook 8.1)", NotifyArgs),
 )
 

@@ -82,3 +82,11 @@ def write_incident(
     lines += ["```", "", "## Cause", "", "", "## Prevention", "", ""]
     path.write_text("\n".join(lines))
     return path
+
+
+def open_by_hand(data_dir: Path, title: str, actor: str, status: dict[str, Any]) -> Path:
+    """Runbook §7.1: a blank report opened by an operator (CLI or Telegram), with the
+    status at that moment and empty Cause and Prevention sections."""
+    return write_incident(data_dir, run_id="manual", title=title,
+                          trigger=f"opened by hand ({actor})", metrics=status,
+                          actions=[{"step": "opened", "ok": True, "detail": actor}])

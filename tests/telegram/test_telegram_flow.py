@@ -352,3 +352,21 @@ async def test_logs_shows_the_newest_errors_escaped_to_operators_only(tmp_path: 
         assert "10 error entries" in await fake.wait_text(OPERATOR, "10 error")
         fake.send_text(OPERATOR, "/logs errors since=yesterday-ish")
         await fake.wait_text(OPERATOR, "Nothing changed")
+
+
+async def test_incident_new_opens_a_report_file(tmp_path: Path) -> None:
+    """Runbook 7.1 from a phone: /incident new <title> writes the blank report."""
+    async with telegram_env(tmp_path) as env:
+        fake = env.fake
+        fake.send_text(VIEWER, "/incident new spread looked wrong")
+        await fake.wait_text(VIEWER, "needs role operator")
+        fake.send_text(OPERATOR, "/incident new")
+        await fake.wait_text(OPERATOR, "usage: /incident new")
+        fake.send_text(OPERATOR, "/incident new   spread <looked> wrong  ")
+        reply = await fake.wait_text(OPERATOR, "incident report opened")
+        files = list((tmp_path / "incidents").glob("*_manual.md"))
+        assert len(files) == 1 and files[0].name in reply
+        text = files[0].read_text()
+        assert "# Incident: spread <looked> wrong" in text
+        assert f"opened by hand (telegram:{OPERATOR})" in text
+        assert str(env.service.state.state) == "ACTIVE"

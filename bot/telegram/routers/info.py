@@ -1,4 +1,5 @@
-"""Read-only commands: /help /whoami /status /positions /kpi /guards /audit /logs."""
+"""Read-only commands: /help /whoami /status /positions /kpi /guards /audit /logs;
+/incident new <title> (writes a blank post-mortem file, changes no trading state)."""
 from __future__ import annotations
 
 import asyncio
@@ -14,7 +15,8 @@ from bot.telegram.context import Ctx, Reply, UsageError
 from bot.telegram.format import h, kpi_text, money, status_text
 from bot.telegram.parsing import parse_model_args
 from bot.telegram.table import ROLE_NAMES, command, flags_for, help_text
-from core.commands import AuditArgs, LogsArgs
+from core.commands import AuditArgs, IncidentArgs, LogsArgs
+from core.incident import open_by_hand
 from core.log_extract import extract_errors, parse_since
 
 _LOG_ENTRIES = 6  # the newest; a phone screen, not a terminal
@@ -112,11 +114,26 @@ async def cmd_logs(message: Message, command: CommandObject, ctx: Ctx) -> Reply:
     return Reply(f"{head}{more}\n<pre>{body}</pre>", outcome=f"ok: {len(entries)} entries")
 
 
+async def cmd_incident(message: Message, command: CommandObject, ctx: Ctx) -> Reply:
+    """/incident new <title>: runbook §7.1's report opened by hand."""
+    what, _, title = (command.args or "").strip().partition(" ")
+    try:
+        args = IncidentArgs.model_validate({"what": what.lower() or None,
+                                            "title": " ".join(title.split())})
+    except ValueError:
+        raise UsageError("usage: /incident new <title, 1..200 characters>") from None
+    status = ctx.service.status()
+    path = await asyncio.to_thread(open_by_hand, ctx.settings.data_dir, args.title, ctx.actor,
+                                   status)
+    return Reply(f"📝 incident report opened: <code>{h(path)}</code>\nFill in Cause and "
+                 "Prevention on the host.", outcome=f"ok: {path.name}")
+
+
 def make_router() -> Router:
     router = Router(name=__name__)
     for name, fn in (("help", cmd_help), ("whoami", cmd_whoami), ("status", cmd_status),
                      ("positions", cmd_positions), ("kpi", cmd_kpi), ("guards", cmd_guards),
-                     ("audit", cmd_audit), ("logs", cmd_logs)):
+                     ("audit", cmd_audit), ("logs", cmd_logs), ("incident", cmd_incident)):
         command(name)  # KeyError here means the table lost a command this router serves
         router.message.register(fn, CommandFilter(name, ignore_case=True), flags=flags_for(name))
     # "start" is what Telegram clients send first; it shows the help.
