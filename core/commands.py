@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -41,7 +41,8 @@ class RunArgs(Args):
     duration_minutes: float | None = Field(None, gt=0, description="run length in minutes")
     duration_seconds: float | None = Field(None, gt=0, description="run length in seconds")
     kpi_output_path: Path | None = Field(None, description="where the KPI JSON goes")
-    data_source: Literal["sim", "replay", "real"] = Field("sim", description="sim|replay|real")
+    data_source: Literal["sim", "replay", "real"] = Field(
+        "sim", description="sim|replay|real; live runs default to real")
     seed: int | None = Field(None, description="sim market seed")
     max_notional_usd: float | None = Field(None, gt=0, le=1000, description="per-leg order cap")
     replay_path: Path | None = Field(None, description="recording to replay (default: latest)")
@@ -53,6 +54,16 @@ class RunArgs(Args):
         if v is not None:
             parse_universe(v)
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _live_reads_real_books(cls, data: Any) -> Any:
+        # LIVE only ever trades on the venues' own books, so `/run 1 live` (runbook
+        # 2.1) means data source real; an explicit other source is still refused.
+        if isinstance(data, dict) and data.get("data_source") is None and \
+                data.get("mode") == "live":
+            return {**data, "data_source": "real"}
+        return data
 
     @model_validator(mode="after")
     def _one_duration(self) -> RunArgs:

@@ -109,6 +109,12 @@ class OperatorService:
     # --- runs -----------------------------------------------------------------------
     def plan_run(self, args: RunArgs) -> RunSpec:
         phase = PHASES[args.phase]
+        if args.mode == "live" and self.settings.arbitrage_env != "live":
+            # Known before any prompt: a paper service never shows a LIVE Confirm.
+            # The live gate checks it again (with everything else) at the start.
+            raise ServiceError(f"LIVE refused:\n  - env: ARBITRAGE_ENV="
+                               f"{self.settings.arbitrage_env}; a live run needs a service "
+                               "started with ARBITRAGE_ENV=live")
         replay_path = None
         if args.data_source == "replay":
             replay_path, replay_s = self._recording(args)
@@ -254,8 +260,12 @@ class OperatorService:
                                f"{os.getpid()} on this data dir")
         task = asyncio.create_task(self._run_logged(spec), name="phase-run")
         self._run_task = task
-        for _ in range(500):  # the run registers itself before its first await
-            if self.current is not None or task.done():
+        # The run registers itself before its first await; a live run then passes the
+        # LIVE gate (which sets its fence) or is refused: report that, never "started".
+        live = spec.mode == "live"
+        for _ in range(3000 if live else 500):
+            run = self.current
+            if task.done() or (run is not None and (not live or run.fence is not None)):
                 break
             await asyncio.sleep(0.01)
         if task.done() and task.exception() is not None:

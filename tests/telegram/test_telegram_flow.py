@@ -138,8 +138,8 @@ async def test_roles_unavailable_and_bad_input(tmp_path: Path) -> None:
             await fake.wait_text(OPERATOR, f"not available yet: {pending.pending_issue}")
         fake.send_text(OPERATOR, "/run banana")
         await fake.wait_text(OPERATOR, "Nothing changed")
-        fake.send_text(OPERATOR, "/run 1 live 30")
-        await fake.wait_text(OPERATOR, "refused: live")
+        fake.send_text(OPERATOR, "/run 1 live 30")  # a paper service: refused, no prompt
+        await fake.wait_text(OPERATOR, "ARBITRAGE_ENV=paper")
         fake.send_text(OPERATOR, "/frobnicate")
         await fake.wait_text(OPERATOR, "unknown command /frobnicate")
         fake.send_text(OPERATOR, "/whoami")
