@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from bot.telegram.context import UsageError
 from core.commands import Args, ReasonArgs, RunArgs
 
-RUN_USAGE = ("usage: /run <phase 1|2|3> [paper|live] [seconds] [topN] "
-             "[seed=N] [minutes=M] [cap=USD]")
+RUN_USAGE = ("usage: /run <phase 1|2|3> [paper|live] [seconds] [topN] [continuous] "
+             "[seed=N] [minutes=M] [cap=USD] [source=sim|replay|real; live: real]")
 _KEYS = {
     "phase": "phase", "mode": "mode", "universe": "universe", "u": "universe",
     "seconds": "duration_seconds", "duration_seconds": "duration_seconds", "s": "duration_seconds",
@@ -64,6 +64,8 @@ def parse_run_args(text: str | None) -> RunArgs:
             put(name, value, tok)
         elif low in ("paper", "live"):
             put("mode", low, tok)
+        elif low == "continuous":  # phase 3, Day 4+: until stopped, gated hourly
+            put("continuous", True, tok)
         elif low.startswith("top"):
             put("universe", low, tok)
         elif "phase" not in fields and low.isascii() and low.isdigit() and len(low) <= 2:

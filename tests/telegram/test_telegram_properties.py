@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -180,3 +181,22 @@ def test_handlers_never_change_state_without_confirmation(tmp_path: Path) -> Non
             assert seen.get("Plan") and seen.get("Reply") and seen.get("NoneType"), seen
         finally:
             runner.run(service.store.close())
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("3 live continuous", {"phase": 3, "mode": "live", "continuous": True,
+                           "data_source": "real"}),
+    ("1 live", {"phase": 1, "mode": "live", "data_source": "real"}),
+    ("1 live source=sim", {"phase": 1, "mode": "live", "data_source": "sim"}),
+    ("2 paper 90s top20", {"phase": 2, "mode": "paper", "duration_seconds": 90.0,
+                           "universe": "top20", "data_source": "sim"}),
+])
+def test_run_words_from_the_runbook(text: str, expected: dict[str, object]) -> None:
+    args = parse_run_args(text).model_dump()
+    assert {k: args[k] for k in expected} == expected
+
+
+@pytest.mark.parametrize("text", ["1 continuous", "3 continuous continuous"])
+def test_continuous_is_phase_3_only_and_given_once(text: str) -> None:
+    with pytest.raises(UsageError):
+        parse_run_args(text)

@@ -16,6 +16,8 @@ def need(service: Any, method: str, issue: str) -> Any:
 
 
 def duration(seconds: float) -> str:
+    if seconds == float("inf"):
+        return "continuous (until stopped; its gate is checked every hour)"
     if seconds < 120:
         return f"{seconds:g} s"
     if seconds < 7200:
