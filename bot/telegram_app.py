@@ -195,6 +195,7 @@ async def start_telegram(
     from bot.telegram.live_status import LiveStatus
     from bot.telegram.notifier import TelegramNotifier
     from bot.telegram.sender import RetryPolicy, Sender
+    from bot.telegram.session import tune_session
 
     users = parse_allowed_users(settings.telegram_allowed_users)
     if not users:
@@ -209,6 +210,7 @@ async def start_telegram(
         await session.close()
         logger.error("TELEGRAM_BOT_TOKEN is malformed: the Telegram surface is off")
         return None
+    tune_session(bot)  # replies, alerts and polling share this one session
     inner = service.notifier
     notifier = TelegramNotifier(bot, settings.telegram_chat_id, inner=inner,
                                 min_interval_s=notifier_interval_s,

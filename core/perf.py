@@ -5,6 +5,7 @@ is this process's share of one core between samples, memory is the RSS.
 """
 from __future__ import annotations
 
+import math
 import time
 from array import array
 from dataclasses import dataclass
@@ -21,18 +22,67 @@ def percentile(sorted_values: list[float] | array, q: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
 
 
+# The live histogram of LatencyStats: buckets 1 % wide from 1 us up (a bucket's
+# upper bound is 1.01 x its lower one), so a percentile read from it is within 1 %
+# of the sample at that rank, whatever the number of samples.
+HIST_STEP = 0.01
+HIST_FLOOR_MS = 0.001
+_INV_LOG_STEP = 1.0 / math.log1p(HIST_STEP)
+
+
 class LatencyStats:
-    __slots__ = ("last_ms", "samples", "total")
+    """Every tick's latency (`samples`, for the KPI and the metrics) plus a histogram.
+
+    `summary()` sorts every sample: exact, for the run's KPI, but O(n log n) - about
+    5 ms after an hour at 10 ticks/s and 230 ms after a day. `live_summary()` reads
+    the histogram instead, in time bounded by the number of distinct buckets: for
+    status screens that may be asked for at any time, on the event loop.
+    """
+
+    __slots__ = ("_buckets", "last_ms", "max_ms", "min_ms", "samples", "total")
 
     def __init__(self) -> None:
         self.samples = array("d")
         self.total = 0.0
         self.last_ms = 0.0
+        self.max_ms = 0.0
+        self.min_ms = math.inf
+        self._buckets: dict[int, int] = {}
 
     def record(self, ms: float) -> None:
         self.samples.append(ms)
         self.total += ms
         self.last_ms = ms
+        if ms > self.max_ms:
+            self.max_ms = ms
+        if ms < self.min_ms:
+            self.min_ms = ms
+        b = int(math.log(ms / HIST_FLOOR_MS) * _INV_LOG_STEP) if ms > HIST_FLOOR_MS else 0
+        self._buckets[b] = self._buckets.get(b, 0) + 1
+
+    def live_summary(self) -> dict[str, float]:
+        """The keys of summary(): avg and max exact, p50 and p99 from the histogram
+        (the centre of the bucket holding that rank, kept within the exact min..max)."""
+        n = len(self.samples)
+        if not n:
+            return {"avg": 0.0, "p50": 0.0, "p99": 0.0, "max": 0.0}
+        ranks = {0.50: round((n - 1) * 0.50), 0.99: round((n - 1) * 0.99)}
+        found: dict[float, float] = {}
+        seen = 0
+        for b in sorted(self._buckets):
+            seen += self._buckets[b]
+            for q, rank in ranks.items():
+                if q not in found and rank < seen:
+                    centre = HIST_FLOOR_MS * (1.0 + HIST_STEP) ** (b + 0.5)
+                    found[q] = min(max(centre, self.min_ms), self.max_ms)
+            if len(found) == len(ranks):
+                break
+        return {
+            "avg": round(self.total / n, 4),
+            "p50": round(found[0.50], 4),
+            "p99": round(found[0.99], 4),
+            "max": round(self.max_ms, 4),
+        }
 
     def summary(self) -> dict[str, float]:
         if not self.samples:

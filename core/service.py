@@ -509,8 +509,10 @@ class OperatorService:
                 "duration_s": _finite(run.spec.duration_s), "round_trips": e.round_trips,
                 "pnl_usd": round(e.pnl_usd, 4), "entries": e.entries, "exits": e.exits,
                 "open_positions": len(e.open_positions()), "win_rate": round(e.win_rate, 4),
+                # from the histogram, not a sort of every tick: status is asked for
+                # on the event loop at any time (the final KPI keeps the exact figures)
                 "loop_latency_ms": {"last": round(e.latency.last_ms, 3),
-                                    **e.latency.summary()},
+                                    **e.latency.live_summary()},
                 "closing": run.closing, "stop_reason": run.stop_reason,
             }
         import psutil

@@ -161,15 +161,23 @@ class CommandGate(BaseMiddleware):
         note: AuditNote = data["note"]
         cmd: Command | None = get_flag(data, "table_entry")
         reply = await self._decide(handler, event, data, deps, ctx, note, cmd)
-        await record(deps, note)  # the outcome is known: audit before a slow delivery
-        if reply is not None and ctx.chat_id is not None:
-            msg = await deps.sender.send(ctx.chat_id, reply.text, reply.markup)
-            if msg is not None and isinstance(reply.markup, InlineKeyboardMarkup):
-                pending = deps.pending.peek(_nonce_of(reply.markup))
-                if pending is not None:
-                    pending.message_id = msg.message_id
-            if msg is not None and reply.live_run and deps.live is not None:
-                deps.live.follow(ctx.chat_id, msg.message_id, reply.live_run)
+        # The outcome is known: the audit row is written now, while the reply travels,
+        # not before it (its fsync is not in the operator's round trip) and not after
+        # it (a slow delivery, e.g. a 429 wait, does not hold the row back). It is
+        # durable before this update is done, so stop() waits for it with the handler.
+        audit = asyncio.ensure_future(record(deps, note))
+        try:
+            if reply is not None and ctx.chat_id is not None:
+                msg = await deps.sender.send(ctx.chat_id, reply.text, reply.markup)
+                if msg is not None and isinstance(reply.markup, InlineKeyboardMarkup):
+                    pending = deps.pending.peek(_nonce_of(reply.markup))
+                    if pending is not None:
+                        pending.message_id = msg.message_id
+                if msg is not None and reply.live_run and deps.live is not None:
+                    deps.live.follow(ctx.chat_id, msg.message_id, reply.live_run)
+        finally:
+            # shield: a handler cancelled at shutdown must not cancel the audit insert
+            await asyncio.shield(audit)
         return None
 
     async def _decide(self, handler: Handler, event: Message, data: dict[str, Any],

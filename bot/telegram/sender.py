@@ -1,7 +1,8 @@
 """Delivery with Telegram's rules: 429 retry_after honoured, network errors and
 5xx retried with backoff, HTML that fails to parse resent as plain text, text
-kept within the length limit. Used for replies; the notifier has its own queue
-on top of the same `call_with_retry`.
+kept within the length limit. Used for replies (text, and photos from memory such
+as /report's chart); the notifier has its own queue on top of the same
+`call_with_retry`.
 """
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
+from aiogram.types import BufferedInputFile
 from loguru import logger
 
-from bot.telegram.format import fit, plain
+from bot.telegram.format import MAX_CAPTION, MAX_TEXT, fit, plain
 
 T = TypeVar("T")
 RETRYABLE = (TelegramNetworkError, TelegramServerError, ClientDecodeError, asyncio.TimeoutError)
@@ -86,25 +88,39 @@ class Sender:
 
     async def send(self, chat_id: int, text: str, markup: Any = None) -> Any:
         """Send HTML; returns the Message or None when it could not be delivered."""
-        body = fit(text)
         timeout = self.policy.request_timeout_s
+        return await self._send_html(
+            "sendMessage", fit(text), MAX_TEXT,
+            lambda body, mode: self.bot.send_message(chat_id, body, parse_mode=mode,
+                                                     reply_markup=markup,
+                                                     request_timeout=timeout))
+
+    async def send_photo(self, chat_id: int, photo: bytes, caption: str = "", *,
+                         filename: str = "chart.png", markup: Any = None) -> Any:
+        """A picture from memory (never a path) with an HTML caption kept within 1024
+        characters; the same retries and plain-text fallback as `send`. Returns the
+        Message or None when it could not be delivered."""
+        timeout = self.policy.request_timeout_s
+        return await self._send_html(
+            "sendPhoto", fit(caption, MAX_CAPTION), MAX_CAPTION,
+            lambda body, mode: self.bot.send_photo(
+                chat_id, BufferedInputFile(photo, filename), caption=body or None,
+                parse_mode=mode, reply_markup=markup, request_timeout=timeout))
+
+    async def _send_html(self, what: str, body: str, limit: int,
+                         call: Callable[[str, str | None], Awaitable[Any]]) -> Any:
         try:
-            msg = await call_with_retry(
-                lambda: self.bot.send_message(chat_id, body, parse_mode="HTML",
-                                              reply_markup=markup, request_timeout=timeout),
-                self.policy, self.stats, "sendMessage")
+            msg = await call_with_retry(lambda: call(body, "HTML"), self.policy, self.stats, what)
         except TelegramBadRequest as exc:
             if not _is_parse_error(exc):
-                return self._failed("sendMessage", exc)
+                return self._failed(what, exc)
             try:  # our escaping missed something: the text must still arrive
-                msg = await call_with_retry(
-                    lambda: self.bot.send_message(chat_id, fit(plain(body)), parse_mode=None,
-                                                  reply_markup=markup, request_timeout=timeout),
-                    self.policy, self.stats, "sendMessage(plain)")
+                msg = await call_with_retry(lambda: call(fit(plain(body), limit), None),
+                                            self.policy, self.stats, f"{what}(plain)")
             except Exception as exc2:  # noqa: BLE001
-                return self._failed("sendMessage", exc2)
+                return self._failed(what, exc2)
         except Exception as exc:  # noqa: BLE001 - a reply never crashes a handler
-            return self._failed("sendMessage", exc)
+            return self._failed(what, exc)
         self.stats.sent += 1
         return msg
 

@@ -1,24 +1,34 @@
 """A minimal Telegram Bot API for drills: enough for preflight's getMe, the
 notifier's messages and a polling bot that receives nothing unless the drill
 queues updates. Everything sent is kept for `GET /admin/telegram`.
+
+In-process users (benchmarks/telegram.py) can `enqueue()` an update and await
+`next_call()` instead of polling `GET /admin/telegram`; `start_telegram_api()`
+serves this stand-in alone, without the exchange emulator's market loop.
 """
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
+Record = dict[str, Any]
+
 
 class TelegramApi:
     def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
+        self.sent: list[Record] = []
         self.updates: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
         self._new = asyncio.Event()
+        self._waiters: list[tuple[Callable[[Record], bool], asyncio.Future[Record]]] = []
+        self.polls = 0  # getUpdates calls received (a long poll is pending once this moves)
 
     def routes(self) -> list[web.RouteDef]:
         return [web.route("*", "/bot{token}/{method}", self.call),
@@ -26,6 +36,7 @@ class TelegramApi:
                 web.post("/admin/telegram/updates", self.admin_enqueue)]
 
     async def call(self, request: web.Request) -> web.Response:
+        arrived = time.perf_counter()  # before the body is read: "the request arrived"
         method = request.match_info["method"]
         params: dict[str, Any] = dict(request.query)
         if request.can_read_body:
@@ -38,13 +49,41 @@ class TelegramApi:
             return _ok({"id": 4242, "is_bot": True, "first_name": "arbops drill",
                         "username": "arbops_drill_bot"})
         if method == "getUpdates":
+            self.polls += 1
             return _ok(await self._get_updates(params))
-        self.sent.append({"method": method, "params": params, "ts": time.time()})
+        record = {"method": method, "params": params, "ts": time.time(), "perf": arrived}
+        self.sent.append(record)
+        self._resolve(record)
         if method in ("sendMessage", "sendPhoto", "sendDocument", "editMessageText"):
             return _ok({"message_id": next(self._ids), "date": int(time.time()),
                         "chat": {"id": int(params.get("chat_id") or 0), "type": "private"},
                         "text": params.get("text", "")})
         return _ok(True)
+
+    def enqueue(self, update: dict[str, Any]) -> int:
+        """Queue an update for the bot's getUpdates (a pending long poll returns it now)."""
+        update.setdefault("update_id", len(self.updates) + 1)
+        self.updates.append(update)
+        self._new.set()
+        return int(update["update_id"])
+
+    def next_call(self, match: Callable[[Record], bool]) -> asyncio.Future[Record]:
+        """A future for the next recorded call (not getMe/getUpdates) that `match` accepts;
+        its record carries `perf`, the perf_counter when the request arrived."""
+        fut: asyncio.Future[Record] = asyncio.get_running_loop().create_future()
+        self._waiters.append((match, fut))
+        return fut
+
+    def _resolve(self, record: Record) -> None:
+        keep = []
+        for match, fut in self._waiters:
+            if fut.done():
+                continue
+            if match(record):
+                fut.set_result(record)
+            else:
+                keep.append((match, fut))
+        self._waiters = keep
 
     async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         offset = int(params.get("offset") or 0)
@@ -63,11 +102,31 @@ class TelegramApi:
         return web.json_response({"sent": self.sent})
 
     async def admin_enqueue(self, request: web.Request) -> web.Response:
-        update = await request.json()
-        update.setdefault("update_id", len(self.updates) + 1)
-        self.updates.append(update)
-        self._new.set()
-        return web.json_response({"queued": update["update_id"]})
+        return web.json_response({"queued": self.enqueue(await request.json())})
+
+
+@dataclasses.dataclass
+class TelegramApiHandle:
+    url: str
+    api: TelegramApi
+    _runner: web.AppRunner
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+
+async def start_telegram_api(host: str = "127.0.0.1", port: int = 0) -> TelegramApiHandle:
+    """Serve the Bot API stand-in alone (port=0 picks a free one)."""
+    api = TelegramApi()
+    app = web.Application()
+    app.add_routes(api.routes())
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
+    bound = sockets[0].getsockname()[1] if sockets else port
+    return TelegramApiHandle(f"http://{host}:{bound}", api, runner)
 
 
 def _ok(result: Any) -> web.Response:
