@@ -150,13 +150,15 @@ async def send_report(notifier: Any, text: str, png_path: Path | None) -> None:
 
 
 async def on_demand_report(service: Any, kind: str, day: str | None = None, *,
-                           png: bool = True) -> Any:
+                           png: bool = True, chart: bool = False) -> Any:
     """`/report` and `OperatorService.report`: build a report now (off the loop).
 
-    Returns core.reports.BuiltReport (text, the report, the chart path). Nothing is
-    sent and no flag is touched: on-demand reports never affect the schedule.
+    Returns core.reports.BuiltReport (text, the report, the chart path). `png` writes
+    the chart under data_dir/reports; `chart` draws it in memory only (`built.png`,
+    None when it could not be drawn: the text stands on its own). Nothing is sent and
+    no flag is touched: on-demand reports never affect the schedule.
     """
-    from core.reports import build_report, resolve_date
+    from core.reports import build_report, chart_png, resolve_date
 
     if kind not in ("daily", "weekly"):
         raise ValueError("kind is daily or weekly")
@@ -166,8 +168,14 @@ async def on_demand_report(service: Any, kind: str, day: str | None = None, *,
     run = getattr(service, "current", None)
     active = frozenset({run.run_id}) if run is not None else frozenset()
     out = Path(service.settings.data_dir) / "reports" / f"{kind}-{when.isoformat()}-ondemand.png"
-    return await asyncio.to_thread(build_report, kind, Path(service.store.path), when, tz, now,
-                                   png_path=out if png else None, active_runs=active)
+    built = await asyncio.to_thread(build_report, kind, Path(service.store.path), when, tz, now,
+                                    png_path=out if png else None, active_runs=active)
+    if chart and built.png is None:
+        try:  # CPU work: in a worker thread, so the engine's loop keeps running
+            built.png = await asyncio.to_thread(chart_png, built.report)
+        except Exception:  # noqa: BLE001 - the report goes out as text without its chart
+            logger.exception("the {} report chart for {} could not be drawn", kind, built.key)
+    return built
 
 
 async def scheduled_reconcile(service: Any) -> dict[str, Any] | None:

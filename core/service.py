@@ -288,6 +288,13 @@ class OperatorService:
 
         return (await on_demand_report(self, kind, date)).text
 
+    async def report_with_chart(self, kind: str, date: str | None = None) -> Any:
+        """The report (BuiltReport) with its chart in memory (`.png`, None when it could
+        not be drawn), for a chat reply: built off the loop, no file written."""
+        from core.jobs import on_demand_report
+
+        return await on_demand_report(self, kind, date, png=False, chart=True)
+
     async def send_test_alert(self, actor: str) -> dict[str, Any]:
         """Runbook §8.1: a sample alert through the notifier (Telegram when it is up)."""
         await self.notifier.notify("TEST", "test alert",

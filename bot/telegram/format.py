@@ -34,6 +34,16 @@ def fit(text_html: str, limit: int = MAX_TEXT) -> str:
     return h(cut) + suffix
 
 
+def caption_parts(text: str) -> tuple[str, str | None]:
+    """A photo's caption from plain `text`: (text, None) when it fits Telegram's 1024
+    characters once escaped, else (its first line, the rest) - the rest goes in a
+    text message after the photo."""
+    if len(h(text)) <= MAX_CAPTION:
+        return text, None
+    title, _, rest = text.partition("\n")
+    return title[:200], rest
+
+
 def ts(epoch: float | None) -> str:
     if epoch is None:
         return "-"

@@ -28,7 +28,7 @@ from aiogram.exceptions import (
 from aiogram.types import FSInputFile
 from loguru import logger
 
-from bot.telegram.format import MAX_CAPTION, MAX_TEXT, fit, h, plain
+from bot.telegram.format import MAX_CAPTION, MAX_TEXT, caption_parts, fit, h, plain
 from bot.telegram.sender import RETRYABLE
 
 ICONS = {"KILL": "🛑", "CRITICAL": "🛑", "REDUCE": "⚠️", "ALERT": "⚠️", "RECOVERED": "✅",
@@ -113,13 +113,10 @@ class TelegramNotifier:
         """A chart with its caption; a caption over Telegram's 1024 characters is sent
         as the photo's first line plus a text message with the whole of it."""
         logger.info("[PHOTO] {}: {}", path, caption)
-        caption = str(caption)
-        if len(h(caption)) <= MAX_CAPTION:
-            self._enqueue(Item("INFO", caption, "", self._clock(), photo=Path(path)))
-            return
-        title, _, body = caption.partition("\n")
-        self._enqueue(Item("INFO", title[:200], "", self._clock(), photo=Path(path)))
-        self._enqueue(Item("INFO", title[:200], body, self._clock()))
+        title, body = caption_parts(str(caption))
+        self._enqueue(Item("INFO", title, "", self._clock(), photo=Path(path)))
+        if body is not None:
+            self._enqueue(Item("INFO", title, body, self._clock()))
 
     @property
     def backlog(self) -> int:

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 
 from core.reports.compute import DailyReport, WeeklyReport, daily_report, week_start, weekly_report
 
-__all__ = ["BuiltReport", "DailyReport", "WeeklyReport", "build_report", "default_date",
-           "format_daily", "format_weekly", "resolve_date"]
+__all__ = ["BuiltReport", "DailyReport", "WeeklyReport", "build_report", "chart_png",
+           "default_date", "format_daily", "format_weekly", "resolve_date"]
 
 
 @dataclass(slots=True)
@@ -24,6 +24,7 @@ class BuiltReport:
     report: DailyReport | WeeklyReport
     text: str
     png_path: Path | None
+    png: bytes | None = None  # the chart, when one was drawn (written to png_path or not)
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.report.as_dict(), "text": self.text,
@@ -94,25 +95,30 @@ def default_date(kind: str, now: float, tz: ZoneInfo) -> date:
     return today - timedelta(days=1)
 
 
+def chart_png(report: DailyReport | WeeklyReport) -> bytes:
+    """The report's chart as PNG bytes (CPU work: run it off the event loop)."""
+    from core.reports.charts import daily_chart, weekly_chart
+
+    return weekly_chart(report) if isinstance(report, WeeklyReport) else daily_chart(report)
+
+
 def build_report(kind: str, db_path: Path, day: date, tz: ZoneInfo, now: float, *,
                  png_path: Path | None = None,
                  active_runs: frozenset[str] = frozenset()) -> BuiltReport:
-    from core.reports.charts import daily_chart, weekly_chart
-
     if kind == "daily":
         daily = daily_report(db_path, day, tz, now, active_runs)
-        text, key, png = format_daily(daily), daily.date, daily_chart(daily) if png_path else None
+        text, key = format_daily(daily), daily.date
         report: DailyReport | WeeklyReport = daily
     elif kind == "weekly":
         weekly = weekly_report(db_path, day, tz, now, active_runs)
         text, key = format_weekly(weekly), weekly.week_start
-        png = weekly_chart(weekly) if png_path else None
         report = weekly
     else:
         raise ValueError(f"unknown report kind {kind!r}")
+    png = chart_png(report) if png_path is not None else None
     if png_path is not None and png is not None:
         png_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = png_path.with_name(f".{png_path.name}.tmp")
         tmp.write_bytes(png)
         tmp.replace(png_path)
-    return BuiltReport(kind, key, report, text, png_path)
+    return BuiltReport(kind, key, report, text, png_path, png)

@@ -2,7 +2,6 @@
 notifier, the runbook's 8.1 check that alerts reach this chat."""
 from __future__ import annotations
 
-import inspect
 import re
 
 from aiogram import Router
@@ -11,33 +10,53 @@ from aiogram.filters import CommandObject
 from aiogram.types import Message
 
 from bot.telegram.context import Ctx, Reply, UsageError
-from bot.telegram.format import h
+from bot.telegram.format import caption_parts, h
 from bot.telegram.notifier import TEST_ALERT_TITLE
-from bot.telegram.routers._util import kv_text, need
+from bot.telegram.routers._util import need
 from bot.telegram.table import command as table_command
 from bot.telegram.table import flags_for
 
 _DATE = re.compile(r"^(\d{4}-\d{2}-\d{2}|today|yesterday)$")
+NO_CHART = "(no chart: it could not be drawn; the details are in the server log)"
+CHART_NOT_SENT = "(the chart could not be sent; the details are in the server log)"
 
 
-async def cmd_report(message: Message, command: CommandObject, ctx: Ctx) -> Reply:
+async def cmd_report(message: Message, command: CommandObject, ctx: Ctx) -> Reply | None:
     """/report [daily|weekly] [YYYY-MM-DD|today|yesterday]: built now, nothing scheduled.
 
-    Only kind and date come from Telegram; no path (png/json) is taken from a chat."""
+    Only kind and date come from Telegram; no path (png/json) is taken from a chat and
+    no file is written. The chart is drawn in memory in a worker thread and sent as a
+    photo with the report as its caption (a report over the 1024-character caption
+    limit follows the photo as a message); without a chart the report is sent as text
+    with a note. The photo goes through the reply Sender (same retries as replies);
+    what is left (the long text, a fallback, a usage error) is this handler's Reply."""
     tokens = (command.args or "").split()
     kind = tokens[0].lower() if tokens else "daily"
     day = tokens[1].lower() if len(tokens) > 1 else None
     if kind not in ("daily", "weekly") or len(tokens) > 2 or (
             day is not None and not _DATE.match(day)):
         raise UsageError("usage: /report [daily|weekly] [YYYY-MM-DD|today|yesterday]")
-    report = need(ctx.service, "report", table_command("report").pending_issue)
+    build = need(ctx.service, "report_with_chart", table_command("report").pending_issue)
     try:
-        result = report(kind, day)
-        if inspect.isawaitable(result):
-            result = await result
+        built = await build(kind, day)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    return Reply(h(result) if isinstance(result, str) else kv_text(result))
+    text = str(built.text)
+    png: bytes | None = built.png
+    if png is None:
+        return Reply(f"{h(text)}\n<i>{NO_CHART}</i>", outcome="ok: text only (no chart)")
+    sender = getattr(ctx.deps, "sender", None)
+    if sender is None or ctx.chat_id is None:
+        return Reply(h(text))
+    caption, rest = caption_parts(text)
+    sent = await sender.send_photo(ctx.chat_id, png, h(caption),
+                                   filename=f"{kind}-{built.key}.png")
+    if sent is None:
+        return Reply(f"{h(text)}\n<i>{CHART_NOT_SENT}</i>",
+                     outcome="ok: text only (chart not delivered)")
+    if rest is None:
+        return None  # the photo was the whole answer (audited "ok")
+    return Reply(h(text))  # too long for a caption: the full report after the photo
 
 
 async def cmd_notify(message: Message, command: CommandObject, ctx: Ctx) -> Reply:
