@@ -242,7 +242,7 @@ async def test_load_markets_lists_the_symbol_with_its_rules(h: VenueHarness) -> 
     m = markets[h.symbol]
     assert (m.symbol, m.base, m.quote, m.venue) == (h.symbol, h.base, h.quote, h.venue)
     assert m.active
-    assert m.amount_step > 0 and 0 < m.min_amount
+    assert m.amount_step > 0 and m.min_amount > 0
     assert m.min_cost == MIN_COST[h.venue]  # Upbit 5,000 KRW; Binance minNotional 5 USDT
     if h.venue is Venue.UPBIT:
         assert m.price_tick is None  # the KRW tick table applies

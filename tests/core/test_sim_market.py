@@ -46,7 +46,7 @@ def test_two_hundred_unique_symbols_with_real_names_first() -> None:
     assert len(m.bases) == 200
     assert len(set(m.bases)) == 200
     assert m.bases[:3] == ["BTC", "ETH", "XRP"]
-    assert all(b.isalnum() and b.isupper() or b[0].isdigit() for b in m.bases)
+    assert all((b.isalnum() and b.isupper()) or b[0].isdigit() for b in m.bases)
     assert 60_000 < m.binance_mid("BTC") < 130_000
     mids = [m.binance_mid(b) for b in m.bases]
     assert min(mids) < 0.01 and max(mids) > 10_000  # log-spread price scale
@@ -232,7 +232,7 @@ def test_deviation_autocorrelation_decays_at_the_ou_rate() -> None:
     for _ in range(200):
         run_steps(m, lag)
         cur = [m.deviation_bps(b) for b in m.bases]
-        num += sum(p * c for p, c in zip(prev, cur))
+        num += sum(p * c for p, c in zip(prev, cur, strict=True))
         den += sum(p * p for p in prev)
         prev = cur
     assert num / den == pytest.approx(math.exp(-theta), abs=0.03)
