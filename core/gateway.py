@@ -12,6 +12,7 @@ import itertools
 import secrets
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -55,11 +56,9 @@ class SendUnknown(Exception):
 
 
 class Journal(Protocol):
-    async def record_intent(self, **kwargs: object) -> None: ...
+    async def record_intents(self, intents: Sequence[dict[str, Any]]) -> None: ...
 
     async def update_intent(self, client_order_id: str, state: str, **kwargs: object) -> None: ...
-
-    def transaction(self) -> Any: ...
 
     async def record_event(self, ts: float, run_id: str | None, kind: str, payload: dict) -> None: ...
 
@@ -195,15 +194,13 @@ class Gateway:
     async def journal(self, prepared: list[Prepared]) -> None:
         """Commit the intents, together, before any of them is sent (R-S6)."""
         now = self._clock.time()
-        async with self._journal.transaction():
-            for p in prepared:
-                r = p.request
-                await self._journal.record_intent(
-                    client_order_id=r.client_order_id, run_id=self.run_id,
-                    venue=str(p.intent.venue), symbol=r.symbol, side=str(r.side), type="limit",
-                    amount=r.amount, price=r.price, cost=None, purpose=str(p.intent.purpose),
-                    position_id=p.intent.position_id, created_at=now,
-                )
+        await self._journal.record_intents([
+            {"client_order_id": p.request.client_order_id, "run_id": self.run_id,
+             "venue": str(p.intent.venue), "symbol": p.request.symbol,
+             "side": str(p.request.side), "type": "limit", "amount": p.request.amount,
+             "price": p.request.price, "cost": None, "purpose": str(p.intent.purpose),
+             "position_id": p.intent.position_id, "created_at": now}
+            for p in prepared])
 
     async def send(self, p: Prepared) -> Order:
         """Send a journaled intent. Raises OrderRejected or SendUnknown."""

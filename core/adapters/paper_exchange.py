@@ -358,17 +358,23 @@ def _copy(order: Order) -> Order:
 
 
 def paper_journal_probe(db_path: Path) -> IntentProbe:
-    """Checks, on a second connection, that an intent is committed before the send."""
+    """Checks, on a second connection, that an intent is committed before the send.
+
+    The read-only connection is opened once (opening one per order was most of an
+    order tick's cost). In autocommit mode each SELECT is its own read transaction,
+    so it sees exactly what the journal has committed by then, nothing uncommitted."""
     import sqlite3
 
+    con: sqlite3.Connection | None = None
+
     def probe(client_order_id: str) -> bool:
-        con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
-        try:
-            row = con.execute(
-                "SELECT 1 FROM order_intents WHERE client_order_id = ?", (client_order_id,)
-            ).fetchone()
-        finally:
-            con.close()
+        nonlocal con
+        if con is None:
+            con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5,
+                                  isolation_level=None, check_same_thread=False)
+        row = con.execute(
+            "SELECT 1 FROM order_intents WHERE client_order_id = ?", (client_order_id,)
+        ).fetchone()
         return row is not None
 
     return probe

@@ -296,7 +296,7 @@ class _ForgetfulJournal:
     async def transaction(self) -> AsyncIterator[_ForgetfulJournal]:
         yield self
 
-    async def record_intent(self, **kwargs: object) -> None:
+    async def record_intents(self, intents: object) -> None:
         return None
 
     async def update_intent(self, client_order_id: str, state: str, **kwargs: object) -> None:
