@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 from loguru import logger
 
+from core.http_listener import listen
 from core.settings import Settings
 
 UPDATE_INTERVAL_S = 0.5
@@ -68,18 +69,7 @@ async def start_metrics_server(service: Any, host: str, port: int) -> MetricsSer
     app = web.Application()
     app.router.add_get("/metrics", handle_metrics)
     app.router.add_get("/", handle_root)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-    bound = port
-    server = getattr(site, "_server", None)
-    if server is not None and server.sockets:
-        bound = server.sockets[0].getsockname()[1]
+    runner, bound = await listen(app, host, port, handle_signals=False)
 
     async def keep_updated() -> None:
         while True:

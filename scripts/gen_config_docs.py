@@ -63,6 +63,11 @@ def render_env_example() -> str:
         "# Memory: aiogram and ccxt put a process near 240 MB RSS before trading, close",
         "# to the runbook's 300 MB anomaly threshold; start-up warns when headroom is",
         "# under 20 %.",
+        "#",
+        "# Not settings, though the code names them: LIVE_ARM_ is the prefix of the three",
+        "# LIVE_ARM_* variables below (the drill strips them from its children), and",
+        "# BINANCE_API_PATHS is a code constant, the REST paths ccxt appends to",
+        "# BINANCE_API_BASE.",
         "",
     ]
     for name in Settings.model_fields:

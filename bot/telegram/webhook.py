@@ -19,6 +19,7 @@ from aiohttp import web
 from loguru import logger
 
 from bot.telegram.context import TelegramDeps
+from core.http_listener import listen
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 ALLOWED_UPDATES = ["message", "callback_query"]
@@ -69,13 +70,7 @@ class WebhookListener:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post(self.path, self.handler.handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            self.port = server.sockets[0].getsockname()[1]  # port 0 -> the one we got
+        self._runner, self.port = await listen(app, self.host, self.port)
         self._register_task = asyncio.create_task(self._register(), name="telegram-setwebhook")
         logger.info("telegram webhook listening on {}:{}{}", self.host, self.port, self.path)
 

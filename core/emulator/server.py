@@ -11,6 +11,7 @@ from aiohttp import web
 
 from core.emulator.app import build_app
 from core.emulator.state import DEFAULT_KEYS, EmulatorCore
+from core.http_listener import listen
 
 
 @dataclasses.dataclass
@@ -78,12 +79,7 @@ async def start_emulator(
     for spec in faults or []:
         core.faults.add(spec)
     app = build_app(core, autostep)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
-    bound = sockets[0].getsockname()[1] if sockets else port
+    runner, bound = await listen(app, host, port, shutdown_timeout=1.0)
     if autostep:
         core.start_autostep()
     return EmulatorHandle(

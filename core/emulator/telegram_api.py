@@ -18,6 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
+from core.http_listener import listen
+
 Record = dict[str, Any]
 
 
@@ -120,12 +122,7 @@ async def start_telegram_api(host: str = "127.0.0.1", port: int = 0) -> Telegram
     api = TelegramApi()
     app = web.Application()
     app.add_routes(api.routes())
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
-    bound = sockets[0].getsockname()[1] if sockets else port
+    runner, bound = await listen(app, host, port, shutdown_timeout=1.0)
     return TelegramApiHandle(f"http://{host}:{bound}", api, runner)
 
 

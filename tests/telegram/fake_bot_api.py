@@ -25,6 +25,8 @@ from typing import Any
 
 from aiohttp import web
 
+from core.http_listener import listen
+
 BOT_ID = 4242
 TOKEN = f"{BOT_ID}:TEST-fake-token-for-arbops-tests"
 BOT_USER = {"id": BOT_ID, "is_bot": True, "first_name": "arbops", "username": "arbops_test_bot"}
@@ -113,11 +115,7 @@ class FakeBotAPI:
     async def start(self) -> FakeBotAPI:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
+        self._runner, port = await listen(app, "127.0.0.1", 0, shutdown_timeout=0.5)
         self.url = f"http://127.0.0.1:{port}"
         return self
 
@@ -215,6 +213,11 @@ class FakeBotAPI:
             "id": f"cq{self._next_update}", "chat_instance": "ci",
             "from": {"id": user_id, "is_bot": False, "first_name": "tester"},
             "message": message, "data": data}})
+
+    def press_confirm(self, user_id: int) -> int:
+        """`user_id` presses Confirm under the last prompt the bot sent them."""
+        msg = self.last_markup_message(user_id)
+        return self.press(user_id, self.buttons(msg)["✅ Confirm"], msg)
 
     # --- what the bot did -------------------------------------------------------------
     def calls_to(self, method: str, ok_only: bool = True) -> list[Call]:

@@ -164,8 +164,7 @@ async def test_pause_is_one_step_and_resume_needs_confirmation(tmp_path: Path) -
         fake.send_text(OPERATOR, "/resume")
         await fake.wait_text(OPERATOR, "Confirm /resume")
         assert str(service.state.state) == "REDUCING"
-        msg = fake.last_markup_message(OPERATOR)
-        fake.press(OPERATOR, fake.buttons(msg)["✅ Confirm"], msg)
+        fake.press_confirm(OPERATOR)
         await fake.wait_for(lambda: str(service.state.state) == "ACTIVE", what="ACTIVE")
 
 
@@ -180,8 +179,7 @@ async def test_kill_then_reset_needs_confirmation(tmp_path: Path) -> None:
         prompt = await fake.wait_text(OPERATOR, "Confirm /reset")
         assert "0 open order(s)" in prompt
         assert str(service.state.state) == "HALTED"
-        msg = fake.last_markup_message(OPERATOR)
-        fake.press(OPERATOR, fake.buttons(msg)["✅ Confirm"], msg)
+        fake.press_confirm(OPERATOR)
         await fake.wait_for(lambda: str(service.state.state) == "ACTIVE", what="reset")
 
 
@@ -284,8 +282,7 @@ async def test_arm_is_two_step_and_override_is_admin_only(tmp_path: Path) -> Non
         fake.send_text(OPERATOR, "/arm 50")
         prompt = await fake.wait_text(OPERATOR, "Confirm /arm")
         assert "$50" in prompt and "one phase start" in prompt
-        msg = fake.last_markup_message(OPERATOR)
-        fake.press(OPERATOR, fake.buttons(msg)["✅ Confirm"], msg)
+        fake.press_confirm(OPERATOR)
         await fake.wait_text(OPERATOR, "ARMED")
         fake.send_text(OPERATOR, "/disarm")
         await fake.wait_text(OPERATOR, "ARM dropped")
@@ -305,8 +302,7 @@ async def test_stop_closes_gracefully_once_and_never_escalates(tmp_path: Path) -
         await fake.wait_text(OPERATOR, "no run is active")
         fake.send_text(OPERATOR, "/run 1 paper 120")
         await fake.wait_text(OPERATOR, "Confirm /run")
-        msg = fake.last_markup_message(OPERATOR)
-        fake.press(OPERATOR, fake.buttons(msg)["✅ Confirm"], msg)
+        fake.press_confirm(OPERATOR)
         await fake.wait_for(lambda: service.status()["run"] is not None, what="the run")
         run_id = service.status()["run"]["run_id"]
         fake.send_text(VIEWER, "/stop")
