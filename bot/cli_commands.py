@@ -71,7 +71,7 @@ async def _offline_status(settings: Settings) -> dict[str, Any]:
     from core.adapters.sqlite_store import SqliteStore
     from core.clock import SystemClock
     from core.live_safety import LiveSafety
-    from core.phase_run import HALT_FLAG
+    from core.trading_state import HALT_FLAG
 
     db = settings.data_dir / "arbops.sqlite3"
     flag, last = None, None
@@ -278,7 +278,7 @@ def cmd_demo(settings: Settings, args: DemoArgs) -> int:
 
 
 def _run(settings: Settings, args: RunArgs, show_progress: bool) -> int:
-    from core.kpi import check_writable
+    from core.files import check_writable
 
     if args.kpi_output_path is not None:
         problem = check_writable(args.kpi_output_path)

@@ -1,15 +1,11 @@
 """KPI JSON: one versioned schema for checkpoints and the final file (R-P3).
 
 Checkpoints (`final: false`) and the final file share every key; values not
-known yet (exit code, end time) are null. Files are written atomically
-(temp file, fsync, rename) so a reader never sees half a file.
+known yet (exit code, end time) are null. Files are written with
+core.files.write_atomic, so a reader never sees half a file.
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -77,42 +73,3 @@ def build_kpi(
         },
         "gate": gate,
     }
-
-
-def write_atomic(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def check_writable(path: Path) -> str | None:
-    """Why a KPI file cannot be written there, or None. Nothing is left behind.
-
-    A real probe file is created and removed, because permission bits lie
-    (root passes os.access everywhere; /proc refuses new files to everyone).
-    """
-    if path.exists() and path.is_dir():
-        return f"{path} is a directory"
-    probe_dir = path.parent if str(path.parent) else Path(".")
-    while not probe_dir.exists():
-        probe_dir = probe_dir.parent
-    if not probe_dir.is_dir():
-        return f"{probe_dir} is not a directory"
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".arbops-probe-", dir=probe_dir)
-    except OSError as exc:
-        return f"cannot create files in {probe_dir}: {exc.strerror or exc}"
-    os.close(fd)
-    os.unlink(tmp)
-    if path.exists() and not os.access(path, os.W_OK):
-        return f"{path} is not writable"
-    return None

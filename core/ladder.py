@@ -13,10 +13,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.phases import GateResult, evaluate_gate
+from core.phases import HOURLY_S, GateResult, evaluate_gate
 
 WINDOW_S = 24 * 3600.0
-HOURLY_S = 3600.0
 RESET_EVENTS = ("kill", "ladder_rollback")
 OVERRIDE_EVENT = "ladder_override"
 

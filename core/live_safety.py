@@ -20,9 +20,9 @@ from core.arming import MAX_AGE_S, ArmBook, ArmState, Failure
 from core.domain.models import Venue
 from core.ladder import Ladder, LadderDecision
 from core.live_gate import PREFLIGHT_FLAG, ArmView, LiveStartContext, check_live_start
-from core.phase_run import HALT_FLAG
 from core.preflight import PreflightContext, run_preflight
 from core.redis_state import EngineLock, FileEngineLock, LostCallback, RedisState
+from core.trading_state import HALT_FLAG
 
 VenuesProvider = Callable[[], Awaitable[Mapping[Venue, Any]] | Mapping[Venue, Any]]
 AsyncProbe = Callable[[], Awaitable[Any]]

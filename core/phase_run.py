@@ -22,18 +22,17 @@ from core.clock import Clock, ManualClock
 from core.crash_points import CrashPoints
 from core.domain.models import ExitReason, TradingState, Venue
 from core.engine import Engine, EngineConfig
+from core.files import write_atomic
 from core.gateway import Gateway, Purpose
 from core.journal_writer import WriteBehind
-from core.kpi import build_kpi, write_atomic
-from core.phases import evaluate_gate, thresholds_from_settings
+from core.kpi import build_kpi
+from core.phases import HOURLY_S, evaluate_gate, thresholds_from_settings
 from core.ports import ExchangeError
 from core.settings import Settings
 from core.slots import SlotState
 from core.strategy import Strategy, StrategyParams
-from core.trading_state import TradingStateBox
+from core.trading_state import HALT_FLAG, TradingStateBox
 from core.universe import select_universe
-
-HALT_FLAG = "trading_state"
 
 
 @dataclass(slots=True, frozen=True)
@@ -341,7 +340,6 @@ class PhaseRun:
     def _hourly_gate(self, mono: float) -> None:
         """Phase 3 continuous (R-S4): every hour the phase-2 criteria over that hour;
         a FAIL stops the run gracefully and sends the ladder back to live phase 1."""
-        from core.ladder import HOURLY_S
 
         engine = self.engine
         assert engine is not None

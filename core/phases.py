@@ -4,6 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# Phase 3 may run continuously; its gate is then evaluated every hour (R-S4).
+HOURLY_S = 3600.0
+
 
 @dataclass(slots=True, frozen=True)
 class Phase:

@@ -24,7 +24,7 @@ import psutil
 from core.adapters.sqlite_migrations import latest_version
 from core.arming import Failure
 from core.domain.models import FX_SYMBOL, QUOTE, Venue
-from core.kpi import write_atomic
+from core.files import write_atomic
 from core.phase_run import HALT_FLAG
 
 PASS, FAIL, WARN, SKIP = "PASS", "FAIL", "WARN", "SKIP"

@@ -22,11 +22,11 @@ from core.clock import Clock
 from core.commands import RunArgs
 from core.domain.models import TradingState, Venue
 from core.notifier import LogNotifier
-from core.phase_run import HALT_FLAG, PhaseRun, RunOutcome, RunSpec
+from core.phase_run import PhaseRun, RunOutcome, RunSpec
 from core.phases import PHASES
 from core.ports import ExchangeError
 from core.settings import Settings
-from core.trading_state import TradingStateBox
+from core.trading_state import HALT_FLAG, TradingStateBox
 from core.universe import parse_universe
 
 REPLAY_CLOSE_MARGIN_S = 10.0
@@ -233,7 +233,7 @@ class OperatorService:
             return
         import sqlite3
 
-        from core.kpi import write_atomic
+        from core.files import write_atomic
 
         try:
             con = sqlite3.connect(self.store.path, timeout=5)

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 
 from core.domain.models import TradingState
 
+# The flags row that keeps HALTED across restarts (R-S7).
+HALT_FLAG = "trading_state"
+
 
 @dataclass(slots=True)
 class TradingStateBox:

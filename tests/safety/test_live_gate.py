@@ -30,8 +30,8 @@ from core.live_gate import (
     check_live_start,
 )
 from core.live_safety import LiveSafety
-from core.phase_run import HALT_FLAG
 from core.redis_state import FileEngineLock
+from core.trading_state import HALT_FLAG
 from tests.safety.safety_support import make_settings
 
 NOW = 1_767_225_600.0
