@@ -5,7 +5,7 @@ Two processes, as in production, where Telegram's servers are not in the bot's
 process:
 - the bot (this process): `build_service` + `start_telegram` as `arbops serve`
   starts them, then `gc.collect(); gc.freeze()` as serve does after start-up;
-- the Bot API stand-in (core/emulator/telegram_api.py, alone: no exchange
+- the Bot API stand-in (bot/drill/emulator/telegram_api.py, alone: no exchange
   emulator, no market loop) in a child process, which also drives the commands.
 
 Round trip, on the stand-in's clock: from the update being queued at the API
@@ -33,7 +33,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from core.perf import percentile
+from core.monitoring.perf import percentile
 
 N = 100
 WARMUP = 5
@@ -49,7 +49,7 @@ def _api_main(conn: Connection) -> None:
 
 
 async def _api_serve(conn: Connection) -> None:
-    from core.emulator.telegram_api import start_telegram_api
+    from bot.drill.emulator.telegram_api import start_telegram_api
 
     loop = asyncio.get_running_loop()
     handle = await start_telegram_api()
@@ -100,7 +100,7 @@ class KillClock:
         from aiogram.methods import GetUpdates
 
         from core.domain.models import TradingState
-        from core.trading_state import TradingStateBox
+        from core.trading.state import TradingStateBox
 
         async def stamp_parsed(make_request: Any, bot: Any, method: Any) -> Any:
             result = await make_request(bot, method)

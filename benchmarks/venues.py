@@ -16,16 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import real_venues
-from core.adapters.ccxt_market_data import CcxtMarketData
-from core.adapters.sqlite_store import SqliteStore
+from bot.drill.emulator import start_emulator
 from core.clock import SystemClock
 from core.domain.models import Side, Venue, pair_symbols
-from core.emulator import start_emulator
-from core.gateway import Gateway, OrderIntent, Purpose
-from core.perf import percentile
-from core.phase_run import PhaseRun, RunSpec
+from core.journal.sqlite_store import SqliteStore
+from core.monitoring.perf import percentile
 from core.settings import Settings
-from core.trading_state import TradingStateBox
+from core.trading.gateway import Gateway, OrderIntent, Purpose
+from core.trading.phase_run import PhaseRun, RunSpec
+from core.trading.state import TradingStateBox
+from core.venues.ccxt_market_data import CcxtMarketData
 
 ORDERS = 60
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.adapters.paper_exchange import PaperExchange, paper_journal_probe
-from core.adapters.sim_market import SimMarket
-from core.adapters.sqlite_store import SqliteStore
 from core.clock import Clock, ManualClock, SystemClock
 from core.domain.models import Venue
-from core.phase_run import RunSpec
+from core.journal.sqlite_store import SqliteStore
+from core.safety.watchdog import Watchdog, headroom_warnings
 from core.service import OperatorService
 from core.settings import Settings
-from core.watchdog import Watchdog, headroom_warnings
+from core.trading.phase_run import RunSpec
+from core.venues.paper_exchange import PaperExchange, paper_journal_probe
+from core.venues.sim_market import SimMarket
 
 DB_NAME = "arbops.sqlite3"
 
@@ -36,7 +36,7 @@ def paper_venues(settings: Settings, clock: Clock, spec: RunSpec) -> tuple[Any, 
 
 def real_venues(settings: Settings) -> dict[Venue, Any]:
     """ccxt venues from the settings (keys, API bases); nothing is sent yet."""
-    from core.adapters.ccxt_exchange import CcxtExchange
+    from core.venues.ccxt_exchange import CcxtExchange
 
     def secret(value: Any) -> str | None:
         return value.get_secret_value() if value is not None else None
@@ -59,7 +59,7 @@ def venues_for(settings: Settings, clock: Clock, spec: RunSpec) -> tuple[Any, di
             raise ValueError("live never runs on the simulated market")
         return paper_venues(settings, clock, spec)
     if spec.data_source == "real":
-        from core.adapters.ccxt_market_data import CcxtMarketData
+        from core.venues.ccxt_market_data import CcxtMarketData
 
         feed_venues = real_venues(settings)
         market = CcxtMarketData(feed_venues, clock, settings.real_poll_interval_s)
@@ -69,7 +69,7 @@ def venues_for(settings: Settings, clock: Clock, spec: RunSpec) -> tuple[Any, di
             ex.owned_by_market = True
         return market, _paper_on(settings, clock, market)
     if spec.data_source == "replay" and spec.replay_path is not None:
-        from core.adapters.replay_market import ReplayMarket
+        from core.venues.replay_market import ReplayMarket
 
         market = ReplayMarket(spec.replay_path, clock)
         return market, _paper_on(settings, clock, market)
@@ -101,7 +101,7 @@ async def build_service(settings: Settings, *, fast: bool = False) -> OperatorSe
     service = OperatorService(settings, store, clock, factory, fast=fast)
     service.real_venues = lambda: real_venues(settings)
     if settings.telegram_bot_token is not None:
-        from core.telegram_probe import telegram_get_me
+        from core.safety.telegram_probe import telegram_get_me
 
         service.safety.telegram_probe = telegram_get_me(
             settings.telegram_api_base, settings.telegram_bot_token.get_secret_value())

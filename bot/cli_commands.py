@@ -68,10 +68,10 @@ async def _offline_status(settings: Settings) -> dict[str, Any]:
     """Status from the journal when no engine process answers."""
     import psutil
 
-    from core.adapters.sqlite_store import SqliteStore
     from core.clock import SystemClock
-    from core.live_safety import LiveSafety
-    from core.trading_state import HALT_FLAG
+    from core.journal.sqlite_store import SqliteStore
+    from core.safety.live_safety import LiveSafety
+    from core.trading.state import HALT_FLAG
 
     db = settings.data_dir / "arbops.sqlite3"
     flag, last = None, None
@@ -101,7 +101,7 @@ async def _offline_status(settings: Settings) -> dict[str, Any]:
 
 def cmd_audit(settings: Settings, args: AuditArgs) -> int:
     async def rows() -> list[dict[str, Any]]:
-        from core.adapters.sqlite_store import SqliteStore
+        from core.journal.sqlite_store import SqliteStore
 
         store = await SqliteStore.open(settings.data_dir / "arbops.sqlite3")
         try:
@@ -119,7 +119,7 @@ def cmd_audit(settings: Settings, args: AuditArgs) -> int:
 def cmd_logs(settings: Settings, args: LogsArgs) -> int:
     from datetime import UTC, datetime
 
-    from core.log_extract import extract_errors, parse_since
+    from core.monitoring.log_extract import extract_errors, parse_since
 
     try:
         since = parse_since(args.since, datetime.now(UTC)) if args.since else None
@@ -134,7 +134,7 @@ def cmd_logs(settings: Settings, args: LogsArgs) -> int:
 
 def cmd_incident(settings: Settings, args: IncidentArgs) -> int:
     """A blank incident report by hand (runbook §7.1), with the current status."""
-    from core.incident import open_by_hand
+    from core.monitoring.incident import open_by_hand
 
     try:
         status = _control(settings, "status")
@@ -319,8 +319,8 @@ async def _run_async(settings: Settings, args: RunArgs, show_progress: bool) -> 
     from bot.app import build_service, start_watchdog
     from bot.progress import ProgressLine, summary_table
     from core.control_channel import ControlServer
-    from core.instance_lock import InstanceLock, InstanceLocked
-    from core.logging_setup import setup_logging
+    from core.monitoring.logging_setup import setup_logging
+    from core.safety.instance_lock import InstanceLock, InstanceLocked
     from core.service import ServiceError
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -332,7 +332,7 @@ async def _run_async(settings: Settings, args: RunArgs, show_progress: bool) -> 
     except InstanceLocked as exc:
         raise CliError(str(exc)) from None
     service = await build_service(settings, fast=settings.sim_fast)
-    from core.redis_state import FileEngineLock
+    from core.safety.redis_state import FileEngineLock
 
     if service.safety.redis is None:
         service.safety.lock = FileEngineLock(existing=lock)  # one lock per data dir

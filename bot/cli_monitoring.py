@@ -17,7 +17,7 @@ from core.settings import Settings
 
 def cmd_report(settings: Settings, args: Any, *, now: float | None = None) -> int:
     from bot.app import DB_NAME
-    from core.reports import build_report, resolve_date
+    from core.monitoring.reports import build_report, resolve_date
 
     kind = str(getattr(args, "kind", "daily"))
     tz = ZoneInfo(settings.report_timezone)

@@ -47,7 +47,7 @@ async def _here(settings: Settings, cmd: str, args: dict[str, Any]) -> dict[str,
 
 
 def cmd_preflight(settings: Settings, args: PreflightArgs) -> int:
-    from core.preflight import exit_code, write_report
+    from core.safety.preflight import exit_code, write_report
 
     report = _service_call(settings, "preflight", {"dry_run": args.dry_run, "phase": args.phase})
     if args.output is not None:
@@ -63,8 +63,8 @@ def cmd_preflight(settings: Settings, args: PreflightArgs) -> int:
 
 
 def cmd_arm(settings: Settings, args: ArmArgs) -> int:
-    from core.arming import ArmState
     from core.clock import SystemClock
+    from core.safety.arming import ArmState
 
     clock = SystemClock()
     preview = ArmState.arm_command(args.usd, clock.time(), clock.monotonic(), ACTOR)

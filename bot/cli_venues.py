@@ -88,10 +88,10 @@ def cmd_record(settings: Settings, args: Any) -> int:
 
 async def _record(settings: Settings, args: Any, seconds: float, path: Any) -> int:
     from bot.app import real_venues
-    from core.adapters.replay_market import record_market
-    from core.adapters.sim_market import SimMarket
     from core.clock import SystemClock
-    from core.universe import parse_universe, select_universe
+    from core.trading.universe import parse_universe, select_universe
+    from core.venues.replay_market import record_market
+    from core.venues.sim_market import SimMarket
 
     clock = SystemClock()
     venues = None
@@ -102,7 +102,7 @@ async def _record(settings: Settings, args: Any, seconds: float, path: Any) -> i
                                 jump_rate_per_min=settings.sim_jump_rate_per_min,
                                 jump_bps=settings.sim_jump_bps, fx_krw=settings.sim_fx_krw)
     else:
-        from core.adapters.ccxt_market_data import CcxtMarketData
+        from core.venues.ccxt_market_data import CcxtMarketData
 
         venues = real_venues(settings)
         market = CcxtMarketData(venues, clock, settings.real_poll_interval_s)
@@ -120,6 +120,6 @@ async def _record(settings: Settings, args: Any, seconds: float, path: Any) -> i
 
 
 def cmd_drill(settings: Settings, args: Any) -> int:
-    from bot.drill import run_drill
+    from bot.drill.rehearsal import run_drill
 
     return run_drill(args.data_dir, args.paper_seconds, args.live_seconds)

@@ -8,7 +8,7 @@ scheduled report jobs (R-O1, R-O4).
 - A small task folds the engine's figures into the metrics every 0.5 s, so a
   run that ends between two scrapes still counts.
 - Reports: APScheduler (bot/scheduler.py) plus a one-shot start-up catch-up for
-  a report missed while the service was down (core/jobs.py).
+  a report missed while the service was down (core/monitoring/jobs.py).
 Each part fails on its own: a busy port is logged and the rest starts.
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ async def start_metrics_server(service: Any, host: str, port: int) -> MetricsSer
     """Serve `/metrics` for the service; port 0 picks a free port (tests)."""
     from prometheus_client import CONTENT_TYPE_LATEST
 
-    from core.metrics import ArbMetrics
+    from core.monitoring.metrics import ArbMetrics
 
     metrics = ArbMetrics(service)
 
@@ -135,7 +135,7 @@ async def start_monitoring(service: Any, settings: Settings) -> MonitoringHandle
     await _start_endpoint(handle, service, settings)
     if getattr(settings, "reports_enabled", True):
         from bot.scheduler import build_scheduler
-        from core.jobs import ReportJobs
+        from core.monitoring.jobs import ReportJobs
 
         jobs = ReportJobs(service, settings, service.clock)
         scheduler = build_scheduler(jobs, settings)

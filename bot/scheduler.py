@@ -1,7 +1,7 @@
 """APScheduler wiring for `arbops serve` (design.md "Push" flow).
 
 An AsyncIOScheduler on the service's event loop runs the report jobs of
-core/jobs.py: the daily report at `report_time` (default 09:00) in
+core/monitoring/jobs.py: the daily report at `report_time` (default 09:00) in
 `report_timezone` (default Asia/Seoul), the weekly one on Mondays at the same
 time. The jobs decide what is due from the injected clock and a flag in the
 journal, so a late or repeated trigger never sends a report twice.
@@ -15,7 +15,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from core.jobs import (
+from core.monitoring.jobs import (
     DEFAULT_GRACE_S,
     DEFAULT_REPORT_TIME,
     ReportJobs,

@@ -24,8 +24,8 @@ async def serve(settings: Settings) -> int:
     from bot.app import build_service, start_watchdog
     from bot.monitoring_app import start_monitoring
     from bot.telegram_app import start_telegram, telegram_start_problems
-    from core.instance_lock import InstanceLock, InstanceLocked
-    from core.logging_setup import setup_logging
+    from core.monitoring.logging_setup import setup_logging
+    from core.safety.instance_lock import InstanceLock, InstanceLocked
 
     problems = telegram_start_problems(settings)
     if problems:  # before anything starts: no lock taken, no engine, no socket
@@ -39,11 +39,11 @@ async def serve(settings: Settings) -> int:
     except InstanceLocked as exc:
         raise CliError(str(exc)) from None
     if settings.arbitrage_env == "live":
-        from core.adapters.ccxt_exchange import preload
+        from core.venues.ccxt_exchange import preload
 
         preload()  # ccxt's ~70 MB belong to the start-up baseline, not to a leak
     service = await build_service(settings)
-    from core.redis_state import FileEngineLock
+    from core.safety.redis_state import FileEngineLock
 
     if service.safety.redis is None:
         service.safety.lock = FileEngineLock(existing=lock)  # one lock per data dir

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from core.universe import parse_universe
+from core.trading.universe import parse_universe
 
 
 class Role(IntEnum):

@@ -21,13 +21,13 @@ from loguru import logger
 from core.clock import Clock
 from core.commands import RunArgs
 from core.domain.models import TradingState, Venue
-from core.notifier import LogNotifier
-from core.phase_run import PhaseRun, RunOutcome, RunSpec
-from core.phases import PHASES
+from core.monitoring.notifier import LogNotifier
 from core.ports import ExchangeError
 from core.settings import Settings
-from core.trading_state import HALT_FLAG, TradingStateBox
-from core.universe import parse_universe
+from core.trading.phase_run import PhaseRun, RunOutcome, RunSpec
+from core.trading.phases import PHASES
+from core.trading.state import HALT_FLAG, TradingStateBox
+from core.trading.universe import parse_universe
 
 REPLAY_CLOSE_MARGIN_S = 10.0
 VenuesFactory = Callable[[RunSpec], tuple[Any, dict[Venue, Any]]]
@@ -80,8 +80,8 @@ class OperatorService:
         self._run_task: asyncio.Task[None] | None = None
         self.run_observers: list[Callable[[], None]] = []  # e.g. metrics, at run end
         self.real_venues: Callable[[], dict[Venue, Any]] = _no_real_venues
-        from core.live_safety import LiveSafety
-        from core.redis_state import RedisState, account_id
+        from core.safety.live_safety import LiveSafety
+        from core.safety.redis_state import RedisState, account_id
 
         redis = (RedisState.from_url(settings.redis_url.get_secret_value(),
                                      settings.redis_key_prefix, account_id(settings))
@@ -93,7 +93,7 @@ class OperatorService:
 
     async def load_persistent_state(self) -> None:
         """HALTED survives restarts until reset (R-S7)."""
-        from core.recovery import close_paper_orphans
+        from core.venues.recovery import close_paper_orphans
 
         await close_paper_orphans(self.store, self.clock.time())
         flag = await self.store.get_flag(HALT_FLAG)
@@ -143,7 +143,7 @@ class OperatorService:
 
     async def _live_gate(self, spec: RunSpec, exchanges: dict[Venue, Any], run_id: str) -> None:
         """R-S1: every condition, each failure named; then the ARM is used up (R-S2)."""
-        from core.live_safety import ArmRefused
+        from core.safety.live_safety import ArmRefused
 
         if self.safety.lock is None or not self.safety.lock.held:
             await self.safety.acquire_lock(
@@ -157,7 +157,7 @@ class OperatorService:
             raise ServiceError(str(exc)) from None
 
     def _recording(self, args: RunArgs) -> tuple[Any, float]:
-        from core.adapters.replay_market import latest_recording, recording_seconds
+        from core.venues.replay_market import latest_recording, recording_seconds
 
         path = args.replay_path or latest_recording(self.settings.data_dir)
         if path is None or not path.is_file():
@@ -284,14 +284,14 @@ class OperatorService:
             raise
 
     async def report(self, kind: str, date: str | None = None) -> str:
-        from core.jobs import on_demand_report
+        from core.monitoring.jobs import on_demand_report
 
         return (await on_demand_report(self, kind, date)).text
 
     async def report_with_chart(self, kind: str, date: str | None = None) -> Any:
         """The report (BuiltReport) with its chart in memory (`.png`, None when it could
         not be drawn), for a chat reply: built off the loop, no file written."""
-        from core.jobs import on_demand_report
+        from core.monitoring.jobs import on_demand_report
 
         return await on_demand_report(self, kind, date, png=False, chart=True)
 
@@ -348,7 +348,7 @@ class OperatorService:
         await self.safety.mirror_kill(why)
         await self.store.record_event(self.clock.time(), None, "kill", {"reason": why})
         if not already:
-            from core.incident import write_incident
+            from core.monitoring.incident import write_incident
 
             leftovers = await self.still_open()
             path = await asyncio.to_thread(
@@ -369,7 +369,7 @@ class OperatorService:
     async def cancel_on_venues(self) -> dict[str, Any]:
         """R-K2 with no engine running: resolve the journal against the venues and
         cancel every open order there (ours from the journal and any other)."""
-        from core.recovery import recover_live
+        from core.venues.recovery import recover_live
 
         if not self.venue_keys_configured():
             return {"venues": "no venue keys configured (paper venues end with their run)"}
@@ -420,7 +420,7 @@ class OperatorService:
 
     # --- LIVE safety (R-S1..R-S4): thin wrappers over LiveSafety ----------------------
     async def arm(self, usd: str, actor: str) -> dict[str, Any]:
-        from core.live_safety import ArmRefused
+        from core.safety.live_safety import ArmRefused
 
         try:
             return await self.safety.arm(usd, actor)
@@ -452,8 +452,8 @@ class OperatorService:
                 raise ServiceError(f"run {last['run_id']} has no reconciliation recorded "
                                    "(paper venues end with their run)", code=1)
             return {**recorded, "source": "recorded at the end of the paper run"}
-        from core.reconcile import reconcile_run
-        from core.recovery import recover_live
+        from core.venues.reconcile import reconcile_run
+        from core.venues.recovery import recover_live
 
         venues = self.real_venues()
         try:
@@ -547,7 +547,7 @@ class OperatorService:
         wd = self.watchdog
         if wd is None:
             return {"watchdog": False}
-        from core.watchdog import headroom_warnings
+        from core.safety.watchdog import headroom_warnings
 
         verdicts = wd.last_verdicts
         return {

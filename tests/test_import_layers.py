@@ -4,6 +4,11 @@
   and no I/O libraries);
 - `core` never imports `bot`, aiogram or a CLI library (typer, click);
 - `bot` never imports ccxt, aiosqlite or redis;
+- inside `core`, packages import only packages below them (design.md):
+  domain < kernel < venues / journal / monitoring < trading < safety < service,
+  where the kernel and the service are the modules at core/'s top level and the three
+  packages of one level do not import each other;
+- `bot` imports no private name (`_x`) from `core`;
 - `arbops --help`, `arbops status` and `arbops kill` do not import aiogram or ccxt.
 
 Every import statement counts, including ones inside functions (lazy imports) and
@@ -92,11 +97,90 @@ def test_the_walker_sees_lazy_and_relative_imports():
             from bot.cli import main
         """
     )
-    fake = pkg / "adapters" / "_layer_probe_does_not_exist.py"
+    fake = pkg / "venues" / "_layer_probe_does_not_exist.py"
     mods = [m for _, m in _imports(fake, src)]
-    assert "core.adapters.settings" in mods
+    assert "core.venues.settings" in mods
     assert "aiogram" in mods
     assert "bot.cli" in mods
+
+
+# core's top-level modules: the kernel (depends on domain only) and the service level
+# (the application API and the table and channel that reach it).
+KERNEL = {"clock", "crash_points", "errors", "files", "http_listener", "ports", "settings",
+          "settings_docs"}
+SERVICE = {"service", "commands", "control_channel"}
+PACKAGE_LEVEL = {"domain": 0, "venues": 2, "journal": 2, "monitoring": 2, "trading": 3,
+                 "safety": 4}
+
+
+def _core_unit(mod: str) -> tuple[int, str] | None:
+    """(level, unit) of a core module: the unit is its package, or kernel/service."""
+    parts = mod.split(".")
+    if parts[0] != "core" or len(parts) < 2:
+        return None
+    name = parts[1]
+    if name in PACKAGE_LEVEL:
+        return PACKAGE_LEVEL[name], name
+    if name in KERNEL:
+        return 1, "kernel"
+    if name in SERVICE:
+        return 5, "service"
+    raise AssertionError(f"{mod}: core/{name} belongs to no layer; add it to the layer map")
+
+
+def _order_violations(imports=_imports) -> list[str]:
+    bad = []
+    for path in _files("core"):
+        me = _core_unit(_module_name(path))
+        if me is None:
+            continue
+        for line, mod in imports(path):
+            other = _core_unit(mod) if mod.startswith("core.") else None
+            if other is None or other[1] == me[1]:
+                continue
+            if other[0] >= me[0]:
+                bad.append(f"{path.relative_to(ROOT)}:{line} ({me[1]}) imports {mod} "
+                           f"({other[1]})")
+    return sorted(set(bad))
+
+
+def test_core_packages_import_downwards_only():
+    assert _order_violations() == []
+
+
+def test_every_core_module_has_a_layer():
+    for path in _files("core"):
+        _core_unit(_module_name(path))  # raises for an unplaced module
+
+
+def test_core_top_level_stays_small():
+    """The kernel and the service level only; everything else lives in a package."""
+    top = {p.stem for p in (ROOT / "core").glob("*.py") if p.stem != "__init__"}
+    assert top <= KERNEL | SERVICE, top - (KERNEL | SERVICE)
+
+
+def test_the_order_checker_sees_an_upward_import():
+    """The checker itself: trading importing safety, and venues importing journal, fail."""
+
+    def with_upward(path: Path) -> list[tuple[int, str]]:
+        extra = {"engine.py": [(1, "core.safety.ladder")],
+                 "reconcile.py": [(1, "core.journal.sqlite_store")]}.get(path.name, [])
+        return _imports(path) + extra
+
+    found = _order_violations(with_upward)
+    assert any("core/trading/engine.py" in v and "core.safety.ladder" in v for v in found)
+    assert any("core/venues/reconcile.py" in v and "core.journal" in v for v in found)
+
+
+def test_bot_uses_no_private_core_names():
+    bad = []
+    for path in _files("bot"):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("core"):
+                bad += [f"{path.relative_to(ROOT)}:{node.lineno} {node.module}.{a.name}"
+                        for a in node.names if a.name.startswith("_")]
+    assert bad == []
 
 
 PROBE = textwrap.dedent(

@@ -1,7 +1,7 @@
 """Domain value types shared by every layer below the surfaces.
 
 Prices and quantities are floats on the hot path (a tick must stay well under a
-millisecond); venue rounding is done in Decimal by core.venue_rules, and stored
+millisecond); venue rounding is done in Decimal by core.venues.rules, and stored
 rows keep the exact repr so audits can recompute in Decimal.
 """
 from __future__ import annotations

@@ -31,9 +31,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from core.adapters.ccxt_exchange import CcxtExchange
-from core.adapters.paper_exchange import PaperExchange
-from core.adapters.sim_market import SimMarket
+from bot.drill.emulator import EmulatorHandle, start_emulator
+from bot.drill.emulator.state import FEE_BPS
 from core.clock import ManualClock
 from core.domain.models import (
     QUOTE,
@@ -44,8 +43,6 @@ from core.domain.models import (
     Side,
     Venue,
 )
-from core.emulator import EmulatorHandle, start_emulator
-from core.emulator.state import FEE_BPS
 from core.ports import (
     ExchangeError,
     OrderNotFound,
@@ -53,6 +50,9 @@ from core.ports import (
     RateLimited,
     VenueUnavailable,
 )
+from core.venues.ccxt_exchange import CcxtExchange
+from core.venues.paper_exchange import PaperExchange
+from core.venues.sim_market import SimMarket
 
 SEED = 7
 BASES = ["BTC", "ETH", "XRP"]
@@ -452,7 +452,7 @@ async def test_off_grid_limit_is_put_on_the_grid_passively(
     h: VenueHarness, request: pytest.FixtureRequest
 ) -> None:
     """An off-tick price / off-step amount is rounded (as PaperExchange does through
-    core.venue_rules), never more aggressive than asked."""
+    core.venues.rules), never more aggressive than asked."""
     bid, _ = await h.top()
     on_tick = h.price(bid * 0.9, Side.BUY)
     tick = on_tick - h.price(on_tick * (1 - 1e-9), Side.BUY)

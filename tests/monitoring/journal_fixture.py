@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from core.adapters.sqlite_store import SqliteStore
+from core.journal.sqlite_store import SqliteStore
 
 KST = ZoneInfo("Asia/Seoul")
 DB_NAME = "arbops.sqlite3"

@@ -13,9 +13,9 @@ from types import SimpleNamespace
 import pytest
 
 from bot.cli_monitoring import cmd_report
-from core.reports import build_report, default_date, resolve_date
-from core.reports.compute import daily_report, weekly_report
-from core.reports.png import Canvas
+from core.monitoring.reports import build_report, default_date, resolve_date
+from core.monitoring.reports.compute import daily_report, weekly_report
+from core.monitoring.reports.png import Canvas
 from core.settings import Settings
 from tests.monitoring.journal_fixture import KST, build_journal, kst
 

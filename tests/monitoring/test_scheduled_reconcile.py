@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.jobs import scheduled_reconcile
+from core.monitoring.jobs import scheduled_reconcile
 
 
 class FakeNotifier:

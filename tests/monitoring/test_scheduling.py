@@ -14,9 +14,9 @@ from apscheduler.events import EVENT_JOB_EXECUTED
 from bot.app import DB_NAME, build_service
 from bot.monitoring_app import start_monitoring
 from bot.scheduler import DAILY_JOB, RECONCILE_JOB, WEEKLY_JOB, build_scheduler, report_triggers
-from core.adapters.sqlite_store import SqliteStore
 from core.clock import ManualClock
-from core.jobs import DAILY_FLAG, WEEKLY_FLAG, ReportJobs, last_slot
+from core.journal.sqlite_store import SqliteStore
+from core.monitoring.jobs import DAILY_FLAG, WEEKLY_FLAG, ReportJobs, last_slot
 from core.settings import Settings
 from tests.monitoring.journal_fixture import KST, build_journal, kst
 
@@ -149,7 +149,7 @@ async def test_a_report_missed_beyond_the_grace_period_is_skipped(tmp_path: Path
 
 
 async def test_without_send_photo_the_chart_path_goes_in_the_text(tmp_path: Path) -> None:
-    from core.notifier import LogNotifier
+    from core.monitoring.notifier import LogNotifier
 
     await build_journal(tmp_path)
     clock = ManualClock(kst(6, 9))
@@ -229,7 +229,7 @@ def test_build_scheduler_uses_the_zone_and_coalesces(tmp_path: Path) -> None:
 
 
 async def test_on_demand_report_for_the_service(tmp_path: Path) -> None:
-    from core.jobs import on_demand_report
+    from core.monitoring.jobs import on_demand_report
 
     await build_journal(tmp_path)
     store = await SqliteStore.open(tmp_path / DB_NAME)

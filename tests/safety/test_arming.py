@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.adapters.sqlite_store import SqliteStore
-from core.arming import ACK_TEXT, ArmState, check_ack, parse_armed_at, parse_cap
 from core.clock import ManualClock
-from core.live_safety import ArmRefused, LiveSafety
+from core.journal.sqlite_store import SqliteStore
+from core.safety.arming import ACK_TEXT, ArmState, check_ack, parse_armed_at, parse_cap
+from core.safety.live_safety import ArmRefused, LiveSafety
 from tests.safety.safety_support import make_settings
 
 NOW = 1_767_225_600.0  # ManualClock's start

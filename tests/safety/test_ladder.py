@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from core.adapters.sqlite_store import SqliteStore
-from core.ladder import Ladder, decide, evaluate_hourly, hourly_gate_due, status
+from core.journal.sqlite_store import SqliteStore
+from core.safety.ladder import Ladder, decide, evaluate_hourly, hourly_gate_due, status
 
 NOW = 1_767_225_600.0
 H = 3600.0

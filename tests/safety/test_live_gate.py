@@ -14,24 +14,24 @@ from typing import Any
 
 import pytest
 
-from core.adapters.ccxt_exchange import CcxtExchange
-from core.adapters.paper_exchange import PaperExchange
-from core.adapters.sim_market import SimMarket
-from core.adapters.sqlite_store import SqliteStore
-from core.arming import Failure
 from core.clock import ManualClock
 from core.domain.models import Venue
-from core.ladder import LadderDecision
-from core.live_gate import (
+from core.journal.sqlite_store import SqliteStore
+from core.safety.failure import Failure
+from core.safety.ladder import LadderDecision
+from core.safety.live_gate import (
     CONDITIONS,
     PREFLIGHT_FLAG,
     ArmView,
     LiveStartContext,
     check_live_start,
 )
-from core.live_safety import LiveSafety
-from core.redis_state import FileEngineLock
-from core.trading_state import HALT_FLAG
+from core.safety.live_safety import LiveSafety
+from core.safety.redis_state import FileEngineLock
+from core.trading.state import HALT_FLAG
+from core.venues.ccxt_exchange import CcxtExchange
+from core.venues.paper_exchange import PaperExchange
+from core.venues.sim_market import SimMarket
 from tests.safety.safety_support import make_settings
 
 NOW = 1_767_225_600.0

@@ -7,14 +7,13 @@ from typing import Any
 
 import pytest
 
-from core.adapters.ccxt_exchange import CcxtExchange
-from core.adapters.sqlite_store import SqliteStore
+from bot.drill.emulator import start_emulator
 from core.clock import ManualClock, SystemClock
 from core.domain.models import Venue
-from core.emulator import start_emulator
-from core.live_gate import PREFLIGHT_FLAG
-from core.live_safety import LiveSafety
-from core.preflight import (
+from core.journal.sqlite_store import SqliteStore
+from core.safety.live_gate import PREFLIGHT_FLAG
+from core.safety.live_safety import LiveSafety
+from core.safety.preflight import (
     FAIL,
     PASS,
     REQUIRED_FOR_LIVE,
@@ -25,6 +24,7 @@ from core.preflight import (
     summarize,
     write_report,
 )
+from core.venues.ccxt_exchange import CcxtExchange
 from tests.safety.safety_support import GOOD_SECRETS, git, git_repo, make_settings
 
 CHECK_KEYS = {"name", "status", "message", "details", "timestamp"}

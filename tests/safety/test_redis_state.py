@@ -13,15 +13,15 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from core.adapters.sqlite_store import SqliteStore
 from core.clock import ManualClock
-from core.live_safety import LiveSafety
-from core.redis_state import FileEngineLock, LockHeld, RedisState
+from core.journal.sqlite_store import SqliteStore
+from core.safety.live_safety import LiveSafety
+from core.safety.redis_state import FileEngineLock, LockHeld, RedisState
 from tests.safety.safety_support import RedisServer, make_settings, redis_server
 
 CHILD = textwrap.dedent("""
     import asyncio, json, sys
-    from core.redis_state import LockHeld, RedisState
+    from core.safety.redis_state import LockHeld, RedisState
 
     async def main(url, prefix, mode):
         st = RedisState.from_url(url, prefix=prefix)

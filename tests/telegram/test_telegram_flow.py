@@ -331,9 +331,9 @@ async def test_logs_shows_the_newest_errors_escaped_to_operators_only(tmp_path: 
     now = datetime.now(UTC)
     old = (now - timedelta(hours=5)).isoformat(timespec="milliseconds")
     recent = (now - timedelta(minutes=5)).isoformat(timespec="milliseconds")
-    lines = [f"{old} | ERROR    | core.engine:tick:1 - old failure <a>"]
-    lines += [f"{recent} | INFO     | core.engine:tick:2 - all fine {i}" for i in range(3)]
-    lines += [f"{recent} | ERROR    | core.gateway:send:3 - send failed #{i} & <b>"
+    lines = [f"{old} | ERROR    | core.trading.engine:tick:1 - old failure <a>"]
+    lines += [f"{recent} | INFO     | core.trading.engine:tick:2 - all fine {i}" for i in range(3)]
+    lines += [f"{recent} | ERROR    | core.trading.gateway:send:3 - send failed #{i} & <b>"
               for i in range(9)]
     (logs / "arbops.log").write_text("\n".join(lines) + "\n")
     async with telegram_env(tmp_path) as env:

@@ -32,8 +32,8 @@ from typing import Any
 
 import pytest
 
+from bot.drill.emulator import EmulatorHandle, start_emulator
 from core.control_channel import ControlChannelError, request, socket_path_for
-from core.emulator import EmulatorHandle, start_emulator
 from tests.helpers.procs import (
     DB_NAME,
     ArbopsProc,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from core.notifier import LogNotifier
+from core.monitoring.notifier import LogNotifier
 from tests.telegram.fake_bot_api import TOKEN, FakeBotAPI
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from core.reports import charts
+from core.monitoring.reports import charts
 from tests.monitoring.journal_fixture import build_journal
 from tests.telegram.fake_bot_api import FakeBotAPI
 from tests.telegram.tg_support import STRANGER, VIEWER, telegram_env

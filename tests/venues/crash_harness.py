@@ -13,12 +13,12 @@ import sys
 from pathlib import Path
 
 from bot.app import real_venues
-from core.adapters.ccxt_market_data import CcxtMarketData
-from core.adapters.sqlite_store import SqliteStore
 from core.clock import SystemClock
-from core.phase_run import PhaseRun, RunSpec
+from core.journal.sqlite_store import SqliteStore
 from core.settings import Settings
-from core.trading_state import TradingStateBox
+from core.trading.phase_run import PhaseRun, RunSpec
+from core.trading.state import TradingStateBox
+from core.venues.ccxt_market_data import CcxtMarketData
 
 KEYS = {"upbit": ("upbit-test-key", "upbit-test-secret"),
         "binance": ("binance-test-key", "binance-test-secret")}

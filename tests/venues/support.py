@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from core.emulator import EmulatorHandle, start_emulator
+from bot.drill.emulator import EmulatorHandle, start_emulator
 from core.settings import Settings
 
 BASES = ["BTC", "ETH", "XRP", "DOGE", "SOL", "ADA"]

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from core.emulator import start_emulator
-from core.reconcile import expected_changes
+from bot.drill.emulator import start_emulator
+from core.venues.reconcile import expected_changes
 from tests.venues.support import admin
 
 CRASHES = int(os.environ.get("ARBOPS_SOAK_CRASHES", "10"))

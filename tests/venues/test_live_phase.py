@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from bot.app import build_service
+from bot.drill.emulator import start_emulator
 from core.commands import RunArgs
-from core.emulator import start_emulator
-from core.redis_state import FileEngineLock
+from core.safety.redis_state import FileEngineLock
 from core.service import ServiceError
 from core.settings import Settings
 from tests.venues.support import admin

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from core.emulator import start_emulator
+from bot.drill.emulator import start_emulator
 from tests.helpers.procs import arbops_env, short_data_dir
 from tests.venues.support import admin, emu_env
 from tests.venues.test_reconcile import acli

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from core.adapters.ccxt_exchange import CcxtExchange
-from core.adapters.sqlite_store import SqliteStore
+from bot.drill.emulator import start_emulator
 from core.domain.models import OrderRequest, OrderType, Side, Venue
-from core.emulator import start_emulator
+from core.journal.sqlite_store import SqliteStore
+from core.venues.ccxt_exchange import CcxtExchange
 from tests.helpers.procs import arbops_env, short_data_dir
 from tests.venues.support import admin, emu_env
 from tests.venues.test_reconcile import acli

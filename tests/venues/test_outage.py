@@ -16,10 +16,10 @@ from bot.app import build_service, start_watchdog
 from core.clock import SystemClock
 from core.commands import RunArgs
 from core.domain.models import TradingState, Venue
-from core.notifier import LogNotifier
-from core.phase_run import PhaseRun, RunSpec
+from core.monitoring.notifier import LogNotifier
 from core.settings import Settings
-from core.trading_state import TradingStateBox
+from core.trading.phase_run import PhaseRun, RunSpec
+from core.trading.state import TradingStateBox
 from tests.venues.support import HOLDING, db_rows, emu_settings, emulator
 
 PATHS = {"binance": "/api/v3/depth", "upbit": "/v1/orderbook"}

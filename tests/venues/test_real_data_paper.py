@@ -8,10 +8,10 @@ import math
 from pathlib import Path
 
 from bot.app import build_service, real_venues
-from core.adapters.ccxt_market_data import DEPTH, CcxtMarketData
 from core.clock import SystemClock
 from core.commands import RunArgs
 from core.domain.models import FX_SYMBOL, Venue
+from core.venues.ccxt_market_data import DEPTH, CcxtMarketData
 from tests.helpers.procs import arbops_env, run_cli, short_data_dir
 from tests.venues.support import (
     BASES,

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from bot.app import build_service
-from core.adapters.ccxt_exchange import CcxtExchange
-from core.adapters.sqlite_store import SqliteStore
 from core.commands import RunArgs
 from core.domain.models import OrderRequest, OrderType, Side, Venue
-from core.reconcile import expected_changes, reconcile_run
-from core.recovery import recover_live
+from core.journal.sqlite_store import SqliteStore
 from core.settings import Settings
+from core.venues.ccxt_exchange import CcxtExchange
+from core.venues.reconcile import expected_changes, reconcile_run
+from core.venues.recovery import recover_live
 from tests.helpers.procs import arbops_env, run_cli, short_data_dir
 from tests.venues.support import SYMBOL, admin, capture_venues, emu_env, emulator
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from core.adapters.replay_market import FORMAT_VERSION, Recorder, recording_seconds
-from core.adapters.sim_market import SimMarket
 from core.clock import ManualClock
-from core.universe import select_universe
+from core.trading.universe import select_universe
+from core.venues.replay_market import FORMAT_VERSION, Recorder, recording_seconds
+from core.venues.sim_market import SimMarket
 from tests.helpers.procs import arbops_env, run_cli, short_data_dir
 from tests.venues.support import BASES, emu_env, emulator
 

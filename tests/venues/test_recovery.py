@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from bot.app import build_service
-from core.adapters.ccxt_exchange import CcxtExchange
-from core.adapters.sqlite_store import SqliteStore
 from core.domain.models import OrderRequest, OrderStatus, OrderType, Side, Venue
-from core.recovery import close_paper_orphans, recover_live
+from core.journal.sqlite_store import SqliteStore
+from core.venues.ccxt_exchange import CcxtExchange
+from core.venues.recovery import close_paper_orphans, recover_live
 from tests.venues.support import SYMBOL, admin, emu_settings, emulator
 
 RUN = "20260101T000000Z-live-p1-beef"

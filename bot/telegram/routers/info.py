@@ -16,8 +16,8 @@ from bot.telegram.format import h, kpi_text, money, status_text
 from bot.telegram.parsing import parse_model_args
 from bot.telegram.table import ROLE_NAMES, command, flags_for, help_text
 from core.commands import AuditArgs, IncidentArgs, LogsArgs
-from core.incident import open_by_hand
-from core.log_extract import extract_errors, parse_since
+from core.monitoring.incident import open_by_hand
+from core.monitoring.log_extract import extract_errors, parse_since
 
 _LOG_ENTRIES = 6  # the newest; a phone screen, not a terminal
 _LOG_ENTRY_CHARS = 400

@@ -13,8 +13,8 @@ from bot.telegram.format import h
 from bot.telegram.routers._util import kv_text, need
 from bot.telegram.table import command as table_command
 from bot.telegram.table import flags_for
-from core.arming import parse_cap
 from core.commands import OverrideArgs
+from core.safety.arming import parse_cap
 
 
 def _need(ctx: Ctx, method: str, name: str) -> object:

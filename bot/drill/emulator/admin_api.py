@@ -1,0 +1,131 @@
+"""Admin endpoints under /admin: faults, order log, balances, stepping, funding.
+
+POST   /admin/faults    {"venue","kind","count","seconds","ratio",...} or a list -> {"added":[...],"faults":[...]}
+GET    /admin/faults    -> {"faults":[...]}
+DELETE /admin/faults    (?venue=) -> {"cleared": n}
+GET    /admin/orders    (?venue=) -> {"binance":[record...], "upbit":[record...]}
+GET    /admin/balances  -> {"binance":{"USDT":{"free","used","total"}}, "upbit":{...}}
+POST   /admin/step      {"n":1} -> {"seq": n}
+POST   /admin/fund      {"venue","asset","amount"} -> balances of that venue
+GET    /admin/state     -> {"seq","universe","autostep","interval_s","markets":{...}}
+GET    /admin/requests  (?venue=) -> {"requests":[{"ts_ms","venue","method","path","status"}]}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from bot.drill.emulator.state import EmulatorCore
+
+
+def _bad(msg: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=f'{{"error": "{msg}"}}', content_type="application/json")
+
+
+async def _json_body(request: web.Request) -> Any:
+    if not request.can_read_body:
+        return {}
+    try:
+        return await request.json()
+    except ValueError:
+        raise _bad("body is not JSON") from None
+
+
+class AdminApi:
+    def __init__(self, core: EmulatorCore, autostep: bool) -> None:
+        self.core = core
+        self.autostep = autostep
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/admin/faults", self.list_faults),
+            web.post("/admin/faults", self.add_faults),
+            web.delete("/admin/faults", self.clear_faults),
+            web.get("/admin/orders", self.orders),
+            web.get("/admin/balances", self.balances),
+            web.post("/admin/step", self.step),
+            web.post("/admin/fund", self.fund),
+            web.get("/admin/state", self.state),
+            web.get("/admin/requests", self.requests),
+        ]
+
+    async def list_faults(self, request: web.Request) -> web.Response:
+        return web.json_response({"faults": [f.to_json() for f in self.core.faults.active()]})
+
+    async def add_faults(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        specs = body if isinstance(body, list) else [body]
+        added = []
+        try:
+            for spec in specs:
+                if not isinstance(spec, dict):
+                    raise TypeError("a fault is a JSON object")
+                added.extend(self.core.faults.add(spec))
+        except (ValueError, TypeError) as exc:
+            raise _bad(str(exc).replace('"', "'")) from None
+        return web.json_response(
+            {
+                "added": [f.to_json() for f in added],
+                "faults": [f.to_json() for f in self.core.faults.active()],
+            }
+        )
+
+    async def clear_faults(self, request: web.Request) -> web.Response:
+        return web.json_response({"cleared": self.core.faults.clear(request.query.get("venue"))})
+
+    async def orders(self, request: web.Request) -> web.Response:
+        want = request.query.get("venue")
+        out: dict[str, list[dict[str, Any]]] = {}
+        for name, vs in self.core.venues.items():
+            if want not in (None, name):
+                continue
+            rows = []
+            for rec in vs.records:
+                order = await vs.order_of(rec) if rec.paper_id is not None else None
+                rows.append(rec.to_json(order))
+            out[name] = rows
+        return web.json_response(out)
+
+    async def balances(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.core.balances())
+
+    async def step(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        n = body.get("n", 1) if isinstance(body, dict) else 1
+        if not isinstance(n, int) or not 1 <= n <= 10_000:
+            raise _bad("n must be an integer in 1..10000")
+        return web.json_response({"seq": self.core.step(n)})
+
+    async def fund(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        venue = body.get("venue") if isinstance(body, dict) else None
+        if venue not in self.core.venues:
+            raise _bad("venue must be binance or upbit")
+        asset, amount = body.get("asset"), body.get("amount")
+        if not isinstance(asset, str) or not isinstance(amount, int | float):
+            raise _bad("asset (string) and amount (number) are required")
+        self.core.venues[venue].engine.fund(asset, float(amount))
+        return web.json_response((await self.core.balances())[venue])
+
+    async def state(self, request: web.Request) -> web.Response:
+        core = self.core
+        snap = core.snapshot()
+        return web.json_response(
+            {
+                "seq": snap.seq,
+                "universe": core.universe,
+                "autostep": self.autostep,
+                "interval_s": core.sim.interval_s,
+                "fx": snap.fx.mid,
+                "markets": {
+                    name: sorted(await vs.engine.load_markets()) for name, vs in core.venues.items()
+                },
+            }
+        )
+
+    async def requests(self, request: web.Request) -> web.Response:
+        want = request.query.get("venue")
+        rows = [r for r in self.core.requests if want in (None, r["venue"])]
+        return web.json_response({"requests": rows})

@@ -1,0 +1,204 @@
+"""The emulator's shared state: one SimMarket, one matching engine per venue,
+the order log, faults, keys and the request log."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import itertools
+import time
+from typing import Any
+
+from bot.drill.emulator.auth import UpbitAuth
+from bot.drill.emulator.faults import FaultBook
+from bot.drill.emulator.ticker_stats import TickerStats
+from core.clock import SystemClock
+from core.domain.models import MarketSnapshot, Order, OrderBook, OrderRequest, Venue
+from core.trading.universe import select_universe
+from core.venues.paper_exchange import PaperExchange
+from core.venues.sim_market import SimMarket
+
+DEFAULT_KEYS: dict[str, tuple[str, str]] = {
+    "binance": ("binance-test-key", "binance-test-secret"),
+    "upbit": ("upbit-test-key", "upbit-test-secret"),
+}
+FEE_BPS = {"binance": 10.0, "upbit": 5.0}
+
+
+@dataclasses.dataclass(slots=True)
+class OrderRecord:
+    """One order request as the venue received it (accepted or not)."""
+
+    seq: int
+    venue: str
+    received_ms: int
+    client_order_id: str | None
+    symbol: str | None  # unified, e.g. BTC/USDT
+    side: str | None  # buy / sell
+    wire_type: str | None  # LIMIT / MARKET, or limit / price / market
+    params: dict[str, str]
+    outcome: str = "pending"  # accepted | rejected
+    error: str | None = None
+    http_status: int = 0
+    order_id: str | None = None  # the venue's id: Binance orderId, Upbit uuid
+    paper_id: str | None = None
+    time_in_force: str | None = None
+    quote_qty: float | None = None  # Binance quoteOrderQty / Upbit ord_type=price KRW
+    user_canceled: bool = False
+    fault: str | None = None  # fault applied to this order, if any
+
+    def to_json(self, order: Order | None) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self.__slots__ if k != "paper_id"}
+        if order is not None:
+            out.update(
+                status=str(order.status), filled=order.filled, cost=order.cost, fee=order.fee_cost
+            )
+        return out
+
+
+class VenueState:
+    def __init__(self, venue: Venue, engine: PaperExchange) -> None:
+        self.venue = venue
+        self.engine = engine
+        self.records: list[OrderRecord] = []
+        self.by_order_id: dict[str, OrderRecord] = {}
+        self.by_client: dict[str, OrderRecord] = {}
+        self.used_identifiers: set[str] = set()  # Upbit: never reusable
+        self.order_ids = itertools.count(1_000_001)
+        self.order_times: collections.deque[float] = collections.deque()  # for count headers
+        self.weights: collections.deque[tuple[float, int]] = collections.deque()
+        self.second_counts: dict[tuple[str, int], int] = {}
+
+    def record(self, rec: OrderRecord) -> OrderRecord:
+        self.records.append(rec)
+        return rec
+
+    def accepted(self, rec: OrderRecord, order: Order, venue_id: str) -> None:
+        rec.outcome, rec.order_id, rec.paper_id = "accepted", venue_id, order.id
+        self.by_order_id[venue_id] = rec
+        if rec.client_order_id:
+            self.by_client[rec.client_order_id] = rec
+
+    def open_records(self, symbol: str | None = None) -> list[OrderRecord]:
+        return [
+            r
+            for r in self.records
+            if r.paper_id is not None
+            and self.engine.is_working(r.paper_id)
+            and symbol in (None, r.symbol)
+        ]
+
+    async def order_of(self, rec: OrderRecord) -> Order:
+        assert rec.paper_id is not None and rec.symbol is not None
+        return await self.engine.fetch_order(rec.paper_id, rec.symbol)
+
+
+class EmulatorCore:
+    def __init__(
+        self,
+        *,
+        seed: int = 7,
+        top_n: int = 50,
+        interval_s: float = 0.1,
+        keys: dict[str, tuple[str, str]] | None = None,
+        levels: int = 30,
+        quote_usd: float = 20_000.0,
+        per_base_usd: float = 1_000.0,
+        bases: list[str] | None = None,
+        jump_rate_per_min: float = 1.0,
+    ) -> None:
+        self.clock = SystemClock()
+        self.sim = SimMarket(seed, interval_s=interval_s, clock=self.clock, levels=levels,
+                             jump_rate_per_min=jump_rate_per_min)
+        self.universe = (
+            list(bases)
+            if bases
+            else select_universe(self.sim.symbol_stats(), top_n, fx_krw=self.sim.fx)
+        )
+        self.sim.subscribe(self.universe)
+        # 24 h quote volumes are static per symbol in the sim: rank once, serve from here
+        self.volumes = {st.base: st for st in self.sim.symbol_stats()}
+        self.keys = dict(keys or DEFAULT_KEYS)
+        self.secrets = {v: {k: s} for v, (k, s) in self.keys.items()}
+        self.upbit_auth = UpbitAuth(self.secrets.get("upbit", {}))
+        self.faults = FaultBook()
+        self.tickers = TickerStats()
+        self.sim.add_listener(self.tickers.on_snapshot)
+        self.requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=5000)
+        self.venues: dict[str, VenueState] = {}
+        for venue in (Venue.BINANCE, Venue.UPBIT):
+            engine = PaperExchange(venue, self.sim, self.clock, FEE_BPS[venue.value])
+            self.venues[venue.value] = VenueState(venue, engine)
+        first = self.sim.step()
+        for name, vs in self.venues.items():
+            vs.engine.list_markets(self.universe, first)
+            vs.engine.fund(vs.engine.quote, quote_usd * (first.fx.mid if name == "upbit" else 1.0))
+            for base in self.universe:
+                vs.engine.fund(base, per_base_usd / first.binance[base].mid)
+        self.stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- sim driving ----------------------------------------------------------
+    def start_autostep(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.sim.run(), name="emulator-sim")
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    def step(self, n: int = 1) -> int:
+        snap = self.sim.latest()
+        for _ in range(max(1, n)):
+            snap = self.sim.step()
+        assert snap is not None
+        return snap.seq
+
+    # --- look-ups ---------------------------------------------------------------
+    def snapshot(self) -> MarketSnapshot:
+        snap = self.sim.latest()
+        assert snap is not None
+        return snap
+
+    def book(self, venue: str, base: str) -> OrderBook | None:
+        snap = self.snapshot()
+        if venue == "upbit" and base == "USDT":
+            return snap.fx
+        return (snap.binance if venue == "binance" else snap.upbit).get(base)
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000)
+
+    def log_request(self, venue: str, method: str, path: str, status: int) -> None:
+        self.requests.append(
+            {
+                "ts_ms": self.now_ms(),
+                "venue": venue,
+                "method": method,
+                "path": path,
+                "status": status,
+            }
+        )
+
+    async def balances(self) -> dict[str, dict[str, dict[str, float]]]:
+        out = {}
+        for name, vs in self.venues.items():
+            bals = await vs.engine.fetch_balance()
+            out[name] = {
+                a: {"free": b.free, "used": b.used, "total": b.total} for a, b in bals.items()
+            }
+        return out
+
+    async def place(
+        self, vs: VenueState, rec: OrderRecord, req: OrderRequest, venue_id: str
+    ) -> Order:
+        order = await vs.engine.create_order(req)
+        vs.accepted(rec, order, venue_id)
+        return order

@@ -1,7 +1,0 @@
-"""Local exchange emulator: Binance spot and Upbit REST subsets on one port,
-backed by SimMarket and PaperExchange, for ccxt-level tests and dry runs."""
-
-from core.emulator.ccxt_config import ccxt_config
-from core.emulator.server import EmulatorHandle, start_emulator
-
-__all__ = ["EmulatorHandle", "ccxt_config", "start_emulator"]

@@ -1,4 +1,0 @@
-"""The emulator uses the adapters' ccxt config: one definition of how ccxt is pointed."""
-from core.adapters.ccxt_config import BINANCE_API_PATHS, ccxt_config
-
-__all__ = ["BINANCE_API_PATHS", "ccxt_config"]

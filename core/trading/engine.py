@@ -1,0 +1,549 @@
+"""The trading engine: one tick per market snapshot.
+
+A tick polls working orders (recording fills), updates each pair's signal,
+manages open positions and takes new entries through the gateway. Loop latency
+is the wall time of that work, order placement included. The engine never
+sleeps inside a tick; pacing comes from the market data task.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from loguru import logger
+
+from core.clock import Clock
+from core.domain.ledger import Ledger
+from core.domain.models import (
+    QUOTE,
+    Direction,
+    ExitReason,
+    MarketSnapshot,
+    Order,
+    Side,
+    Venue,
+    pair_symbols,
+)
+from core.journal.write_behind import WriteBehind
+from core.monitoring.perf import LatencyStats, ResourceSampler
+from core.ports import ExchangeError, MarketData, OrderNotFound, OrderRejected, RateLimited
+from core.trading.gateway import (
+    Gateway,
+    GatewayRefusal,
+    OrderIntent,
+    Prepared,
+    Purpose,
+    SendUnknown,
+)
+from core.trading.slots import Slot, SlotState, WorkingOrder
+from core.trading.state import TradingStateBox
+from core.trading.strategy import Signal, Strategy
+
+VENUES = (Venue.UPBIT, Venue.BINANCE)
+UNKNOWN_GIVE_UP_S = 10.0  # an order not visible by client id after this never arrived
+
+
+@dataclass(slots=True, frozen=True)
+class EngineConfig:
+    run_id: str
+    universe: list[str]
+    notional_usd: float  # per leg order
+    max_concurrent: int
+    order_timeout_s: float
+    entry_cooldown_s: float
+    exit_reprice_s: float = 1.0
+    limit_slack_bps: float = 5.0  # how far past the touched level a marketable limit may go
+
+
+class Engine:
+    def __init__(
+        self,
+        cfg: EngineConfig,
+        market: MarketData,
+        exchanges: dict[Venue, object],
+        gateway: Gateway,
+        store: object,
+        state: TradingStateBox,
+        clock: Clock,
+        strategy: Strategy,
+        journal: WriteBehind,
+    ) -> None:
+        self.cfg = cfg
+        self.journal = journal
+        self.market = market
+        self.ex = exchanges
+        self.gateway = gateway
+        self.store = store
+        self.state = state
+        self.clock = clock
+        self.strategy = strategy
+        self.slots = {b: Slot(b) for b in cfg.universe}
+        self.ledger = Ledger()
+        self.latency = LatencyStats()
+        self.resources = ResourceSampler()
+        self.exit_reasons: Counter[str] = Counter()
+        self.entries = 0
+        self.exits = 0
+        self.round_trips = 0
+        self.wins = 0
+        self.failed_fills = 0
+        self.errors = 0
+        self.consecutive_errors = 0
+        self.first_entry_mono: float | None = None
+        self.first_exit_mono: float | None = None
+        self.started_mono = clock.monotonic()
+        self.heartbeat_mono = self.started_mono
+        # Real monotonic time, for the watchdog thread: a stuck loop must show
+        # even when the injected clock is a manual one.
+        self.heartbeat_real = time.monotonic()
+        self.last_entry_mono: float | None = None
+        self.last_exit_mono: float | None = None
+        self.worst_trade_pnl = 0.0
+        self.exchange_errors = 0
+        self.rate_limit_hits = 0
+        self.rate_limit_wait_s = 0.0
+        self.exchange_errors_by_venue: dict[str, int] = {}
+        self.venue_paused_until: dict[str, float] = {}
+        self.rate_limit_hits_by_venue: dict[str, int] = {}
+        self.rate_limit_wait_s_by_venue: dict[str, float] = {}
+        self.accept_entries = True
+        self.pnl_usd = 0.0
+        self.last_snapshot: MarketSnapshot | None = None
+        self._marks: dict[str, float] = {}
+        self._pos_ids = 0
+        self._last_resource_sample = time.perf_counter()
+
+    # --- the tick ---------------------------------------------------------------
+    async def tick(self, snap: MarketSnapshot) -> None:
+        t0 = time.perf_counter()
+        self.journal.tick_started()  # the write-behind waits: ticks own the database
+        try:
+            await self._tick(snap, t0)
+        finally:
+            self.journal.tick_ended()
+
+    async def _tick(self, snap: MarketSnapshot, t0: float) -> None:
+        self.last_snapshot = snap
+        now = self.clock.time()
+        mono = self.clock.monotonic()
+        fx = snap.fx.mid
+        try:
+            await self._poll_working(snap, mono)
+            signals: dict[str, Signal] = {}
+            for base in self.slots:
+                ub, bb = snap.upbit.get(base), snap.binance.get(base)
+                if ub is None or bb is None:
+                    continue
+                self._marks[base] = bb.mid
+                signals[base] = self.strategy.observe(base, ub, bb, fx, now)
+            for base, slot in self.slots.items():
+                sig = signals.get(base)
+                if sig is None:
+                    continue
+                if slot.state is SlotState.OPEN:
+                    await self._maybe_exit(slot, sig, snap, mono)
+            if self.accept_entries and self.state.allows_entries:
+                await self._entries(signals, snap, mono, now)
+            self.consecutive_errors = 0
+        except Exception:  # noqa: BLE001 - counted for the guards, never silent
+            self.errors += 1
+            self.consecutive_errors += 1
+            logger.exception("engine tick failed")
+        self.pnl_usd = self.ledger.pnl_usd(fx, self._marks)
+        self.ledger.observe(self.pnl_usd)
+        self.latency.record((time.perf_counter() - t0) * 1000.0)
+        self.heartbeat_mono = self.clock.monotonic()
+        self.heartbeat_real = time.monotonic()
+        if t0 - self._last_resource_sample >= 1.0:
+            self._last_resource_sample = t0
+            self.resources.sample()
+
+    def beat(self) -> None:
+        """Heartbeat without a tick: the loop is alive but has no new books."""
+        self.heartbeat_mono = self.clock.monotonic()
+        self.heartbeat_real = time.monotonic()
+
+    # --- orders and fills ---------------------------------------------------------
+    async def _poll_working(self, snap: MarketSnapshot, mono: float) -> None:
+        for slot in self.slots.values():
+            if not slot.working:
+                continue
+            for oid, wo in list(slot.working.items()):
+                if not wo.order_id:
+                    await self._resolve_unknown(slot, oid, wo, mono)
+                    continue
+                try:
+                    order = await self.ex[wo.venue].fetch_order(oid, wo.symbol)  # type: ignore[attr-defined]
+                except ExchangeError as exc:
+                    self._venue_error(exc, wo.venue)  # an outage is counted, not an engine failure
+                    continue
+                # Exits are re-priced quickly (cancel, then a fresh order at the new
+                # book); entries simply expire.
+                timeout = (self.cfg.order_timeout_s if wo.purpose is Purpose.ENTRY
+                           else min(self.cfg.exit_reprice_s, self.cfg.order_timeout_s))
+                if (
+                    not order.status.done
+                    and not wo.cancel_sent
+                    and mono - wo.placed_mono >= timeout
+                ):
+                    wo.cancel_sent = True
+                    try:
+                        order = await self.ex[wo.venue].cancel_order(oid, wo.symbol)  # type: ignore[attr-defined]
+                    except ExchangeError as exc:
+                        self._venue_error(exc, wo.venue)
+                        logger.warning("cancel of {} failed: {}", wo.client_order_id, exc)
+                        wo.cancel_sent = False
+                await self._absorb(slot, wo, order, snap)
+                if order.status.done:
+                    del slot.working[oid]
+                    if order.filled + 1e-12 < wo.amount and wo.purpose in (Purpose.ENTRY, Purpose.EXIT):
+                        self.failed_fills += 1
+            if not slot.working:
+                await self._settle(slot, snap, mono)
+
+    async def _absorb(self, slot: Slot, wo: WorkingOrder, order: Order, snap: MarketSnapshot) -> None:
+        """Record trades not seen before: journal, ledger and the slot's legs."""
+        fx = snap.fx.mid
+        venue = wo.venue
+        quote = QUOTE[venue]
+        for trade in order.trades[wo.trades_seen:]:
+            self.journal.later(
+                self.store.record_fill,  # type: ignore[attr-defined]
+                venue=str(venue), trade_id=trade.id, client_order_id=trade.client_order_id,
+                run_id=self.cfg.run_id, symbol=trade.symbol, side=str(trade.side),
+                price=trade.price, amount=trade.amount, cost=trade.cost, fee=trade.fee_cost,
+                fee_currency=trade.fee_currency, fx=fx, position_id=slot.position_id,
+                ts=trade.timestamp_ms / 1000.0,
+            )
+            self.ledger.apply_fill(
+                venue, slot.base, quote, trade.side, trade.amount, trade.cost, trade.fee_cost, fx
+            )
+            to_usd = 1.0 / fx if quote == "KRW" else 1.0
+            sign = 1.0 if trade.side is Side.SELL else -1.0
+            if quote == "KRW":
+                slot.krw_flow += sign * trade.cost - trade.fee_cost
+            else:
+                slot.usdt_flow += sign * trade.cost - trade.fee_cost
+            slot.fees_usd += trade.fee_cost * to_usd
+            slot.base_flow += -sign * trade.amount
+            if wo.purpose is Purpose.ENTRY:
+                slot.open_qty[venue] += trade.amount
+            else:
+                slot.open_qty[venue] = max(slot.open_qty[venue] - trade.amount, 0.0)
+        if len(order.trades) > wo.trades_seen:
+            self.gateway.crash.hit("after_fill")
+        wo.trades_seen = len(order.trades)
+        wo.filled = order.filled
+        if order.trades or order.status.done:
+            state = {"closed": "FILLED", "open": "OPEN"}.get(str(order.status), "CANCELED")
+            self.journal.later(
+                self.store.update_intent,  # type: ignore[attr-defined]
+                client_order_id=wo.client_order_id, state=state, filled=order.filled,
+                updated_at=self.clock.time(),
+            )
+
+    async def _settle(self, slot: Slot, snap: MarketSnapshot, mono: float) -> None:
+        """All of the slot's orders are done: decide what the slot now is.
+
+        A leg remainder the venue will not accept (under its step or minimum
+        order) is dust: it stays in the inventory and the ledger, and does not
+        keep a position open forever.
+        """
+        qu, qb = slot.open_qty[Venue.UPBIT], slot.open_qty[Venue.BINANCE]
+        tu = self._tradable(slot.base, Venue.UPBIT, qu, snap)
+        tb = self._tradable(slot.base, Venue.BINANCE, qb, snap)
+        if slot.state is SlotState.ENTERING:
+            if tu == 0.0 and tb == 0.0:
+                # Nothing (or only dust) filled: no position.
+                await self._save_position(slot, "flat", pnl=self._slot_pnl(slot, snap.fx.mid))
+                slot.reset()
+                return
+            venue = Venue.UPBIT if qu > qb else Venue.BINANCE
+            excess = self._tradable(slot.base, venue, abs(qu - qb), snap)
+            if excess > 0.0:
+                # Leg risk: one venue filled more. Unwind the excess there so the
+                # position is two equal legs again (R-M4).
+                side = slot.direction.side_on(venue).opposite
+                if await self._place(slot, [(venue, side, excess)], Purpose.UNWIND, snap, mono,
+                                     all_or_none=True):
+                    return
+            slot.state = SlotState.OPEN
+            self.entries += 1
+            self.last_entry_mono = mono
+            if self.first_entry_mono is None:
+                self.first_entry_mono = mono
+            await self._save_position(slot, "open")
+        elif slot.state is SlotState.EXITING:
+            if tu == 0.0 and tb == 0.0:
+                await self._close_round_trip(slot, mono, snap.fx.mid)
+            else:
+                slot.state = SlotState.OPEN  # partly exited: try again next tick
+
+    def _tradable(self, base: str, venue: Venue, qty: float, snap: MarketSnapshot) -> float:
+        """qty on the venue's step (tolerating float dust), or 0 below its minimum order."""
+        market = self.ex[venue].market(pair_symbols(base)[venue])  # type: ignore[attr-defined]
+        step = market.amount_step
+        q = math.floor(qty / step + 1e-6) * step if step > 0 else qty
+        books = snap.upbit if venue is Venue.UPBIT else snap.binance
+        book = books.get(base)
+        if q <= 0.0 or q < market.min_amount or book is None:
+            return 0.0
+        if q * book.mid < market.min_cost * 1.01:
+            return 0.0
+        return q
+
+    def _slot_pnl(self, slot: Slot, fx: float) -> float:
+        mark = self._marks.get(slot.base, 0.0)
+        return slot.usdt_flow + slot.krw_flow / fx + slot.base_flow * mark
+
+    async def _close_round_trip(self, slot: Slot, mono: float, fx: float) -> None:
+        pnl = self._slot_pnl(slot, fx)
+        reason = slot.exit_reason or ExitReason.SHUTDOWN
+        self.round_trips += 1
+        self.exits += 1
+        self.wins += 1 if pnl > 0 else 0
+        self.exit_reasons[str(reason)] += 1
+        self.last_exit_mono = mono
+        self.worst_trade_pnl = min(self.worst_trade_pnl, pnl)
+        if self.first_exit_mono is None:
+            self.first_exit_mono = mono
+        await self._save_position(slot, "closed", pnl=pnl)
+        slot.reset()
+        slot.last_exit_mono = mono
+
+    async def _save_position(self, slot: Slot, state: str, pnl: float | None = None) -> None:
+        now = self.clock.time()
+        self.journal.later(
+            self.store.upsert_position,  # type: ignore[attr-defined]
+            position_id=slot.position_id, run_id=self.cfg.run_id, base=slot.base,
+            direction=str(slot.direction), qty=min(slot.open_qty.values()) if state != "closed" else 0.0,
+            state=state, opened_at=slot.opened_at, entry_premium_bps=slot.entry_premium_bps,
+            expected_edge_bps=slot.expected_edge_bps, break_even_bps=slot.break_even_bps,
+            closed_at=now if state == "closed" else None,
+            exit_reason=str(slot.exit_reason) if slot.exit_reason else None,
+            pnl_usd=pnl, fees_usd=slot.fees_usd if pnl is not None else None,
+        )
+
+    # --- entries and exits ----------------------------------------------------------
+    async def _entries(
+        self, signals: dict[str, Signal], snap: MarketSnapshot, mono: float, now: float
+    ) -> None:
+        busy = sum(1 for s in self.slots.values() if s.state is not SlotState.FLAT)
+        if busy >= self.cfg.max_concurrent:
+            return
+        for base, sig in signals.items():
+            slot = self.slots[base]
+            if slot.state is not SlotState.FLAT or mono - slot.last_exit_mono < self.cfg.entry_cooldown_s:
+                continue
+            ub, bb = snap.upbit[base], snap.binance[base]
+            # Size on the dearer leg in USD (Upbit carries the premium) so both legs
+            # stay inside the per-order cap.
+            qty = self._entry_qty(base, max(bb.best_ask, ub.best_ask / snap.fx.mid))
+            if qty <= 0:
+                continue
+            decision = self.strategy.entry(sig, ub, bb, qty)
+            if decision is None:
+                continue
+            self._pos_ids += 1
+            slot.position_id = f"{self.cfg.run_id}-p{self._pos_ids}"
+            slot.direction = decision.direction
+            slot.entry_premium_bps = decision.entry_premium_bps
+            slot.expected_edge_bps = decision.expected_edge_bps
+            slot.break_even_bps = decision.break_even_bps
+            slot.opened_at, slot.opened_mono = now, mono
+            slot.state = SlotState.ENTERING
+            # Both legs or neither: a refused leg must not leave the other one naked.
+            legs = [(v, decision.direction.side_on(v), qty) for v in VENUES]
+            placed = await self._place(slot, legs, Purpose.ENTRY, snap, mono, all_or_none=True)
+            if not placed and not slot.working:
+                slot.reset()
+                continue
+            await self._save_position(slot, "entering")
+            if not slot.working:
+                await self._settle(slot, snap, mono)
+            busy += 1
+            if busy >= self.cfg.max_concurrent:
+                return
+
+    async def _maybe_exit(self, slot: Slot, sig: Signal, snap: MarketSnapshot, mono: float) -> None:
+        reason = slot.exit_reason or self.strategy.exit_reason(
+            slot.direction, slot.entry_premium_bps, sig, mono - slot.opened_mono
+        )
+        if reason is not None:
+            await self.start_exit(slot, reason, snap, mono)
+
+    async def start_exit(
+        self, slot: Slot, reason: ExitReason, snap: MarketSnapshot, mono: float,
+        purpose: Purpose = Purpose.EXIT,
+    ) -> None:
+        slot.exit_reason = slot.exit_reason or reason
+        slot.state = SlotState.EXITING
+        legs = []
+        for v in VENUES:
+            qty = self._tradable(slot.base, v, slot.open_qty[v], snap)
+            if qty > 0.0:
+                legs.append((v, slot.direction.side_on(v).opposite, qty))
+        if legs:
+            await self._place(slot, legs, purpose, snap, mono, all_or_none=False)
+        if not slot.working:
+            await self._settle(slot, snap, mono)
+
+    async def _place(
+        self, slot: Slot, legs: list[tuple[Venue, Side, float]], purpose: Purpose,
+        snap: MarketSnapshot, mono: float, *, all_or_none: bool,
+    ) -> bool:
+        """Check every leg, journal the passing ones in one commit, then send them."""
+        exposure = self.exposure_usd()
+        prepared: list[Prepared] = []
+        if purpose is not Purpose.FLATTEN and any(
+                self.venue_paused_until.get(str(v), 0.0) > time.monotonic() for v, _, _ in legs):
+            return False  # a venue asked us to wait (429 Retry-After)
+        for venue, side, qty in legs:
+            book = (snap.upbit if venue is Venue.UPBIT else snap.binance)[slot.base]
+            price = _marketable_limit(book.asks if side is Side.BUY else book.bids, qty, side,
+                                      self.cfg.limit_slack_bps)
+            to_usd = 1.0 / snap.fx.mid if venue is Venue.UPBIT else 1.0
+            intent = OrderIntent(
+                venue=venue, symbol=pair_symbols(slot.base)[venue], base=slot.base, side=side,
+                amount=qty, price=price, purpose=purpose, position_id=slot.position_id,
+                notional_usd=qty * price * to_usd,
+            )
+            try:
+                prepared.append(await self.gateway.prepare(intent, snap, exposure))
+            except GatewayRefusal as refusal:
+                logger.debug("refused {} {}: {}", venue, slot.base, refusal)
+                if all_or_none:
+                    return False
+                continue
+            if purpose.adds_risk:
+                exposure += intent.notional_usd
+        if not prepared:
+            return False
+        await self.gateway.journal(prepared)
+        placed = False
+        for p in prepared:
+            try:
+                order = await self.gateway.send(p)
+            except OrderRejected as exc:
+                self.failed_fills += 1
+                logger.warning("rejected {} {}: {}", p.intent.venue, p.request.symbol, exc)
+                continue
+            except SendUnknown as exc:
+                self._venue_error(exc.__cause__ or exc, p.intent.venue)
+                logger.error("order outcome unknown, looking it up by client id: {}", exc)
+                # Never resent: tracked under its client id until the venue says
+                # whether it exists (a 5xx can mean it executed).
+                cid = p.request.client_order_id
+                slot.working[f"?{cid}"] = WorkingOrder(
+                    p.intent.venue, "", cid, p.request.symbol, purpose, mono, p.intent.amount)
+                placed = True
+                continue
+            slot.working[order.id] = WorkingOrder(
+                p.intent.venue, order.id, order.client_order_id, order.symbol, purpose, mono,
+                order.amount or p.intent.amount,
+            )
+            placed = True
+        return placed
+
+    async def _resolve_unknown(self, slot: Slot, key: str, wo: WorkingOrder, mono: float
+                               ) -> None:
+        """An order whose send had no answer: find it by client id, or give it up
+        once the venue has had time to show it."""
+        try:
+            order = await self.ex[wo.venue].fetch_order(  # type: ignore[attr-defined]
+                None, wo.symbol, wo.client_order_id)
+        except OrderNotFound:
+            if mono - wo.placed_mono >= UNKNOWN_GIVE_UP_S:
+                del slot.working[key]
+                self.journal.later(
+                    self.store.update_intent,  # type: ignore[attr-defined]
+                    client_order_id=wo.client_order_id, state="REJECTED",
+                    reason="never reached the venue", updated_at=self.clock.time())
+            return  # the caller settles the slot once nothing works any more
+        except ExchangeError as exc:
+            self._venue_error(exc, wo.venue)
+            return
+        del slot.working[key]
+        wo.order_id = order.id
+        slot.working[order.id] = wo  # adopted: polled like any other from the next tick
+        self.journal.later(
+            self.store.update_intent,  # type: ignore[attr-defined]
+            client_order_id=wo.client_order_id, state="OPEN", exchange_order_id=order.id,
+            reason="found by client id after an unknown send", updated_at=self.clock.time())
+
+    def _venue_error(self, exc: BaseException, venue: Venue) -> None:
+        v = str(venue)
+        self.exchange_errors += 1
+        self.exchange_errors_by_venue[v] = self.exchange_errors_by_venue.get(v, 0) + 1
+        if isinstance(exc, RateLimited):
+            # Wait as told: no new orders to this venue until Retry-After has passed
+            # (cancels and kill-flattening keep the capacity).
+            self.venue_paused_until[v] = time.monotonic() + exc.retry_after_s
+            self.rate_limit_hits += 1
+            self.rate_limit_hits_by_venue[v] = self.rate_limit_hits_by_venue.get(v, 0) + 1
+            self.rate_limit_wait_s = max(self.rate_limit_wait_s, exc.retry_after_s)
+            self.rate_limit_wait_s_by_venue[v] = max(
+                self.rate_limit_wait_s_by_venue.get(v, 0.0), exc.retry_after_s)
+
+    # --- figures -------------------------------------------------------------------
+    def _entry_qty(self, base: str, price_usd: float) -> float:
+        step = self._step(base)
+        # A little under the cap so the marketable limit price stays inside it.
+        raw = self.cfg.notional_usd * 0.97 / price_usd
+        return int(raw / step) * step
+
+    def _step(self, base: str) -> float:
+        market = self.ex[Venue.BINANCE].market(f"{base}/USDT")  # type: ignore[attr-defined]
+        return market.amount_step
+
+    def exposure_usd(self) -> float:
+        total = 0.0
+        for slot in self.slots.values():
+            mark = self._marks.get(slot.base, 0.0)
+            total += sum(slot.open_qty.values()) * mark
+            for wo in slot.working.values():
+                if wo.purpose is Purpose.ENTRY:
+                    total += max(wo.amount - wo.filled, 0.0) * mark
+        return total
+
+    def open_positions(self) -> list[dict[str, object]]:
+        out = []
+        for slot in self.slots.values():
+            if slot.has_position or slot.working:
+                out.append({
+                    "position_id": slot.position_id, "base": slot.base, "state": str(slot.state),
+                    "direction": str(slot.direction),
+                    "open_qty": {str(v): q for v, q in slot.open_qty.items()},
+                    "working_orders": [w.client_order_id for w in slot.working.values()],
+                })
+        return out
+
+    @property
+    def win_rate(self) -> float:
+        return self.wins / self.round_trips if self.round_trips else 0.0
+
+    @property
+    def busy(self) -> bool:
+        return any(s.state is not SlotState.FLAT for s in self.slots.values())
+
+    def marks(self) -> dict[str, float]:
+        return dict(self._marks)
+
+
+def _marketable_limit(levels: list[tuple[float, float]], qty: float, side: Side, slack_bps: float) -> float:
+    """The price of the deepest level qty reaches, plus a little slack."""
+    left = qty
+    price = levels[0][0]
+    for level_price, size in levels:
+        price = level_price
+        left -= size
+        if left <= 0:
+            break
+    k = 1.0 + slack_bps / 1e4 if side is Side.BUY else 1.0 - slack_bps / 1e4
+    return price * k
+
+
+def direction_of(value: str) -> Direction:
+    return Direction(value)

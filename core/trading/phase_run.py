@@ -1,0 +1,620 @@
+"""One phase run: universe, funding, the tick loop, checkpoints, stop paths.
+
+Stop paths (R-K1): the duration ending or a first signal closes gracefully (no
+new entries, exit positions, final KPI, exit 0); a second signal is an
+emergency halt (HALTED, cancel everything, skip flattening, list what is open,
+exit 1); a kill halts, cancels, flattens and reports (exit 1).
+"""
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from core.clock import Clock, ManualClock
+from core.crash_points import CrashPoints
+from core.domain.models import ExitReason, TradingState, Venue
+from core.files import write_atomic
+from core.journal.write_behind import WriteBehind
+from core.ports import ExchangeError
+from core.settings import Settings
+from core.trading.engine import Engine, EngineConfig
+from core.trading.gateway import Gateway, Purpose
+from core.trading.kpi import build_kpi
+from core.trading.phases import HOURLY_S, evaluate_gate, thresholds_from_settings
+from core.trading.slots import SlotState
+from core.trading.state import HALT_FLAG, TradingStateBox
+from core.trading.strategy import Strategy, StrategyParams
+from core.trading.universe import select_universe
+
+
+@dataclass(slots=True, frozen=True)
+class RunSpec:
+    mode: str
+    phase: int
+    top_n: int
+    duration_s: float
+    notional_usd: float
+    data_source: str
+    kpi_path: Path | None = None
+    seed: int | None = None
+    replay_path: Path | None = None
+    continuous: bool = False  # phase 3: until stopped, its gate evaluated every hour
+    fast: bool = False  # step the market without sleeping (tests, benchmarks)
+    close_timeout_s: float = 8.0
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    run_id: str
+    exit_code: int
+    kpi_path: Path
+    kpi: dict[str, Any]
+
+
+def new_run_id(mode: str, phase: int, now: float) -> str:
+    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{mode}-p{phase}-{secrets.token_hex(2)}"
+
+
+class PhaseRun:
+    def __init__(
+        self,
+        spec: RunSpec,
+        settings: Settings,
+        store: Any,
+        state: TradingStateBox,
+        clock: Clock,
+        market: Any,
+        exchanges: dict[Venue, Any],
+        on_progress: Callable[[PhaseRun], None] | None = None,
+        notifier: Any = None,
+    ) -> None:
+        self.spec = spec
+        self.notifier = notifier
+        self.kill_steps: list[dict[str, Any]] = []
+        self.kill_trigger: str | None = None
+        self.kill_started = 0.0
+        self.fence: Any = None  # live: the engine lock's fencing check before each send
+        self.kill_metrics: dict[str, Any] = {}
+        self.settings = settings
+        self.store = store
+        self.state = state
+        self.clock = clock
+        self.market = market
+        self.ex = exchanges
+        self.on_progress = on_progress
+        self.run_id = new_run_id(spec.mode, spec.phase, clock.time())
+        self.kpi_path = spec.kpi_path or settings.data_dir / "kpi" / f"{self.run_id}.json"
+        self.engine: Engine | None = None
+        self.universe: list[str] = []
+        self.started_at = clock.time()
+        self.stop_reason: str | None = None
+        self.closing = False
+        self.emergency = False
+        self.killed = False
+        self._close_deadline = 0.0
+        self._last_checkpoint = clock.monotonic()
+        self._bg: set[asyncio.Task[Any]] = set()
+        self._market_task: asyncio.Task[None] | None = None
+        self._seq = -1
+        self._hour_mark: tuple[float, int, int, float, int] | None = None
+        self.hourly_gates: list[dict[str, Any]] = []
+        self._outage = False
+        self._outage_reducing = False
+        self._outage_escalated = False
+
+    # --- public control -------------------------------------------------------
+    def request_stop(self, reason: str) -> str:
+        """First call: graceful close. Second: emergency halt. Returns what it did."""
+        if not self.closing:
+            self.closing = True
+            self.stop_reason = reason
+            if self.engine is not None:
+                self.engine.accept_entries = False
+            self._close_deadline = self.clock.monotonic() + self.spec.close_timeout_s
+            self._spawn(self._checkpoint(final=False))
+            return "closing"
+        self._halt(f"emergency: {reason}")
+        self.emergency = True
+        self.stop_reason = f"{self.stop_reason}; emergency: {reason}"
+        self._spawn(self._cancel_everything())
+        self._spawn(self._checkpoint(final=False))
+        return "emergency"
+
+    def kill(self, reason: str, metrics: dict[str, Any] | None = None) -> bool:
+        """The kill procedure (R-K1). Idempotent: a second kill only returns False."""
+        if self.killed:
+            return False
+        self.kill_started = time.perf_counter()
+        # HALTED first, before any other work: the gateway refuses from this instant.
+        self.state.set(TradingState.HALTED, f"kill: {reason}", self.clock.time())
+        self.killed = True
+        self.kill_trigger = reason
+        if self.engine is not None:
+            self.engine.accept_entries = False
+        self.step("halt", True, f"HALTED: {reason}")
+        self.kill_metrics = metrics or self._metrics()
+        self.stop_reason = f"kill: {reason}"
+        if not self.closing:
+            self.closing = True
+            self._close_deadline = self.clock.monotonic() + self.spec.close_timeout_s
+        self._spawn(self._kill_sequence(f"kill: {reason}"))
+        self._spawn(self._checkpoint(final=False))
+        return True
+
+    async def _kill_sequence(self, reason: str) -> None:
+        """Persist the flag, then cancel everything (R-K1's order); flattening
+        and verification follow in the run loop."""
+        await self._persist_halt(reason)
+        await self._cancel_everything()
+
+    def step(self, name: str, ok: bool, detail: str) -> None:
+        at = datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]
+        self.kill_steps.append({"step": name, "ok": ok, "detail": detail, "at": at,
+                                "t": time.perf_counter()})
+        (logger.info if ok else logger.error)("kill step {}: {} ({})", name,
+                                              "ok" if ok else "FAILED", detail)
+
+    def _metrics(self) -> dict[str, Any]:
+        e = self.engine
+        if e is None:
+            return {}
+        return {
+            "pnl_usd": round(e.pnl_usd, 4), "round_trips": e.round_trips,
+            "open_positions": len(e.open_positions()), "loop_latency_ms_last": e.latency.last_ms,
+            "loop_latency_ms": e.latency.summary(), "cpu_percent": e.resources.last.cpu_percent,
+            "rss_mb": e.resources.rss_now(), "exchange_errors": e.exchange_errors,
+            "rate_limit_hits": e.rate_limit_hits, "failed_fills": e.failed_fills,
+            "consecutive_errors": e.consecutive_errors,
+        }
+
+    # --- the run ----------------------------------------------------------------
+    async def execute(self) -> RunOutcome:
+        first = await self._prepare()
+        engine = self.engine
+        assert engine is not None
+        deadline = self.clock.monotonic() + self.spec.duration_s
+        snap = first
+        try:
+            while True:
+                if snap is not None:
+                    await engine.tick(snap)
+                else:
+                    engine.beat()  # no new books (a venue is down): alive, not trading
+                await self._watch_venues()
+                mono = self.clock.monotonic()
+                if mono - self._last_checkpoint >= self.settings.kpi_checkpoint_interval_s:
+                    self._last_checkpoint = mono
+                    self._spawn(self._checkpoint(final=False))
+                if self.on_progress is not None:
+                    self.on_progress(self)
+                if self.emergency:
+                    break
+                if self.spec.continuous and not self.closing:
+                    self._hourly_gate(mono)
+                elif not self.closing and mono >= deadline:
+                    self.request_stop("duration_elapsed")
+                if self.closing:
+                    if snap is not None:
+                        await self._close_step(snap, mono)
+                    if not engine.busy:
+                        break
+                    if mono >= self._close_deadline:
+                        logger.error("close timed out with positions open")
+                        self.stop_reason = f"{self.stop_reason}; close_timeout"
+                        if not self.killed:  # a kill keeps its own reason and its cancel loop
+                            self._halt("close timed out")
+                            await self._cancel_everything()
+                        break
+                snap = await self._next_snapshot()
+        finally:
+            if self._market_task is not None:
+                self._market_task.cancel()
+        return await self._finish()
+
+    async def _prepare(self) -> Any:
+        if hasattr(self.market, "prepare"):
+            # Real data: tickers and books for ranking, three candidates a place.
+            await self.market.prepare(candidates=max(3 * self.spec.top_n, 20))
+        real = [ex for ex in self.ex.values() if not hasattr(ex, "fund")]
+        for ex in real:
+            await ex.load_markets()  # a real venue: its own markets and rules
+        if real:
+            await self._recover()
+        stats = self.market.symbol_stats()
+        self.universe = select_universe(stats, self.spec.top_n, fx_krw=self.settings.sim_fx_krw)
+        if not self.universe:
+            raise RuntimeError("the universe is empty: no pair passes the depth and spread filters")
+        self.market.subscribe(self.universe)
+        if self.spec.fast:
+            first = self.market.step()
+        else:
+            self._market_task = asyncio.create_task(self.market.run(), name="market")
+            first = await asyncio.wait_for(self.market.wait_next(-1), 30.0)
+        self._seq = first.seq
+        self._fund(first)
+        await self._record_start_balances()
+        s = self.settings
+        self.journal = WriteBehind(self.store)
+        gateway = Gateway(
+            self.ex, self.store, self.state, self.clock, run_id=self.run_id,
+            write_behind=self.journal,
+            max_order_usd=self.spec.notional_usd,
+            max_exposure_usd=self.spec.notional_usd * 2 * s.max_concurrent,
+            collar_bps=s.price_collar_bps, stale_book_ms=s.stale_book_ms,
+            max_orders_per_second=s.max_orders_per_second,
+            crash=CrashPoints(s.fault_crash_at), fence=self.fence,
+        )
+        strategy = Strategy(StrategyParams(
+            s.upbit_fee_bps, s.binance_fee_bps, s.entry_buffer_bps, s.baseline_halflife_s,
+            s.baseline_warmup_s, s.take_profit_bps, s.stop_loss_bps, s.max_hold_s, s.reversal_bps,
+        ))
+        cfg = EngineConfig(
+            run_id=self.run_id, universe=self.universe, notional_usd=self.spec.notional_usd,
+            max_concurrent=s.max_concurrent, order_timeout_s=s.order_timeout_s,
+            entry_cooldown_s=s.entry_cooldown_s, exit_reprice_s=s.exit_reprice_s,
+        )
+        self.engine = Engine(cfg, self.market, self.ex, gateway, self.store, self.state,
+                             self.clock, strategy, self.journal)
+        if self.closing:
+            self.engine.accept_entries = False
+        await self.store.create_run(
+            run_id=self.run_id, mode=self.spec.mode, phase=self.spec.phase,
+            universe=f"top{self.spec.top_n}", data_source=self.spec.data_source,
+            started_at=self.started_at, max_notional_usd=self.spec.notional_usd,
+        )
+        await self._checkpoint(final=False)
+        logger.info("run {} started: {} phase {} top{} for {} s", self.run_id, self.spec.mode,
+                    self.spec.phase, self.spec.top_n, self.spec.duration_s)
+        return first
+
+    async def _recover(self) -> None:
+        """Resolve what an earlier process left open before trading (crash safety)."""
+        from core.venues.recovery import recover_live
+
+        report = await recover_live(self.store, self.ex, self.clock.time())
+        await self.store.record_event(self.clock.time(), self.run_id, "recovery",
+                                      report.as_dict())
+        if not report.complete:
+            self._halt("recovery incomplete: run `arbops reconcile`")
+            raise RuntimeError(f"recovery incomplete, trading HALTED: {report.unresolved}")
+
+    async def _record_start_balances(self) -> None:
+        """Balances at the start, for reconciliation against the journal's fills."""
+        balances = {}
+        for venue, ex in self.ex.items():
+            try:
+                balances[str(venue)] = {a: b.total for a, b in (await ex.fetch_balance()).items()}
+            except ExchangeError as exc:
+                balances[str(venue)] = {"error": str(exc)}
+        await self.store.record_event(self.clock.time(), self.run_id, "balances_at_start",
+                                      balances)
+
+    def _fund(self, snap: Any) -> None:
+        """Pre-funded inventory on both venues (R-M4): quote plus every base."""
+        s = self.settings
+        fx = snap.fx.mid
+        per_base_usd = max(20 * self.spec.notional_usd, 1000.0)
+        for venue, ex in self.ex.items():
+            if not hasattr(ex, "fund"):
+                continue
+            ex.list_markets(self.universe, snap)
+            ex.fund(ex.quote, s.paper_initial_usd * (fx if venue is Venue.UPBIT else 1.0))
+            for base in self.universe:
+                ex.fund(base, per_base_usd / snap.binance[base].mid)
+
+    async def _next_snapshot(self) -> Any | None:
+        if self.spec.fast:
+            # The gap between ticks is where the write-behind journal commits in
+            # real time; with no gap, let it finish here, outside the measured tick.
+            await self.journal.flush()
+            if isinstance(self.clock, ManualClock):
+                self.clock.advance(getattr(self.market, "interval_s",
+                                           self.settings.tick_interval_ms / 1000.0))
+            try:
+                snap = self.market.step()
+            except EOFError:  # a recording ran out: stop as if the duration ended
+                if not self.closing:
+                    self.request_stop("replay recording ended")
+                return None
+            await asyncio.sleep(0)  # let the control channel and signal tasks run
+        else:
+            # Bounded wait: with a venue down no snapshot may come, and the loop
+            # must keep its heartbeat and its deadlines.
+            wait_s = max(2.0, 3.0 * getattr(self.market, "interval_s", 0.1))
+            try:
+                snap = await asyncio.wait_for(self.market.wait_next(self._seq), wait_s)
+            except TimeoutError:
+                return None
+        self._seq = snap.seq
+        return snap
+
+    def _hourly_gate(self, mono: float) -> None:
+        """Phase 3 continuous (R-S4): every hour the phase-2 criteria over that hour;
+        a FAIL stops the run gracefully and sends the ladder back to live phase 1."""
+
+        engine = self.engine
+        assert engine is not None
+        if self._hour_mark is None:
+            self._hour_mark = (mono, engine.round_trips, engine.wins, engine.pnl_usd,
+                               len(engine.latency.samples))
+            return
+        start, rt0, wins0, pnl0, lat0 = self._hour_mark
+        if mono - start < HOURLY_S:
+            return
+        rts, wins = engine.round_trips - rt0, engine.wins - wins0
+        lat = engine.latency.samples[lat0:]
+        hour = {"summary": {"round_trips_completed": rts, "win_rate": wins / rts if rts else 0.0,
+                            "total_pnl_usd": engine.pnl_usd - pnl0},
+                "performance": {"loop_latency_ms": {"avg": sum(lat) / len(lat) if lat else 0.0}},
+                "trading": {}, "guards": {}}
+        gate = evaluate_gate(3, hour, thresholds_from_settings(self.settings))
+        self.hourly_gates.append(gate.as_dict())
+        self._hour_mark = (mono, engine.round_trips, engine.wins, engine.pnl_usd, len(lat) + lat0)
+        self._spawn(self.store.record_event(self.clock.time(), self.run_id, "hourly_gate",
+                                            gate.as_dict()))
+        if not gate.passed:
+            self._spawn(self.store.record_event(
+                self.clock.time(), self.run_id, "ladder_rollback",
+                {"actor": "hourly-gate", "reason": "; ".join(gate.reasons)}))
+            self.request_stop("hourly gate failed: " + "; ".join(gate.reasons))
+
+    async def _watch_venues(self) -> None:
+        """Venue outage (runbook §9): REDUCING at once, escalate after a while, and
+        back to ACTIVE only when the venue answers again (fresh books follow)."""
+        down = getattr(self.market, "down", None)
+        if down is None:
+            return
+        if down and not self._outage:
+            self._outage = True
+            self._outage_escalated = False
+            why = "; ".join(f"{v}: {str(e).removeprefix(f'{v}: ')}" for v, e in down.items())
+            if self.state.set(TradingState.REDUCING, f"venue outage ({why})", self.clock.time()):
+                self._outage_reducing = True
+            if self.notifier is not None:
+                await self.notifier.notify("ALERT", "venue outage", f"REDUCING: {why}")
+        elif down and not self._outage_escalated:
+            since = min(self.market.down_since.values(), default=time.monotonic())
+            engine = self.engine
+            if (time.monotonic() - since >= self.settings.outage_escalate_s and engine is not None
+                    and engine.open_positions()):
+                self._outage_escalated = True
+                if self.notifier is not None:
+                    await self.notifier.notify(
+                        "CRITICAL", "venue outage",
+                        f"still down after {self.settings.outage_escalate_s:.0f} s with "
+                        f"{len(engine.open_positions())} position(s) open: act by hand")
+        elif not down and self._outage:
+            self._outage = False
+            if self._outage_reducing and self.state.state is TradingState.REDUCING:
+                self.state.set(TradingState.ACTIVE, "venues answer again", self.clock.time())
+            self._outage_reducing = False
+            if self.notifier is not None:
+                await self.notifier.notify("RECOVERED", "venue outage", "venues answer again")
+
+    async def _close_step(self, snap: Any, mono: float) -> None:
+        engine = self.engine
+        assert engine is not None
+        purpose = Purpose.FLATTEN if self.killed else Purpose.EXIT
+        reason = ExitReason.KILL if self.killed else ExitReason.SHUTDOWN
+        for slot in engine.slots.values():
+            for wo in list(slot.working.values()):
+                if wo.purpose is Purpose.ENTRY and not wo.cancel_sent:
+                    wo.cancel_sent = True
+                    try:
+                        await self.ex[wo.venue].cancel_order(wo.order_id, wo.symbol)
+                    except ExchangeError as exc:
+                        wo.cancel_sent = False
+                        logger.warning("cancel failed, will retry: {}", exc)
+            if slot.state is SlotState.OPEN:
+                await engine.start_exit(slot, reason, snap, mono, purpose)
+
+    async def _cancel_everything(self) -> bool:
+        """Cancel every open order on both venues, retrying with backoff until the
+        close deadline; a failure is reported, never skipped (R-K1)."""
+        delay = 0.05
+        attempts = 0
+        # Real time, not the injected clock: a manual clock stops when the loop
+        # does, and the retries must still end.
+        give_up = time.monotonic() + self.spec.close_timeout_s + 2.0
+        while True:
+            attempts += 1
+            failed = []
+            for venue, ex in self.ex.items():
+                try:
+                    await ex.cancel_all_orders()
+                except ExchangeError as exc:
+                    failed.append(f"{venue}: {exc}")
+            if not failed:
+                if self.killed:
+                    self.step("cancel_all", True, f"every open order cancelled "
+                              f"(attempt {attempts})")
+                return True
+            logger.warning("cancel-all attempt {} failed: {}", attempts, "; ".join(failed))
+            if time.monotonic() >= give_up or attempts >= 200:
+                if self.killed:
+                    self.step("cancel_all", False, f"still failing after {attempts} attempts: "
+                              + "; ".join(failed))
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    def _halt(self, reason: str) -> None:
+        self.state.set(TradingState.HALTED, reason, self.clock.time())
+        if self.engine is not None:
+            self.engine.accept_entries = False
+        self._spawn(self._persist_halt(reason))
+
+    async def _persist_halt(self, reason: str) -> None:
+        try:
+            await self.store.set_flag(HALT_FLAG, f"HALTED:{reason}", self.clock.time())
+            if self.killed:
+                self.step("persist_flag", True, "kill flag stored in SQLite")
+        except Exception as exc:  # noqa: BLE001 - reported, and HALTED holds in memory
+            self.step("persist_flag", False, f"could not store the kill flag: {exc}")
+
+    # --- KPI ----------------------------------------------------------------------
+    def kpi(self, final: bool, exit_code: int | None, gate: dict[str, Any] | None = None) -> dict[str, Any]:
+        assert self.engine is not None
+        snap = self.engine.last_snapshot
+        ended = self.clock.time() if final else None
+        run = {
+            "run_id": self.run_id, "mode": self.spec.mode, "phase": self.spec.phase,
+            "universe": f"top{self.spec.top_n}", "data_source": self.spec.data_source,
+            "started_at": _iso(self.started_at), "ended_at": _iso(ended) if ended else None,
+            "duration_seconds": round(self.clock.time() - self.started_at, 3),
+            "max_notional_usd": self.spec.notional_usd,
+        }
+        return build_kpi(
+            final=final, run=run, engine=self.engine, exit_code=exit_code,
+            kill_switch_triggered=self.killed, stop_reason=self.stop_reason,
+            trading_state=str(self.state.state), fx_mid=snap.fx.mid if snap else 0.0, gate=gate,
+        )
+
+    async def _checkpoint(self, final: bool) -> None:
+        if self.engine is None:
+            return
+        data = self.kpi(final=False, exit_code=None)
+        await asyncio.to_thread(write_atomic, self.kpi_path, data)
+        await self.store.save_kpi(self.run_id, False, self.clock.time(), _dumps(data))
+
+    async def _finish(self) -> RunOutcome:
+        engine = self.engine
+        assert engine is not None
+        engine.resources.sample()
+        await asyncio.gather(*self._bg, return_exceptions=True)
+        await self.journal.close()  # everything the run learned is committed first
+        still_open = await self._verify_flat()
+        reconciliation = await self._reconcile()
+        clean = not (self.killed or self.emergency or still_open)
+        gate = None
+        if self.hourly_gates:  # phase 3 continuous: the last hour's gate decides
+            gate = self.hourly_gates[-1]
+            clean = clean and all(g["result"] == "PASS" for g in self.hourly_gates)
+        elif clean and not self.stop_reason_is_signal:
+            gate = evaluate_gate(self.spec.phase, self.kpi(final=True, exit_code=0),
+                                 thresholds_from_settings(self.settings),
+                                 await self._observed_for_gate()).as_dict()
+        exit_code = 0 if clean and (gate is None or gate["result"] == "PASS") else 1
+        data = self.kpi(final=True, exit_code=exit_code, gate=gate)
+        data["trading"]["still_open_on_venues"] = still_open
+        data["reconciliation"] = reconciliation
+        if self.killed:
+            # Written provisionally first (final: false) so the incident can cite
+            # it; the file says final only once every kill step is in it.
+            data["kill"] = {"trigger": self.kill_trigger, "steps": self.kill_steps}
+            data["final"] = False
+            write_atomic(self.kpi_path, data)
+            self.step("final_kpi", True, str(self.kpi_path))
+            data["kill"]["incident"] = str(await self._incident(still_open))
+            data["final"] = True
+        write_atomic(self.kpi_path, data)
+        await self.store.save_kpi(self.run_id, True, self.clock.time(), _dumps(data))
+        status = "killed" if self.killed else "stopped" if self.emergency else (
+            "completed" if exit_code == 0 else "failed")
+        await self.store.finish_run(
+            self.run_id, ended_at=self.clock.time(), status=status, stop_reason=self.stop_reason,
+            exit_code=exit_code, kpi_path=str(self.kpi_path),
+            gate_json=_dumps(gate) if gate else None,
+        )
+        logger.info("run {} ended: {} exit {} ({})", self.run_id, status, exit_code, self.stop_reason)
+        return RunOutcome(self.run_id, exit_code, self.kpi_path, data)
+
+    async def _observed_for_gate(self) -> dict[str, bool | None]:
+        """Runbook §2.1: Telegram alert received, metrics collected (when configured)."""
+        s = self.settings
+        telegram = None
+        if s.telegram_bot_token is not None:
+            stats = getattr(self.notifier, "stats", None)
+            telegram = getattr(stats, "test_alert_delivered_at", None) is not None
+        metrics = None
+        if s.prometheus_enabled:
+            import aiohttp
+
+            try:
+                async with aiohttp.ClientSession(
+                        timeout=aiohttp.ClientTimeout(total=3)) as http, http.get(
+                        f"http://{s.prometheus_host}:{s.prometheus_port}/metrics") as resp:
+                    metrics = resp.status == 200 and "arbitrage_loop_latency_ms" in (
+                        await resp.text())
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                metrics = False
+        return {"telegram_test_alert": telegram, "metrics_served": metrics}
+
+    async def _reconcile(self) -> dict[str, Any]:
+        """Journal vs venues after every phase; a drift is an alert."""
+        from core.venues.reconcile import reconcile_run
+
+        result = await reconcile_run(self.store, self.ex, self.run_id)
+        await self.store.record_event(self.clock.time(), self.run_id, "reconciliation", result)
+        if not result["ok"] and self.notifier is not None:
+            await self.notifier.notify("ALERT", "reconciliation",
+                                       f"run {self.run_id}: " + "; ".join(result["problems"]))
+        return result
+
+    async def _verify_flat(self) -> list[dict[str, Any]]:
+        """What is still open: the engine's positions and every venue's open orders."""
+        engine = self.engine
+        assert engine is not None
+        leftovers: list[dict[str, Any]] = list(engine.open_positions())
+        for venue, ex in self.ex.items():
+            try:
+                for order in await ex.fetch_open_orders():
+                    leftovers.append({"venue": str(venue), "open_order": order.client_order_id,
+                                      "symbol": order.symbol, "side": str(order.side),
+                                      "remaining": order.remaining})
+            except ExchangeError as exc:
+                leftovers.append({"venue": str(venue), "error": f"could not list orders: {exc}"})
+        if self.killed:
+            self.step("verify_flat", not leftovers,
+                      "no open orders, positions flat" if not leftovers
+                      else f"{len(leftovers)} item(s) still open: clean up by hand (runbook 6.1)")
+        return leftovers
+
+    async def _incident(self, still_open: list[dict[str, Any]]) -> Path:
+        from core.monitoring.incident import write_incident
+
+        path = await asyncio.to_thread(
+            write_incident, self.settings.data_dir, run_id=self.run_id,
+            title=f"kill switch: {self.kill_trigger}", trigger=str(self.kill_trigger),
+            metrics=self.kill_metrics, actions=[*self.kill_steps, {
+                "step": "incident_report", "ok": True, "detail": "this file",
+                "at": datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]}]
+            + ([{"step": "still_open", "ok": False, "detail": _dumps(still_open)}]
+               if still_open else []),
+        )
+        if self.notifier is not None:
+            body = (f"run {self.run_id} HALTED: {self.kill_trigger}. PnL ${self.engine.pnl_usd:+.2f}"
+                    if self.engine else str(self.kill_trigger))
+            if still_open:
+                body += f"; {len(still_open)} item(s) still open, see {path}"
+            await self.notifier.notify("KILL", "kill switch", body)
+            self.step("notify", True, "notification sent")
+        return path
+
+    @property
+    def stop_reason_is_signal(self) -> bool:
+        return bool(self.stop_reason) and self.stop_reason != "duration_elapsed"
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _dumps(data: Any) -> str:
+    import json
+
+    return json.dumps(data)

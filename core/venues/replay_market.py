@@ -1,0 +1,158 @@
+"""Recorded market snapshots: `arbops record` writes them, the `replay` data
+source plays them back (R-M8), deterministically and at any speed.
+
+Format: gzip'd JSON lines. The first line is a header (version, source, the
+universe's symbol stats, interval); each further line one snapshot of the FX
+book and both venues' books.
+"""
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from core.clock import Clock
+from core.domain.models import MarketSnapshot, OrderBook, SymbolStats
+from core.ports import SnapshotListener
+from core.venues.snapshot_feed import SnapshotFeed
+
+FORMAT_VERSION = 1
+
+
+def _book_json(b: OrderBook) -> dict[str, Any]:
+    return {"s": b.symbol, "b": b.bids, "a": b.asks}
+
+
+def _book(d: dict[str, Any], ts: int, seq: int) -> OrderBook:
+    return OrderBook(d["s"], [tuple(x) for x in d["b"]], [tuple(x) for x in d["a"]], ts, seq)
+
+
+class Recorder:
+    def __init__(self, path: Path, source: str, stats: list[SymbolStats], interval_s: float
+                 ) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fh = gzip.open(path, "wt", encoding="utf-8")  # noqa: SIM115 - open for the recording
+        self.count = 0
+        header = {"version": FORMAT_VERSION, "source": source, "interval_s": interval_s,
+                  "stats": [{f: getattr(s, f) for f in SymbolStats.__slots__} for s in stats]}
+        self._fh.write(json.dumps(header) + "\n")
+
+    def __call__(self, snap: MarketSnapshot) -> None:
+        line = {"seq": snap.seq, "ts": snap.ts_ms, "fx": _book_json(snap.fx),
+                "u": {k: _book_json(v) for k, v in snap.upbit.items()},
+                "n": {k: _book_json(v) for k, v in snap.binance.items()}}
+        self._fh.write(json.dumps(line) + "\n")
+        self.count += 1
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class ReplayMarket:
+    """MarketData over a recording; `step()` is the next recorded snapshot."""
+
+    def __init__(self, path: Path, clock: Clock, interval_s: float | None = None) -> None:
+        self.path = path
+        self.clock = clock
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            header = json.loads(fh.readline())
+        if header.get("version") != FORMAT_VERSION:
+            raise ValueError(f"{path}: recording format {header.get('version')} is not "
+                             f"{FORMAT_VERSION}")
+        self.header = header
+        self.interval_s = interval_s or float(header["interval_s"])
+        self._stats = [SymbolStats(**s) for s in header["stats"]]
+        self._feed = SnapshotFeed()
+        self._lines: Iterator[str] | None = None
+        self._subscribed: set[str] = set()
+        self._seq = 0
+
+    def symbol_stats(self) -> list[SymbolStats]:
+        return list(self._stats)
+
+    def subscribe(self, bases: list[str]) -> None:
+        self._subscribed = set(bases)
+
+    def latest(self) -> MarketSnapshot | None:
+        return self._feed.latest()
+
+    def add_listener(self, listener: SnapshotListener) -> None:
+        self._feed.add_listener(listener)
+
+    def step(self) -> MarketSnapshot:
+        if self._lines is None:
+            self._lines = self._read()
+        try:
+            d = json.loads(next(self._lines))
+        except StopIteration:
+            raise EOFError(f"{self.path}: the recording has ended") from None
+        self._seq += 1
+        # Replayed books are stamped now: the recording's content, today's clock
+        # (the gateway's stale-book check compares against the run's clock).
+        ts = int(self.clock.time() * 1000)
+        snap = MarketSnapshot(
+            seq=self._seq, ts_ms=ts, fx=_book(d["fx"], ts, self._seq),
+            upbit={k: _book(v, ts, self._seq) for k, v in d["u"].items()
+                   if k in self._subscribed},
+            binance={k: _book(v, ts, self._seq) for k, v in d["n"].items()
+                     if k in self._subscribed},
+        )
+        return self._feed.publish(snap)
+
+    async def run(self) -> None:
+        while True:
+            self.step()
+            await asyncio.sleep(self.interval_s)
+
+    async def wait_next(self, after_seq: int) -> MarketSnapshot:
+        return await self._feed.wait_next(after_seq)
+
+    def _read(self) -> Iterator[str]:
+        with gzip.open(self.path, "rt", encoding="utf-8") as fh:
+            fh.readline()
+            yield from fh
+
+
+def latest_recording(data_dir: Path) -> Path | None:
+    files = sorted((data_dir / "recordings").glob("*.jsonl.gz"))
+    return files[-1] if files else None
+
+
+def recording_seconds(path: Path) -> float:
+    """How long a recording plays at its own interval; every line is checked, so a
+    corrupt recording is refused before a run starts, not in the middle of one."""
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        header = json.loads(fh.readline())
+        if header.get("version") != FORMAT_VERSION:
+            raise ValueError(f"recording format {header.get('version')} is not {FORMAT_VERSION}")
+        n = 0
+        for lineno, line in enumerate(fh, start=2):
+            d = json.loads(line)
+            if not all(k in d for k in ("ts", "fx", "u", "n")):
+                raise ValueError(f"line {lineno} is not a snapshot")
+            n += 1
+    return n * float(header["interval_s"])
+
+
+async def record_market(market: Any, path: Path, seconds: float, source: str, bases: list[str]
+                        ) -> int:
+    """Run `market` for `seconds` and write every snapshot to `path`."""
+    market.subscribe(bases)
+    stats = [s for s in market.symbol_stats() if s.base in set(bases)]
+    recorder = Recorder(path, source, stats, float(getattr(market, "interval_s", 0.1)))
+    market.add_listener(recorder)
+    task = asyncio.create_task(market.run(), name="record")
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        recorder.close()
+    return recorder.count
