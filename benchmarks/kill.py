@@ -69,7 +69,7 @@ def cli_kill(runs: int) -> list[float]:
                 from core.control_channel import request_sync, socket_path_for
 
                 request_sync(socket_path_for(Path(tmp)), "run",
-                             {"actor": "bench", "duration_seconds": 120})
+                             {"duration_seconds": 120})
                 time.sleep(1.0)
                 t0 = time.perf_counter()
                 out = subprocess.run([ARBOPS, "kill", "--reason", "bench"], env=env, check=False,

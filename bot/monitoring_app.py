@@ -129,19 +129,17 @@ async def _start_endpoint(handle: MonitoringHandle, service: Any, settings: Sett
         logger.error(msg)
 
 
-async def start_monitoring(service: Any, settings: Settings) -> MonitoringHandle | None:
-    """Return a handle with `async stop()`, or None when nothing is enabled."""
-    handle = MonitoringHandle()
-    await _start_endpoint(handle, service, settings)
-    if getattr(settings, "reports_enabled", True):
-        from bot.scheduler import build_scheduler
-        from core.monitoring.jobs import ReportJobs
-
-        jobs = ReportJobs(service, settings, service.clock)
-        scheduler = build_scheduler(jobs, settings)
-        scheduler.start()
-        handle.jobs, handle.scheduler = jobs, scheduler
-        handle.catch_up = asyncio.create_task(jobs.catch_up(), name="report-catch-up")
-    if handle.metrics is None and handle.scheduler is None:
+async def start_schedules(service: Any, settings: Settings) -> MonitoringHandle | None:
+    """The scheduled reports and reconciliation of `arbops serve` (R-O4); None when off."""
+    if not getattr(settings, "reports_enabled", True):
         return None
+    from bot.scheduler import build_scheduler
+    from core.monitoring.jobs import ReportJobs
+
+    handle = MonitoringHandle()
+    jobs = ReportJobs(service, settings, service.clock)
+    scheduler = build_scheduler(jobs, settings)
+    scheduler.start()
+    handle.jobs, handle.scheduler = jobs, scheduler
+    handle.catch_up = asyncio.create_task(jobs.catch_up(), name="report-catch-up")
     return handle

@@ -6,13 +6,17 @@ table; the Telegram bot builds /help, its menu and its confirmation step from it
 """
 from __future__ import annotations
 
+import dataclasses
+import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from core.errors import BadInput, ServiceError
 from core.trading.universe import parse_universe
 
 
@@ -183,15 +187,38 @@ class ConfigArgs(Args):
 
 @dataclass(frozen=True, slots=True)
 class Command:
+    """One row: what a command is called, takes, needs, risks and does.
+
+    `method` names the OperatorService method the command calls (its parameters are
+    bound from the row's Args by name, plus `actor` and `args`); None for commands a
+    surface carries out itself (help, the CLI's local tools). `confirm` is the phrase
+    a terminal user types for a risk-adding command, formatted with the arguments;
+    `confirm_by_flag` says whether `--confirm PHRASE` may stand in for typing it, and
+    `confirm_note` what to do instead when it may not.
+    `offline` commands run in the CLI's own process when no engine answers; the
+    others need the running engine. `audited` is False only for the surfaces'
+    internal reads (following a run), never for an operator's command.
+    """
+
     name: str
     help: str
     args: type[Args] = NoArgs
     min_role: Role = Role.VIEWER
     adds_risk: bool = False
+    method: str | None = None
     cli: bool = True
     telegram: bool = True
-    available: bool = True
-    pending_issue: str = ""
+    confirm: str | None = None
+    impact: str = ""
+    confirm_by_flag: bool = True
+    confirm_note: str = ""  # said when a terminal confirmation is not possible
+    offline: bool = True
+    audited: bool = True
+    timeout_s: float = 10.0
+
+    @property
+    def internal(self) -> bool:
+        return not (self.cli or self.telegram)
 
 
 COMMANDS: tuple[Command, ...] = (
@@ -201,42 +228,124 @@ COMMANDS: tuple[Command, ...] = (
             telegram=False),
     Command("serve", "run the service (engine, control channel; Telegram when configured)",
             telegram=False),
-    Command("run", "run a phase (paper; live needs ARM)", RunArgs, Role.OPERATOR, adds_risk=True),
-    Command("status", "mode, trading state, ARM, run progress, memory", StatusArgs),
+    Command("run", "run a phase (paper; live needs ARM)", RunArgs, Role.OPERATOR, adds_risk=True,
+            method="start_run"),
+    Command("status", "mode, trading state, ARM, run progress, memory", StatusArgs,
+            method="full_status"),
     Command("stop", "graceful stop of the running phase: close positions, final KPI",
-            ReasonArgs, Role.OPERATOR),
-    Command("kill", "HALT now, cancel all orders, flatten, report (one step)", ReasonArgs),
+            ReasonArgs, Role.OPERATOR, method="stop", offline=False),
+    Command("kill", "HALT now, cancel all orders, flatten, report (one step)", ReasonArgs,
+            method="kill"),
     Command("reset", "leave HALTED after a kill (shows what is still open first)", ResetArgs,
-            Role.OPERATOR, adds_risk=True),
-    Command("pause", "REDUCING: exits only, no new entries", ReasonArgs, Role.OPERATOR),
+            Role.OPERATOR, adds_risk=True, method="reset", confirm="RESET",
+            impact="leave HALTED and allow trading again"),
+    Command("pause", "REDUCING: exits only, no new entries", ReasonArgs, Role.OPERATOR,
+            method="pause", offline=False),
     Command("resume", "back to ACTIVE from REDUCING", ConfirmArgs, Role.OPERATOR,
-            adds_risk=True),
-    Command("audit", "recent audit rows", AuditArgs),
+            adds_risk=True, method="resume", confirm="RESUME",
+            impact="resume entries (back to ACTIVE)", offline=False),
+    Command("audit", "recent audit rows", AuditArgs, method="audit_rows"),
     Command("logs", "errors, exceptions and failures from the logs (runbook 5.3)", LogsArgs,
             Role.OPERATOR),
     Command("config", "check the settings", ConfigArgs, telegram=False),
-    Command("positions", "open positions", cli=False),
-    Command("kpi", "the latest KPI JSON summary", cli=False),
+    Command("positions", "open positions", cli=False, method="positions"),
+    Command("kpi", "the latest KPI JSON summary", cli=False, method="last_run_result"),
     Command("preflight", "preflight checks (runbook 1.1); exit 0 only when ready for live",
-            PreflightArgs),
+            PreflightArgs, method="preflight", timeout_s=120.0),
     Command("arm", "ARM live trading for one phase start (expires in 600 s)", ArmArgs,
-            Role.OPERATOR, adds_risk=True),
-    Command("disarm", "drop the ARM (one step)", NoArgs, Role.OPERATOR),
-    Command("ladder", "the ramp-up ladder: which live phase may start next", NoArgs),
+            Role.OPERATOR, adds_risk=True, method="arm", confirm="ARM {usd}",
+            impact="ARM live trading for one phase start", confirm_by_flag=False,
+            confirm_note="scripts use the runbook's LIVE_ARM_ACK/LIVE_ARM_AT/"
+                         "LIVE_MAX_NOTIONAL_USD instead"),
+    Command("disarm", "drop the ARM (one step)", NoArgs, Role.OPERATOR, method="disarm"),
+    Command("ladder", "the ramp-up ladder: which live phase may start next", NoArgs,
+            method="ladder_status"),
     Command("override", "admin: allow a live phase the ladder would refuse (audited)",
-            OverrideArgs, Role.ADMIN, adds_risk=True),
-    Command("balance", "both venues' balances (runbook 5.2)", JsonArgs),
+            OverrideArgs, Role.ADMIN, adds_risk=True, method="ladder_override",
+            confirm="OVERRIDE {phase}",
+            impact="let live phase {phase} start outside the ladder (audited)"),
+    Command("balance", "both venues' balances (runbook 5.2)", JsonArgs, method="balances",
+            timeout_s=60.0),
     Command("reconcile", "journal vs venues: open orders, positions, balance drift", JsonArgs,
-            Role.OPERATOR),
+            Role.OPERATOR, method="reconcile", timeout_s=60.0),
     Command("record", "record market snapshots for --data-source replay", RecordArgs,
             Role.OPERATOR, telegram=False),
     Command("drill", "rehearse the LIVE runbook on loopback against the emulator", DrillArgs,
             telegram=False),
     Command("report", "daily/weekly report (runbook 7.2)", ReportArgs),
-    Command("guards", "guard thresholds and headroom", cli=False),
+    Command("guards", "guard thresholds and headroom", cli=False, method="guard_status"),
     Command("incident", "open an incident report by hand (runbook 7.1)", IncidentArgs,
             Role.OPERATOR),
-    Command("notify", "send a test alert through the notifier (runbook 8.1)", NotifyArgs),
+    Command("notify", "send a test alert through the notifier (runbook 8.1)", NotifyArgs,
+            method="send_test_alert", offline=False),
+    # Internal reads of the surfaces (a CLI following a run in the service, reset's
+    # preview): not operator commands, so neither listed nor audited.
+    Command("still_open", "what the journal still has open", cli=False, telegram=False,
+            method="still_open", audited=False),
+    Command("last_run", "the last finished run's result", cli=False, telegram=False,
+            method="last_run_result", audited=False),
+    Command("progress", "the running phase's progress", cli=False, telegram=False,
+            method="full_status", audited=False),
 )
 
 BY_NAME = {c.name: c for c in COMMANDS}
+
+
+def validate_args(command: Command, data: Mapping[str, Any], *, flags: bool = False) -> Args:
+    """The row's Args from raw data, or BadInput naming every bad field.
+
+    `flags` names fields the way the CLI spells them (`--duration-minutes`)."""
+    try:
+        return command.args.model_validate(dict(data))
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = "-".join(str(x) for x in err["loc"]) if flags else ".".join(
+                str(x) for x in err["loc"])
+            where = ("--" + loc.replace("_", "-")) if flags and loc else loc
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {msg}" if where else msg)
+        raise BadInput("bad arguments:\n  " + "\n  ".join(problems)) from None
+
+
+def bind(command: Command, target: object, args: Args, actor: str) -> tuple[Any, dict[str, Any]]:
+    """The service method a row names and its keyword arguments, bound by name: a
+    parameter called `actor` gets who asked, `args` the whole model, any other one
+    the model's field of that name. A row the method cannot serve is a bug."""
+    if command.method is None:
+        raise ServiceError(f"{command.name!r} is not served by the engine")
+    method = getattr(target, command.method)
+    kwargs: dict[str, Any] = {}
+    for name, param in inspect.signature(method).parameters.items():
+        if name == "actor":
+            kwargs[name] = actor
+        elif name == "args":
+            kwargs[name] = args
+        elif name in type(args).model_fields:
+            kwargs[name] = getattr(args, name)
+        elif param.default is inspect.Parameter.empty:
+            raise TypeError(f"{command.name}: {command.method}() needs {name!r}, which "
+                            f"{type(args).__name__} does not have")
+    return method, kwargs
+
+
+async def invoke(command: Command, target: object, args: Args, actor: str) -> dict[str, Any]:
+    """Call the row's method on `target` (the service) and return a JSON-able dict."""
+    method, kwargs = bind(command, target, args, actor)
+    result = method(**kwargs)
+    if inspect.isawaitable(result):
+        result = await result
+    return as_payload(result)
+
+
+def as_payload(result: Any) -> dict[str, Any]:
+    """A reply body: dicts as they are, dataclasses as dicts, lists as {"rows": [...]}."""
+    if result is None:
+        return {}
+    if isinstance(result, dict):
+        return result
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        return dataclasses.asdict(result)
+    if isinstance(result, list | tuple):
+        return {"rows": list(result)}
+    raise TypeError(f"a command returned {type(result).__name__}, not a reply")

@@ -9,9 +9,14 @@ Protocol: one JSON object per line (UTF-8, ``\\n`` terminated), in both directio
 * request:  ``{"cmd": "status", "args": {...}}`` (``args`` optional; an optional
   ``"id"`` is echoed back in the reply)
 * reply:    ``{"ok": true, "result": {...}}``
-  or        ``{"ok": false, "error": "message", "code": 2}``
+  or        ``{"ok": false, "error": "message", "code": 2}`` (an ExitCode)
 
 A connection may carry several requests; each gets exactly one reply, in order.
+Who asked is not taken from the request: the server reads the peer's uid from the
+socket (SO_PEERCRED) and names it ``cli:<user>``, the same actor the CLI uses when
+it acts in its own process (`local_actor`). At most MAX_CONNECTIONS clients are
+served at once; more are answered with an error and closed, so idle connections
+cannot exhaust the engine's file descriptors.
 
 This module is imported by the fast CLI paths: stdlib only (loguru is imported lazily,
 on the server's error path only).
@@ -24,77 +29,55 @@ import contextlib
 import errno
 import json
 import os
+import pwd
 import socket
 import stat
+import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Self
 
-__all__ = [
-    "CODE_BAD_REQUEST",
-    "CODE_HANDLER_ERROR",
-    "CODE_INTERNAL",
-    "MAX_LINE_BYTES",
-    "MAX_REPLY_BYTES",
-    "SOCKET_NAME",
-    "CommandError",
-    "ControlChannelBusy",
-    "ControlChannelError",
-    "ControlServer",
-    "ControlTimeout",
-    "EngineNotRunning",
-    "Handler",
-    "SocketPathTooLong",
-    "request",
-    "request_sync",
-    "socket_path_for",
-]
+from core.errors import (
+    CommandError,
+    ControlChannelBusy,
+    ControlChannelError,
+    ControlTimeout,
+    EngineNotRunning,
+    ExitCode,
+    SocketPathTooLong,
+)
 
 SOCKET_NAME = "control.sock"
 MAX_LINE_BYTES = 64 * 1024  # request line cap (server side)
 MAX_REPLY_BYTES = 16 * 1024 * 1024  # reply line cap (client side; status can be big)
+MAX_CONNECTIONS = 32  # clients served at once; the CLI opens one per command
 # sun_path is 108 bytes on Linux including the terminating NUL (104 on BSD/macOS).
 _MAX_SUN_PATH = 107
 
-CODE_INTERNAL = 1  # handler raised an unexpected exception / returned garbage
-CODE_BAD_REQUEST = 2  # malformed JSON, wrong shape, line too long
-CODE_HANDLER_ERROR = 3  # default code of CommandError raised by a handler
-
-Handler = Callable[[str, dict], Awaitable[dict]]
+# handler(cmd, args, actor) -> result
+Handler = Callable[[str, dict[str, Any], str], Awaitable[dict[str, Any]]]
 
 
-class ControlChannelError(Exception):
-    """Base class of control-channel failures."""
+def local_actor(uid: int | None = None) -> str:
+    """The audit name of a local user: what the server derives from a peer's uid and
+    what the CLI records when it acts in its own process."""
+    uid = os.getuid() if uid is None else uid
+    try:
+        return f"cli:{pwd.getpwuid(uid).pw_name}"
+    except KeyError:
+        return f"cli:uid{uid}"
 
 
-class EngineNotRunning(ControlChannelError):
-    """No control socket, or nobody listening on it (connection refused)."""
-
-
-class ControlChannelBusy(ControlChannelError):
-    """Another live process is already serving the control socket."""
-
-
-class SocketPathTooLong(ControlChannelError, ValueError):
-    """The socket path does not fit in ``sockaddr_un.sun_path``."""
-
-
-class ControlTimeout(ControlChannelError, TimeoutError):
-    """The engine did not answer within the timeout."""
-
-
-class CommandError(Exception):
-    """Raise from a handler to send a clean ``{"ok": false}`` reply with your own code.
-
-    ``CommandError("unknown command 'x'", code=2)`` → ``{"ok": false, "error":
-    "unknown command 'x'", "code": 2}``. Any other exception becomes an error reply with
-    ``code == CODE_INTERNAL`` (and is logged); it never kills the server.
-    """
-
-    def __init__(self, message: str, code: int = CODE_HANDLER_ERROR) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
+def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return None
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    _pid, uid, _gid = struct.unpack("3i", raw)
+    return int(uid)
 
 
 def socket_path_for(data_dir: Path) -> Path:
@@ -141,7 +124,7 @@ def _probe(path: Path, timeout: float = 1.0) -> bool:
 
 
 class ControlServer:
-    """Serve ``handler(cmd, args) -> result dict`` on a unix socket.
+    """Serve ``handler(cmd, args, actor) -> result dict`` on a unix socket.
 
     ``await start()`` binds ``socket_path`` (mode 0600) and starts accepting;
     ``await stop()`` closes every client connection and removes the socket file.
@@ -155,10 +138,12 @@ class ControlServer:
         handler: Handler,
         *,
         max_line_bytes: int = MAX_LINE_BYTES,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.socket_path = Path(socket_path)
         self._handler = handler
         self._max_line = max_line_bytes
+        self._max_conns = max_connections
         self._server: asyncio.AbstractServer | None = None
         self._conns: set[asyncio.Task] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -246,30 +231,35 @@ class ControlServer:
         await self.stop()
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._writers) >= self._max_conns:
+            # Refuse rather than queue: every held connection is a file descriptor the
+            # engine may need for its journal and venues.
+            writer.write(_encode(_error(f"control channel busy ({self._max_conns} clients "
+                                        "connected); try again", ExitCode.FAILED)))
+            with contextlib.suppress(Exception):
+                await writer.drain()
+            writer.close()
+            return
         task = asyncio.current_task()
         if task is not None:
             self._conns.add(task)
         self._writers.add(writer)
+        uid = _peer_uid(writer)
+        actor = local_actor(uid) if uid is not None else "cli:unknown"
         try:
             while True:
                 try:
                     line = await reader.readline()
                 except (ValueError, asyncio.LimitOverrunError):
-                    writer.write(
-                        _encode(
-                            _error(
-                                f"request line too long (max {self._max_line} bytes)",
-                                CODE_BAD_REQUEST,
-                            )
-                        )
-                    )
+                    writer.write(_encode(_error(
+                        f"request line too long (max {self._max_line} bytes)", ExitCode.REFUSED)))
                     await writer.drain()
                     break
                 if not line:
                     break
                 if not line.strip():
                     continue
-                reply = await self._dispatch(line)
+                reply = await self._dispatch(line, actor)
                 writer.write(_encode_reply(reply))
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -282,43 +272,43 @@ class ControlServer:
             if task is not None:
                 self._conns.discard(task)
 
-    async def _dispatch(self, line: bytes) -> dict:
+    async def _dispatch(self, line: bytes, actor: str) -> dict[str, Any]:
         try:
             req = json.loads(line)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            return _error(f"malformed JSON request: {e}", CODE_BAD_REQUEST)
+            return _error(f"malformed JSON request: {e}", ExitCode.REFUSED)
         if not isinstance(req, dict):
-            return _error("request must be a JSON object", CODE_BAD_REQUEST)
+            return _error("request must be a JSON object", ExitCode.REFUSED)
         cmd = req.get("cmd")
         args = req.get("args")
         if args is None:
             args = {}
         rid = req.get("id")
         if not isinstance(cmd, str) or not cmd:
-            reply = _error("request needs a non-empty string 'cmd'", CODE_BAD_REQUEST)
+            reply = _error("request needs a non-empty string 'cmd'", ExitCode.REFUSED)
         elif not isinstance(args, dict):
-            reply = _error("'args' must be a JSON object", CODE_BAD_REQUEST)
+            reply = _error("'args' must be a JSON object", ExitCode.REFUSED)
         else:
-            reply = await self._call(cmd, args)
+            reply = await self._call(cmd, args, actor)
         if rid is not None:
             reply["id"] = rid
         return reply
 
-    async def _call(self, cmd: str, args: dict) -> dict:
+    async def _call(self, cmd: str, args: dict[str, Any], actor: str) -> dict[str, Any]:
         try:
-            result = await self._handler(cmd, args)
+            result = await self._handler(cmd, args, actor)
         except CommandError as e:
             return _error(e.message, e.code)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - a handler bug must not kill the server
             _log_handler_failure(cmd, e)
-            return _error(f"{type(e).__name__}: {e}", CODE_INTERNAL)
+            return _error(f"{type(e).__name__}: {e}", ExitCode.FAILED)
         if result is None:
             result = {}
         if not isinstance(result, dict):
             return _error(
-                f"handler for {cmd!r} returned {type(result).__name__}, not a dict", CODE_INTERNAL
+                f"handler for {cmd!r} returned {type(result).__name__}, not a dict", ExitCode.FAILED
             )
         return {"ok": True, "result": result}
 
@@ -327,7 +317,7 @@ def _encode_reply(reply: dict) -> bytes:
     try:
         return _encode(reply)
     except (TypeError, ValueError) as e:
-        return _encode(_error(f"reply is not JSON-serialisable: {e}", CODE_INTERNAL))
+        return _encode(_error(f"reply is not JSON-serialisable: {e}", ExitCode.FAILED))
 
 
 def _log_handler_failure(cmd: str, exc: Exception) -> None:
@@ -410,3 +400,15 @@ def request_sync(
     else:
         raise RuntimeError("request_sync() called inside a running event loop; await request()")
     return asyncio.run(request(socket_path, cmd, args, timeout))
+
+
+def ask(socket_path: Path, cmd: str, args: dict[str, Any] | None = None,
+        timeout: float = 5.0) -> dict[str, Any]:
+    """The engine's result for one command, or CommandError carrying its exit code."""
+    reply = request_sync(socket_path, cmd, args, timeout)
+    if not reply.get("ok"):
+        code = reply.get("code")
+        raise CommandError(str(reply.get("error")),
+                           code if code in tuple(ExitCode) else ExitCode.FAILED)
+    result: dict[str, Any] = reply["result"]
+    return result

@@ -21,28 +21,6 @@ from core.domain.models import (
 )
 
 
-class ExchangeError(Exception):
-    """Base of every venue failure the engine understands."""
-
-
-class OrderRejected(ExchangeError):
-    """The venue refused the order (bad params, funds, rules); never retried."""
-
-
-class OrderNotFound(ExchangeError):
-    pass
-
-
-class VenueUnavailable(ExchangeError):
-    """Network error, timeout, 5xx or maintenance: the outcome of a send is UNKNOWN."""
-
-
-class RateLimited(ExchangeError):
-    def __init__(self, message: str, retry_after_s: float) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
 class ExchangePort(Protocol):
     venue: Venue
 

@@ -19,10 +19,10 @@ from zoneinfo import ZoneInfo
 from loguru import logger
 
 from core.clock import Clock
-from core.commands import RunArgs
+from core.commands import BY_NAME, RunArgs, invoke, validate_args
 from core.domain.models import TradingState, Venue
+from core.errors import ArbopsError, CommandError, ExchangeError, ExitCode, ServiceError
 from core.monitoring.notifier import LogNotifier
-from core.ports import ExchangeError
 from core.settings import Settings
 from core.trading.phase_run import PhaseRun, RunOutcome, RunSpec
 from core.trading.phases import PHASES
@@ -39,15 +39,7 @@ def _finite(seconds: float) -> float | None:
 
 
 def _no_real_venues() -> dict[Venue, Any]:
-    raise ServiceError("no venue adapters are configured in this process", code=1)
-
-
-class ServiceError(Exception):
-    """A refusal or failure with the exit code the surfaces use (1 failed, 2 refused)."""
-
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code
+    raise ServiceError("no venue adapters are configured in this process", exit_code=ExitCode.FAILED)
 
 
 @dataclass(slots=True)
@@ -57,6 +49,7 @@ class KillResult:
     already_halted: bool
     cancelled: int
     message: str
+    trading_state: str = "HALTED"
 
 
 class OperatorService:
@@ -90,6 +83,13 @@ class OperatorService:
             settings, store, clock, venues_provider=lambda: self.real_venues(), redis=redis,
             state_probe=lambda: (self.state.reason
                                  if self.state.state is TradingState.HALTED else None))
+
+    async def close(self) -> None:
+        """Release what the service holds: the engine lock and Redis, then the journal."""
+        try:
+            await self.safety.close()
+        finally:
+            await self.store.close()
 
     async def load_persistent_state(self) -> None:
         """HALTED survives restarts until reset (R-S7)."""
@@ -143,7 +143,7 @@ class OperatorService:
 
     async def _live_gate(self, spec: RunSpec, exchanges: dict[Venue, Any], run_id: str) -> None:
         """R-S1: every condition, each failure named; then the ARM is used up (R-S2)."""
-        from core.safety.live_safety import ArmRefused
+        from core.errors import ArmRefused
 
         if self.safety.lock is None or not self.safety.lock.held:
             await self.safety.acquire_lock(
@@ -199,7 +199,7 @@ class OperatorService:
         try:
             outcome = await run.execute()
         except (RuntimeError, ExchangeError) as exc:  # preparing: universe, recovery, venues
-            raise ServiceError(str(exc), code=1) from None
+            raise ServiceError(str(exc), exit_code=ExitCode.FAILED) from None
         finally:
             for observer in self.run_observers:
                 try:
@@ -272,7 +272,7 @@ class OperatorService:
             exc = task.exception()
             if isinstance(exc, ServiceError):
                 raise exc  # a refusal keeps its exit code (2)
-            raise ServiceError(f"run failed to start: {exc}", code=1)
+            raise ServiceError(f"run failed to start: {exc}", exit_code=ExitCode.FAILED)
         run = self.current
         return {"run_id": run.run_id if run else None, "kpi_path": str(run.kpi_path) if run else None}
 
@@ -317,20 +317,16 @@ class OperatorService:
         return {"run_id": o.run_id, "exit_code": o.exit_code, "kpi_path": str(o.kpi_path),
                 "kpi": o.kpi}
 
-    def stop(self, reason: str) -> dict[str, Any]:
-        if self.current is None:
-            raise ServiceError("no run is active", code=1)
-        what = self.current.request_stop(reason)
-        return {"run_id": self.current.run_id, "action": what}
-
-    def stop_gracefully(self, reason: str) -> dict[str, Any]:
-        """The graceful stop, idempotent: unlike a second signal, pressing it again
-        never escalates to the emergency halt (that is /kill's job)."""
-        if self.current is None:
-            raise ServiceError("no run is active", code=1)
-        if self.current.closing:
-            return {"run_id": self.current.run_id, "action": "already closing"}
-        return self.stop(reason)
+    def stop(self, reason: str, actor: str) -> dict[str, Any]:
+        """The runbook's graceful stop, idempotent on every surface: asking again never
+        escalates to the emergency halt (a second signal does; /kill is the operator's
+        way to halt at once)."""
+        run = self.current
+        if run is None:
+            raise ServiceError("no run is active", exit_code=ExitCode.FAILED)
+        if run.closing:
+            return {"run_id": run.run_id, "action": "already closing"}
+        return {"run_id": run.run_id, "action": run.request_stop(f"stop: {reason} (by {actor})")}
 
     # --- kill switch, pause/resume, reset -------------------------------------------
     async def kill(self, reason: str, actor: str) -> KillResult:
@@ -410,7 +406,7 @@ class OperatorService:
         if self.current is not None:
             raise ServiceError("a run is active; stop it first")
         if self.state.state is not TradingState.HALTED:
-            raise ServiceError(f"not HALTED (state {self.state.state})", code=1)
+            raise ServiceError(f"not HALTED (state {self.state.state})", exit_code=ExitCode.FAILED)
         leftovers = await self.still_open()
         self.state.reset(self.clock.time(), f"reset by {actor}")
         await self.store.clear_flag(HALT_FLAG)
@@ -420,7 +416,7 @@ class OperatorService:
 
     # --- LIVE safety (R-S1..R-S4): thin wrappers over LiveSafety ----------------------
     async def arm(self, usd: str, actor: str) -> dict[str, Any]:
-        from core.safety.live_safety import ArmRefused
+        from core.errors import ArmRefused
 
         try:
             return await self.safety.arm(usd, actor)
@@ -444,13 +440,13 @@ class OperatorService:
         """The last run against its venues (runbook §5.2); live runs are re-checked now."""
         last = await self.store.last_run()
         if last is None:
-            raise ServiceError("no run to reconcile yet", code=1)
+            raise ServiceError("no run to reconcile yet", exit_code=ExitCode.FAILED)
         if last["mode"] != "live":
             kpi = await self.store.latest_kpi(last["run_id"])
             recorded = json.loads(kpi["json"]).get("reconciliation") if kpi else None
             if recorded is None:
                 raise ServiceError(f"run {last['run_id']} has no reconciliation recorded "
-                                   "(paper venues end with their run)", code=1)
+                                   "(paper venues end with their run)", exit_code=ExitCode.FAILED)
             return {**recorded, "source": "recorded at the end of the paper run"}
         from core.venues.reconcile import reconcile_run
         from core.venues.recovery import recover_live
@@ -488,7 +484,7 @@ class OperatorService:
                 out[str(venue)] = {a: {"free": b.free, "used": b.used}
                                    for a, b in (await ex.fetch_balance()).items() if b.total}
         except ExchangeError as exc:
-            raise ServiceError(f"cannot read balances: {exc}", code=1) from None
+            raise ServiceError(f"cannot read balances: {exc}", exit_code=ExitCode.FAILED) from None
         finally:
             for ex in venues.values():
                 await ex.close()
@@ -567,76 +563,28 @@ class OperatorService:
         await self.store.audit(self.clock.time(), user, role, chat, surface, command, args,
                                outcome, latency_ms)
 
-    # --- the control channel's dispatcher -------------------------------------------
-    async def control(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
-        """Control-channel entry: audited, with refusals carrying their exit code."""
-        from core.control_channel import CommandError
-
+    # --- the command table's dispatcher --------------------------------------------
+    async def control(self, cmd: str, raw_args: dict[str, Any], actor: str) -> dict[str, Any]:
+        """One command from the control channel, dispatched from the table: arguments
+        validated by the row's own model (bad ones are exit 2 naming the field), the
+        row's method called, the row audited. `actor` is who the channel says asked."""
         t0 = time.perf_counter()
+        row = BY_NAME.get(cmd)
         outcome = "ok"
         try:
-            return await self._control(cmd, args)
-        except ServiceError as exc:
-            outcome = f"refused: {exc}"
-            raise CommandError(str(exc), exc.code) from None
-        except CommandError as exc:
-            outcome = f"refused: {exc}"
-            raise
+            if row is None or row.method is None:
+                raise CommandError(f"unknown command {cmd!r}", ExitCode.REFUSED)
+            args = validate_args(row, raw_args)
+            return await invoke(row, self, args, actor)
+        except ArbopsError as exc:
+            outcome = f"refused: {exc}" if exc.exit_code is ExitCode.REFUSED else f"failed: {exc}"
+            raise CommandError(str(exc), exc.exit_code) from None
         finally:
-            if cmd not in ("last_run", "still_open") and not str(args.get("actor", "")).endswith(
-                    "-poll"):
+            if row is None or row.audited:
                 await self.record_audit(
-                    surface="control", user=str(args.get("actor", "?")), role="local",
-                    chat=None, command=cmd,
-                    args={k: v for k, v in args.items() if k != "actor"}, outcome=outcome,
+                    surface="control", user=actor, role="local", chat=None, command=cmd,
+                    args=raw_args, outcome=outcome,
                     latency_ms=(time.perf_counter() - t0) * 1000)
-
-    async def _control(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
-        actor = str(args.get("actor", "cli"))
-        if cmd == "status":
-            return await self.full_status()
-        if cmd == "arm":
-            return await self.arm(str(args.get("usd")), actor)
-        if cmd == "disarm":
-            return await self.disarm(actor)
-        if cmd == "preflight":
-            return await self.preflight(bool(args.get("dry_run")), int(args.get("phase", 1)))
-        if cmd == "ladder":
-            return await self.ladder_status()
-        if cmd == "override":
-            return await self.ladder_override(int(args["phase"]), actor, str(args.get("reason", "")))
-        if cmd == "stop":
-            return self.stop(str(args.get("reason", "control: stop")))
-        if cmd == "kill":
-            r = await self.kill(str(args.get("reason", "manual")), actor)
-            return {"halted": r.halted, "run_id": r.run_id, "already_halted": r.already_halted,
-                    "message": r.message, "trading_state": str(self.state.state)}
-        if cmd == "pause":
-            return self.pause(str(args.get("reason", "pause")))
-        if cmd == "resume":
-            return self.resume(str(args.get("reason", "resume")))
-        if cmd == "reset":
-            return await self.reset(actor)
-        if cmd == "still_open":
-            return await self.still_open()
-        if cmd == "run":
-            fields = {k: v for k, v in args.items() if k != "actor"}
-            try:
-                run_args = RunArgs.model_validate(fields)
-            except ValueError as exc:
-                raise ServiceError(f"bad arguments: {exc}") from None
-            return await self.start_run(run_args)
-        if cmd == "reconcile":
-            return await self.reconcile()
-        if cmd == "balance":
-            return await self.balances()
-        if cmd == "notify_test":
-            return await self.send_test_alert(actor)
-        if cmd == "last_run":
-            return {"last_run": self.last_run_result()}
-        from core.control_channel import CommandError
-
-        raise CommandError(f"unknown command {cmd!r}", code=2)
 
 
 __all__ = ["ExchangeError", "KillResult", "OperatorService", "ServiceError"]

@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.errors import SettingsError
+
 RUNBOOK_NAMES = (
     "ARBITRAGE_ENV",
     "LIVE_ARM_ACK",
@@ -42,14 +44,6 @@ _WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{16,256}")
 
 def _env(name: str) -> Any:
     return AliasChoices(name, name.lower())
-
-
-class SettingsError(Exception):
-    """Every bad field at once, each with why; surfaces print it and exit 2."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("invalid settings:\n" + "\n".join(f"  - {p}" for p in problems))
-        self.problems = problems
 
 
 class Settings(BaseSettings):

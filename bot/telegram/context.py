@@ -9,10 +9,6 @@ from typing import Any
 from core.commands import Role
 
 
-class UsageError(Exception):
-    """Bad input: the reply explains it and nothing changes."""
-
-
 @dataclass(slots=True)
 class Reply:
     text: str  # HTML; every dynamic part already escaped

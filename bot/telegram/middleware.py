@@ -28,11 +28,11 @@ from aiogram.types import (
 from loguru import logger
 
 from bot.telegram.confirm import CANCEL, CONFIRM, parse_callback
-from bot.telegram.context import AuditNote, Ctx, Plan, Reply, TelegramDeps, UsageError
+from bot.telegram.context import AuditNote, Ctx, Plan, Reply, TelegramDeps
 from bot.telegram.format import h, ts
 from bot.telegram.table import ROLE_NAMES
 from core.commands import Command
-from core.service import ServiceError
+from core.errors import ServiceError, UsageError
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 _SECRET_KV = re.compile(r"(?i)\b([\w-]*(?:token|secret|key|pass|ack)[\w-]*)=(\S+)")
@@ -195,9 +195,6 @@ class CommandGate(BaseMiddleware):
             note.done(f"refused: needs {ROLE_NAMES[cmd.min_role]}")
             return Reply(f"/{cmd.name} needs role {ROLE_NAMES[cmd.min_role]}; "
                          f"you are {ROLE_NAMES[ctx.role]}. Nothing changed.")
-        if not cmd.available:
-            note.done(f"unavailable: {cmd.pending_issue}")
-            return Reply(f"not available yet: {h(cmd.pending_issue)}")
         age = deps.now() - event.date.timestamp()
         if cmd.adds_risk and age > deps.stale_after_s:
             note.done(f"dropped: stale ({age:.0f} s old)")

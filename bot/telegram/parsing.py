@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bot.telegram.context import UsageError
 from core.commands import Args, ReasonArgs, RunArgs
+from core.errors import UsageError
 
 RUN_USAGE = ("usage: /run <phase 1|2|3> [paper|live] [seconds] [topN] [continuous] "
              "[seed=N] [minutes=M] [cap=USD] [source=sim|replay|real; live: real]")

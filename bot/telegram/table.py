@@ -9,9 +9,6 @@ from typing import Any
 
 from core.commands import BY_NAME, COMMANDS, Command, Role
 
-# Integration shim until core/commands.py says so itself: the test alert
-# (runbook 8.1, `arbops notify test`) is issue #6's, so Telegram serves it.
-# Applied only while the table still marks the entry otherwise.
 ROLE_NAMES = {Role.VIEWER: "viewer", Role.OPERATOR: "operator", Role.ADMIN: "admin"}
 
 
@@ -40,8 +37,7 @@ def menu() -> list[tuple[str, str]]:
     """(command, description) for setMyCommands: 1-32 chars [a-z0-9_], 1-256 chars."""
     out = []
     for c in TELEGRAM.values():
-        desc = c.help if c.available else f"{c.help} (not available yet)"
-        out.append((c.name[:32], desc[:256]))
+        out.append((c.name[:32], c.help[:256]))
     return out
 
 
@@ -58,8 +54,6 @@ def help_text(role: Role) -> str:
             marks.append(ROLE_NAMES[c.min_role] + "+")
         if c.min_role > role:
             marks.append("not for you")
-        if not c.available:
-            marks.append(f"not available yet: {c.pending_issue}")
         tail = f" <i>[{h(', '.join(marks))}]</i>" if marks else ""
         lines.append(f"/{c.name} — {h(c.help)}{tail}")
     lines.append("/run &lt;phase&gt; [paper|live] [seconds] [topN]")

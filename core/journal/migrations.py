@@ -19,18 +19,7 @@ from pathlib import Path
 
 import aiosqlite
 
-
-class SchemaTooNew(RuntimeError):
-    """The database was written by a newer version of arbops than this one."""
-
-    def __init__(self, found: int, known: int) -> None:
-        super().__init__(
-            f"database schema version {found} is newer than this code knows "
-            f"(latest known: {known}); upgrade arbops or restore a backup "
-            f"(*.bak-v{known}-*) — refusing to open so the journal is not damaged"
-        )
-        self.found = found
-        self.known = known
+from core.errors import SchemaTooNew
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,8 +27,8 @@ from typing import Any, Self
 
 import aiosqlite
 
+from core.errors import SchemaTooNew
 from core.journal import migrations as _mig
-from core.journal.migrations import SchemaTooNew
 
 __all__ = ["SchemaTooNew", "SqliteStore"]
 

@@ -20,6 +20,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from core.errors import InstanceLocked
+
 __all__ = ["LOCK_NAME", "InstanceLock", "InstanceLocked", "lock_path_for", "probe_holder"]
 
 LOCK_NAME = "engine.lock"
@@ -33,23 +35,6 @@ def lock_path_for(data_dir: Path) -> Path:
 def _resolve(path: Path) -> Path:
     path = Path(path)
     return path / LOCK_NAME if path.is_dir() else path
-
-
-class InstanceLocked(RuntimeError):
-    """Another process holds the engine lock. ``holder`` is its {host, pid, since} (may be {})."""
-
-    def __init__(self, holder: dict, path: Path | None = None) -> None:
-        self.holder = dict(holder or {})
-        self.path = path
-        where = f" ({path})" if path is not None else ""
-        if self.holder:
-            who = (
-                f"host={self.holder.get('host', '?')} pid={self.holder.get('pid', '?')} "
-                f"since={self.holder.get('since', '?')}"
-            )
-        else:
-            who = "unknown holder (lock file has no holder info yet)"
-        super().__init__(f"another engine already runs on this data dir{where}: {who}")
 
 
 def _read_holder(fd: int) -> dict:

@@ -17,6 +17,7 @@ from typing import Any
 from loguru import logger
 
 from core.domain.models import Venue
+from core.errors import ArmRefused
 from core.safety.arming import MAX_AGE_S, ArmBook, ArmState
 from core.safety.failure import Failure
 from core.safety.ladder import Ladder, LadderDecision
@@ -36,14 +37,6 @@ DEFAULTS: dict[str, Any] = {
     "redis_lock_ttl_ms": 10_000,
     "redis_key_prefix": "arbops",
 }
-
-
-class ArmRefused(Exception):
-    """The ARM request itself is invalid; `failures` names each problem."""
-
-    def __init__(self, failures: list[Failure]) -> None:
-        super().__init__("ARM refused: " + "; ".join(map(str, failures)))
-        self.failures = failures
 
 
 class LiveSafety:

@@ -27,7 +27,8 @@ from typing import Any, Protocol
 
 from loguru import logger
 
-from core.safety.instance_lock import InstanceLock, InstanceLocked
+from core.errors import InstanceLocked
+from core.safety.instance_lock import InstanceLock
 
 LostCallback = Callable[[str], Any]
 

@@ -26,17 +26,18 @@ from core.domain.models import (
     Venue,
     pair_symbols,
 )
-from core.journal.write_behind import WriteBehind
-from core.monitoring.perf import LatencyStats, ResourceSampler
-from core.ports import ExchangeError, MarketData, OrderNotFound, OrderRejected, RateLimited
-from core.trading.gateway import (
-    Gateway,
+from core.errors import (
+    ExchangeError,
     GatewayRefusal,
-    OrderIntent,
-    Prepared,
-    Purpose,
+    OrderNotFound,
+    OrderRejected,
+    RateLimited,
     SendUnknown,
 )
+from core.journal.write_behind import WriteBehind
+from core.monitoring.perf import LatencyStats, ResourceSampler
+from core.ports import MarketData
+from core.trading.gateway import Gateway, OrderIntent, Prepared, Purpose
 from core.trading.slots import Slot, SlotState, WorkingOrder
 from core.trading.state import TradingStateBox
 from core.trading.strategy import Signal, Strategy

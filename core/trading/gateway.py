@@ -28,9 +28,17 @@ from core.domain.models import (
     TradingState,
     Venue,
 )
-from core.ports import ExchangeError, OrderRejected, RateLimited, VenueUnavailable
+from core.errors import (
+    ExchangeError,
+    GatewayRefusal,
+    OrderRejected,
+    RateLimited,
+    RuleViolation,
+    SendUnknown,
+    VenueUnavailable,
+)
 from core.trading.state import TradingStateBox
-from core.venues.rules import RuleViolation, VenueRules
+from core.venues.rules import VenueRules
 
 
 class Purpose(StrEnum):
@@ -42,17 +50,6 @@ class Purpose(StrEnum):
     @property
     def adds_risk(self) -> bool:
         return self is Purpose.ENTRY
-
-
-class GatewayRefusal(Exception):
-    def __init__(self, check: str, reason: str) -> None:
-        super().__init__(f"{check}: {reason}")
-        self.check = check
-        self.reason = reason
-
-
-class SendUnknown(Exception):
-    """The venue may or may not have the order; resolve it by client order id."""
 
 
 class Journal(Protocol):

@@ -21,9 +21,9 @@ from loguru import logger
 from core.clock import Clock, ManualClock
 from core.crash_points import CrashPoints
 from core.domain.models import ExitReason, TradingState, Venue
+from core.errors import ExchangeError
 from core.files import write_atomic
 from core.journal.write_behind import WriteBehind
-from core.ports import ExchangeError
 from core.settings import Settings
 from core.trading.engine import Engine, EngineConfig
 from core.trading.gateway import Gateway, Purpose

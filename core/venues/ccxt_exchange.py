@@ -24,7 +24,7 @@ from core.domain.models import (
     Trade,
     Venue,
 )
-from core.ports import ExchangeError, OrderNotFound, OrderRejected, RateLimited, VenueUnavailable
+from core.errors import ExchangeError, OrderNotFound, OrderRejected, RateLimited, VenueUnavailable
 from core.venues.ccxt_config import ccxt_config
 from core.venues.rules import BinanceSymbolRules, UpbitKrwRules, VenueRules
 

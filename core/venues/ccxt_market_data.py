@@ -16,7 +16,8 @@ from loguru import logger
 
 from core.clock import Clock
 from core.domain.models import FX_SYMBOL, MarketSnapshot, OrderBook, SymbolStats, Venue
-from core.ports import ExchangeError, SnapshotListener
+from core.errors import ExchangeError
+from core.ports import SnapshotListener
 from core.venues.snapshot_feed import SnapshotFeed
 
 DEPTH = 10

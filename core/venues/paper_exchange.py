@@ -30,8 +30,9 @@ from core.domain.models import (
     Trade,
     Venue,
 )
-from core.ports import MarketData, OrderNotFound, OrderRejected, VenueUnavailable
-from core.venues.rules import RuleViolation, VenueRules, rules_for_market
+from core.errors import OrderNotFound, OrderRejected, RuleViolation, VenueUnavailable
+from core.ports import MarketData
+from core.venues.rules import VenueRules, rules_for_market
 from core.venues.sim_venue_markets import sim_market
 
 IntentProbe = Callable[[str], bool]

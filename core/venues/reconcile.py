@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from core.domain.models import Venue
-from core.ports import ExchangeError
+from core.errors import ExchangeError
 
 QUOTE_TOLERANCE = {"KRW": Decimal(20), "USDT": Decimal("0.02")}
 BASE_TOLERANCE_REL = Decimal("1e-6")

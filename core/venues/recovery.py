@@ -14,7 +14,7 @@ from typing import Any
 from loguru import logger
 
 from core.domain.models import OrderStatus, Venue
-from core.ports import ExchangeError, OrderNotFound
+from core.errors import ExchangeError, OrderNotFound
 
 UNRESOLVED = ["PENDING", "UNKNOWN", "OPEN"]
 STATE_OF = {OrderStatus.CLOSED: "FILLED", OrderStatus.CANCELED: "CANCELED",

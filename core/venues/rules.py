@@ -13,6 +13,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from core.domain.models import Market, OrderType, Side, Venue
+from core.errors import RuleViolation
 
 Num = Decimal | float | int | str
 Opt = float | None
@@ -41,14 +42,6 @@ UPBIT_KRW_TICK_EXCEPTIONS: dict[str, list[tuple[Decimal, Decimal, Decimal]]] = d
 UPBIT_MIN_TOTAL_KRW = Decimal(5000)
 UPBIT_DECIMALS = 8  # volume, and the KRW amount of a market buy
 _UPBIT_QUANTUM = Decimal(1).scaleb(-UPBIT_DECIMALS)
-
-
-class RuleViolation(ValueError):
-    """The venue would refuse this order; `rule` names the filter for metrics and tests."""
-
-    def __init__(self, rule: str, message: str) -> None:
-        super().__init__(f"{rule}: {message}")
-        self.rule = rule
 
 
 def _dec(x: Num) -> Decimal:

@@ -106,18 +106,6 @@ def test_unknown_command_and_unknown_flag_exit_2(data_dir):
         _assert_refused(res, "error")
 
 
-def test_commands_not_built_yet_say_so(data_dir):
-    from core.commands import COMMANDS
-
-    pending = [c for c in COMMANDS if c.cli and not c.available]
-    for cmd in pending:
-        res = run_cli([cmd.name], data_dir)
-        out = res.stdout + res.stderr
-        assert res.returncode == 1, out
-        assert "not available yet" in res.stderr and cmd.pending_issue in res.stderr
-        assert "Traceback" not in out
-
-
 def test_preflight_dry_run_writes_its_report_and_is_not_ready(data_dir):
     report_path = data_dir / "pf.json"
     res = run_cli(["preflight", "--dry-run", "--output", str(report_path)], data_dir)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from core.control_channel import ControlChannelError, request_sync, socket_path_for
+from core.control_channel import request_sync, socket_path_for
+from core.errors import ControlChannelError
 from tests.helpers.procs import (
     ArbopsProc,
     arbops_env,
@@ -227,3 +228,25 @@ def test_stop_with_no_engine_fails_cleanly(data_dir):
     assert res.returncode == 1, res.stdout + res.stderr
     assert "no engine is running" in res.stderr
     assert "Traceback" not in res.stdout + res.stderr
+
+
+def test_stop_twice_is_graceful_like_telegrams_stop(data_dir):
+    """`arbops stop` typed twice (issue: the socket used to call the escalating stop):
+    the second one says the run is already closing, and the run still ends as a
+    graceful stop - exit 0, no kill switch, nothing left open, no HALT."""
+    kpi = data_dir / "out" / "kpi.json"
+    with start_run(data_dir, kpi) as proc:
+        first = run_cli(["stop", "--reason", "first"], data_dir)
+        second = run_cli(["stop", "--reason", "second"], data_dir)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "closing" in first.stdout
+        if second.returncode == 0:  # the run may already be gone when the second arrives
+            assert "already closing" in second.stdout
+        else:
+            assert second.returncode == 1 and "no " in second.stderr, second.stderr
+        assert proc.wait(20) == 0, proc.output()
+    data = read_json(kpi)
+    assert data["summary"]["kill_switch_triggered"] is False
+    assert data["summary"]["exit_code"] == 0
+    assert "emergency" not in str(data["summary"]["stop_reason"])
+    assert status_json(data_dir)["trading_state"] == "ACTIVE"

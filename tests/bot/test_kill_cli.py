@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from core.control_channel import ControlChannelError, request_sync, socket_path_for
+from core.control_channel import request_sync, socket_path_for
+from core.errors import ControlChannelError
 from tests.helpers.procs import (
     ARBOPS,
     ArbopsProc,
@@ -70,7 +71,7 @@ def _serving(data_dir: Path, proc: ArbopsProc) -> bool:
     if not proc.alive():
         raise AssertionError(f"serve exited early ({proc.returncode})\n{proc.output()}")
     try:
-        reply = request_sync(socket_path_for(data_dir), "status", {"actor": "test-poll"},
+        reply = request_sync(socket_path_for(data_dir), "progress", {},
                              timeout=2.0)
     except (ControlChannelError, OSError):
         return False

@@ -43,13 +43,7 @@ from core.domain.models import (
     Side,
     Venue,
 )
-from core.ports import (
-    ExchangeError,
-    OrderNotFound,
-    OrderRejected,
-    RateLimited,
-    VenueUnavailable,
-)
+from core.errors import ExchangeError, OrderNotFound, OrderRejected, RateLimited, VenueUnavailable
 from core.venues.ccxt_exchange import CcxtExchange
 from core.venues.paper_exchange import PaperExchange
 from core.venues.sim_market import SimMarket

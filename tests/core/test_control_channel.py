@@ -12,16 +12,18 @@ from pathlib import Path
 import pytest
 
 from core.control_channel import (
-    CODE_BAD_REQUEST,
-    CODE_INTERNAL,
-    CommandError,
-    ControlChannelBusy,
     ControlServer,
-    EngineNotRunning,
-    SocketPathTooLong,
+    local_actor,
     request,
     request_sync,
     socket_path_for,
+)
+from core.errors import (
+    CommandError,
+    ControlChannelBusy,
+    EngineNotRunning,
+    ExitCode,
+    SocketPathTooLong,
 )
 
 
@@ -32,13 +34,15 @@ def sock_path():
     shutil.rmtree(d, ignore_errors=True)
 
 
-async def handler(cmd: str, args: dict) -> dict:
+async def handler(cmd: str, args: dict, actor: str) -> dict:
     if cmd == "status":
         return {"state": "running", "args": args}
+    if cmd == "whoami":
+        return {"actor": actor}
     if cmd == "boom":
         raise RuntimeError("kaboom")
     if cmd == "refuse":
-        raise CommandError("not now", code=7)
+        raise CommandError("not now", code=ExitCode.REFUSED)
     if cmd == "slow":
         await asyncio.sleep(args.get("s", 0.05))
         return {"slept": args.get("s", 0.05), "n": args.get("n")}
@@ -73,7 +77,7 @@ async def test_request_response_and_socket_mode(sock_path):
         reply = await request(sock_path, "status")
         assert reply["result"]["args"] == {}
         reply = await request(sock_path, "refuse")
-        assert reply == {"ok": False, "error": "not now", "code": 7}
+        assert reply == {"ok": False, "error": "not now", "code": 2}
     finally:
         await server.stop()
     assert not sock_path.exists()
@@ -84,9 +88,9 @@ async def test_handler_exception_becomes_error_and_server_survives(sock_path):
         reply = await request(sock_path, "boom")
         assert reply["ok"] is False
         assert "kaboom" in reply["error"]
-        assert reply["code"] == CODE_INTERNAL
+        assert reply["code"] == ExitCode.FAILED
         reply = await request(sock_path, "notdict")
-        assert reply["ok"] is False and reply["code"] == CODE_INTERNAL
+        assert reply["ok"] is False and reply["code"] == ExitCode.FAILED
         assert (await request(sock_path, "status"))["ok"] is True
 
 
@@ -102,7 +106,7 @@ async def test_malformed_lines_get_error_replies(sock_path):
             b'{"cmd": "status", "id": 42}\n',
         )
         assert [r["ok"] for r in replies] == [False, False, False, False, False, True]
-        assert all(r["code"] == CODE_BAD_REQUEST for r in replies[:5])
+        assert all(r["code"] == ExitCode.REFUSED for r in replies[:5])
         assert "malformed JSON" in replies[0]["error"]
         assert replies[5]["id"] == 42
         # still alive
@@ -226,3 +230,27 @@ async def test_path_too_long_is_clear(tmp_path):
 
 def test_socket_path_for():
     assert socket_path_for(Path("/data")) == Path("/data/control.sock")
+
+
+async def test_the_actor_is_the_peer_uid_never_what_the_client_says(sock_path):
+    """Who asked comes from the socket (SO_PEERCRED), so a client cannot pose as another
+    operator in the audit by sending an actor of its choosing."""
+    async with ControlServer(sock_path, handler):
+        reply = await request(sock_path, "whoami", {"actor": "telegram:1-admin"})
+    assert reply == {"ok": True, "result": {"actor": local_actor()}}
+    assert local_actor().startswith("cli:")
+
+
+async def test_connections_beyond_the_cap_are_refused_and_closed(sock_path):
+    """Idle connections cannot pile up: past the cap a client gets an error and is
+    closed, and the server keeps serving once the others go."""
+    async with ControlServer(sock_path, handler, max_connections=3):
+        held = [await asyncio.open_unix_connection(str(sock_path)) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        reply = await request(sock_path, "status")
+        assert reply["ok"] is False and "busy" in reply["error"]
+        for _, w in held:
+            w.close()
+            await w.wait_closed()
+        await asyncio.sleep(0.05)
+        assert (await request(sock_path, "status"))["ok"] is True

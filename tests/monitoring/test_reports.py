@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bot.cli_monitoring import cmd_report
+from bot.cli.reports import cmd_report
 from core.monitoring.reports import build_report, default_date, resolve_date
 from core.monitoring.reports.compute import daily_report, weekly_report
 from core.monitoring.reports.png import Canvas
@@ -170,12 +170,12 @@ def test_cli_report_prints_the_same_report(journal: Path, tmp_path: Path,
 
 
 def test_cli_report_refuses_bad_input(tmp_path: Path) -> None:
-    from bot.cli import CliError
+    from core.errors import ArbopsError
 
     settings = Settings(data_dir=tmp_path / "nothing")
-    with pytest.raises(CliError) as bad_date:
+    with pytest.raises(ArbopsError) as bad_date:
         cmd_report(settings, SimpleNamespace(kind="daily", date="2026-13-01"), now=NOW)
     assert bad_date.value.code == 2
-    with pytest.raises(CliError) as no_db:
+    with pytest.raises(ArbopsError) as no_db:
         cmd_report(settings, SimpleNamespace(kind="daily", date=None), now=NOW)
     assert no_db.value.code == 1

@@ -12,7 +12,7 @@ from typing import Any
 from apscheduler.events import EVENT_JOB_EXECUTED
 
 from bot.app import DB_NAME, build_service
-from bot.monitoring_app import start_monitoring
+from bot.monitoring_app import start_schedules
 from bot.scheduler import DAILY_JOB, RECONCILE_JOB, WEEKLY_JOB, build_scheduler, report_triggers
 from core.clock import ManualClock
 from core.journal.sqlite_store import SqliteStore
@@ -194,7 +194,7 @@ async def test_serve_wiring_runs_the_apscheduler_job_and_stops_cleanly(tmp_path:
     service = await build_service(settings, fast=True)
     notifier = PhotoNotifier()
     service.notifier = notifier
-    handle = await start_monitoring(service, settings)
+    handle = await start_schedules(service, settings)
     try:
         assert handle is not None and handle.metrics is None
         await asyncio.wait_for(handle.catch_up, 10)

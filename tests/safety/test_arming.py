@@ -9,9 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.clock import ManualClock
+from core.errors import ArmRefused
 from core.journal.sqlite_store import SqliteStore
 from core.safety.arming import ACK_TEXT, ArmState, check_ack, parse_armed_at, parse_cap
-from core.safety.live_safety import ArmRefused, LiveSafety
+from core.safety.live_safety import LiveSafety
 from tests.safety.safety_support import make_settings
 
 NOW = 1_767_225_600.0  # ManualClock's start

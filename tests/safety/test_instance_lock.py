@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from core.safety.instance_lock import InstanceLock, InstanceLocked, lock_path_for, probe_holder
+from core.errors import InstanceLocked
+from core.safety.instance_lock import InstanceLock, lock_path_for, probe_holder
 
 # A separate interpreter tries the lock: prints {"ok": true, "pid": ...} or the holder.
 TRY_LOCK = textwrap.dedent(

@@ -33,7 +33,8 @@ from typing import Any
 import pytest
 
 from bot.drill.emulator import EmulatorHandle, start_emulator
-from core.control_channel import ControlChannelError, request, socket_path_for
+from core.control_channel import request, socket_path_for
+from core.errors import ControlChannelError
 from tests.helpers.procs import (
     DB_NAME,
     ArbopsProc,
@@ -101,15 +102,13 @@ class Flow:
     async def status(self) -> dict[str, Any]:
         """`status` over the serve's control channel (what `arbops status --json` reads)."""
         try:
-            reply = await request(socket_path_for(self.data_dir), "status",
-                                  {"actor": "test-poll"}, timeout=5)
+            reply = await request(socket_path_for(self.data_dir), "progress", {}, timeout=5)
         except ControlChannelError:
             return {}
         return dict(reply["result"]) if reply.get("ok") else {}
 
     async def control(self, cmd: str) -> dict[str, Any]:
-        reply = await request(socket_path_for(self.data_dir), cmd, {"actor": "test-poll"},
-                              timeout=5)
+        reply = await request(socket_path_for(self.data_dir), cmd, {}, timeout=5)
         assert reply.get("ok"), reply
         return dict(reply["result"])
 

@@ -14,13 +14,13 @@ from hypothesis import strategies as st
 
 from bot.app import build_service
 from bot.telegram.confirm import Claim, PendingStore, parse_callback
-from bot.telegram.context import AuditNote, Ctx, Plan, Reply, TelegramDeps, UsageError
+from bot.telegram.context import AuditNote, Ctx, Plan, Reply, TelegramDeps
 from bot.telegram.format import fit, h, plain
 from bot.telegram.parsing import parse_model_args, parse_reason, parse_run_args
 from bot.telegram_app import build_dispatcher
 from core.commands import AuditArgs, NoArgs, ReasonArgs, Role, RunArgs
 from core.domain.models import TradingState
-from core.service import ServiceError
+from core.errors import ServiceError, UsageError
 from core.settings import Settings
 from tests.telegram.fake_bot_api import html_problem
 

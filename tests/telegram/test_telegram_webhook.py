@@ -11,7 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from core.settings import SettingsError, load_settings
+from core.errors import SettingsError
+from core.settings import load_settings
 from tests.helpers.procs import arbops_env, run_cli, short_data_dir
 from tests.telegram.fake_bot_api import TOKEN
 from tests.telegram.tg_support import VIEWER, Env, telegram_env

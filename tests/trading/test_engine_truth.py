@@ -22,8 +22,8 @@ from bot.app import DB_NAME, build_service
 from core.clock import ManualClock
 from core.commands import RunArgs
 from core.domain.models import OrderStatus, Side, Venue
+from core.errors import OrderRejected
 from core.journal.sqlite_store import SqliteStore
-from core.ports import OrderRejected
 from core.settings import Settings
 from core.trading.gateway import Gateway, OrderIntent, Purpose
 from core.trading.phase_run import RunOutcome
@@ -397,7 +397,7 @@ async def test_a_rate_limited_venue_gets_no_new_orders_until_retry_after(tmp_pat
     import time as _time
 
     from core.domain.models import Side, Venue
-    from core.ports import RateLimited
+    from core.errors import RateLimited
     from core.trading.gateway import Purpose
 
     out_engine: dict[str, Any] = {}

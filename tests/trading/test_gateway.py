@@ -24,9 +24,9 @@ from core.domain.models import (
     TradingState,
     Venue,
 )
+from core.errors import GatewayRefusal, OrderRejected, SendUnknown, VenueUnavailable
 from core.journal.sqlite_store import SqliteStore
-from core.ports import OrderRejected, VenueUnavailable
-from core.trading.gateway import Gateway, GatewayRefusal, OrderIntent, Purpose, SendUnknown
+from core.trading.gateway import Gateway, OrderIntent, Purpose
 from core.trading.state import TradingStateBox
 from core.venues.paper_exchange import PaperExchange, paper_journal_probe
 from core.venues.sim_market import SimMarket

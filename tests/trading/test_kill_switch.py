@@ -25,7 +25,8 @@ import pytest
 from bot.app import DB_NAME, build_service, start_watchdog
 from core.commands import RunArgs
 from core.domain.models import TradingState
-from core.service import OperatorService, ServiceError
+from core.errors import ServiceError
+from core.service import OperatorService
 from core.settings import Settings
 from core.trading.phase_run import PhaseRun, RunOutcome
 

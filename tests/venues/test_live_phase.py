@@ -12,8 +12,8 @@ import pytest
 from bot.app import build_service
 from bot.drill.emulator import start_emulator
 from core.commands import RunArgs
+from core.errors import ServiceError
 from core.safety.redis_state import FileEngineLock
-from core.service import ServiceError
 from core.settings import Settings
 from tests.venues.support import admin
 

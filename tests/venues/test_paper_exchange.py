@@ -22,8 +22,8 @@ from core.domain.models import (
     Side,
     Venue,
 )
+from core.errors import OrderNotFound, OrderRejected, VenueUnavailable
 from core.journal.sqlite_store import SqliteStore
-from core.ports import OrderNotFound, OrderRejected, VenueUnavailable
 from core.venues.paper_exchange import PaperExchange, paper_journal_probe
 
 Levels = list[tuple[float, float]]

@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.domain.models import Market, OrderType, Side, Venue
+from core.errors import RuleViolation
 from core.venues.rules import (
     UPBIT_KRW_TICK_EXCEPTIONS,
     UPBIT_KRW_TICKS,
     BinanceSymbolRules,
-    RuleViolation,
     UpbitKrwRules,
     VenueRules,
     rules_for_market,

@@ -22,8 +22,8 @@ from bot.drill.emulator.errors import (
 from bot.drill.emulator.numfmt import parse_num
 from bot.drill.emulator.state import EmulatorCore, OrderRecord, VenueState
 from core.domain.models import OrderRequest, OrderType, Side
-from core.ports import OrderRejected
-from core.venues.rules import BinanceSymbolRules, RuleViolation
+from core.errors import OrderRejected, RuleViolation
+from core.venues.rules import BinanceSymbolRules
 
 PREFIX = "/api/v3"
 

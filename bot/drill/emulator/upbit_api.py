@@ -23,8 +23,8 @@ from bot.drill.emulator.errors import (
 from bot.drill.emulator.numfmt import dec_str, parse_num
 from bot.drill.emulator.state import FEE_BPS, EmulatorCore, OrderRecord, VenueState
 from core.domain.models import FX_SYMBOL, OrderRequest, OrderType, Side
-from core.ports import OrderRejected
-from core.venues.rules import RuleViolation, UpbitKrwRules, upbit_tick
+from core.errors import OrderRejected, RuleViolation
+from core.venues.rules import UpbitKrwRules, upbit_tick
 
 _FEE = FEE_BPS["upbit"] / 1e4
 _NAMES = {

@@ -4,15 +4,6 @@ from __future__ import annotations
 from typing import Any
 
 from bot.telegram.format import h
-from core.service import ServiceError
-
-
-def need(service: Any, method: str, issue: str) -> Any:
-    """The service method a command needs, or a refusal naming the issue that adds it."""
-    fn = getattr(service, method, None)
-    if fn is None:
-        raise ServiceError(f"not available yet: {issue} (OperatorService.{method})", code=1)
-    return fn
 
 
 def duration(seconds: float) -> str:

@@ -9,7 +9,7 @@ from bot.telegram.context import AuditNote, Ctx, Reply, TelegramDeps
 from bot.telegram.format import h
 from bot.telegram.middleware import record
 from bot.telegram.table import ROLE_NAMES, command
-from core.service import ServiceError
+from core.errors import ServiceError
 
 
 async def on_button(query: CallbackQuery, ctx: Ctx, note: AuditNote, deps: TelegramDeps) -> None:
@@ -38,7 +38,7 @@ async def on_button(query: CallbackQuery, ctx: Ctx, note: AuditNote, deps: Teleg
     if choice == CANCEL:
         note.done("cancelled")
         result = Reply("✖️ cancelled: nothing changed", outcome="cancelled")
-    elif ctx.role < entry.min_role or not entry.available:
+    elif ctx.role < entry.min_role:
         note.done(f"refused: needs {ROLE_NAMES[entry.min_role]}")
         result = Reply("refused: not allowed now; nothing changed")
     else:

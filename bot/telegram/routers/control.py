@@ -11,7 +11,7 @@ from bot.telegram.context import Ctx, Plan, Reply
 from bot.telegram.format import h
 from bot.telegram.parsing import parse_reason
 from bot.telegram.table import flags_for
-from core.service import ServiceError
+from core.errors import ExitCode, ServiceError
 
 
 async def cmd_kill(message: Message, command: CommandObject, ctx: Ctx) -> Reply:
@@ -33,7 +33,7 @@ async def cmd_stop(message: Message, command: CommandObject, ctx: Ctx) -> Reply:
     """The runbook's graceful stop (one Ctrl+C): no new entries, positions closed,
     final KPI. One step: it only reduces risk."""
     reason = parse_reason(command.args, "telegram /stop")
-    r = ctx.service.stop_gracefully(f"stop: {reason} (by {ctx.actor})")
+    r = ctx.service.stop(reason, ctx.actor)
     if r["action"] == "already closing":
         return Reply(f"run <code>{h(r['run_id'])}</code> is already closing gracefully; "
                      "/kill halts it at once.", outcome="ok: already closing")
@@ -58,7 +58,7 @@ async def cmd_resume(message: Message, command: CommandObject, ctx: Ctx) -> Plan
     if state == "HALTED":
         raise ServiceError("HALTED: only /reset leaves it")
     if state == "ACTIVE":
-        raise ServiceError("already ACTIVE: nothing to resume", code=1)
+        raise ServiceError("already ACTIVE: nothing to resume", exit_code=ExitCode.FAILED)
 
     async def execute(c: Ctx) -> Reply:
         r = c.service.resume(reason)
@@ -75,7 +75,7 @@ async def cmd_reset(message: Message, command: CommandObject, ctx: Ctx) -> Plan:
     st = ctx.service.status()
     if st.get("trading_state") != "HALTED":
         raise ServiceError(f"not HALTED (state {st.get('trading_state')}): nothing to reset",
-                           code=1)
+                           exit_code=ExitCode.FAILED)
     if st.get("run"):
         raise ServiceError("a run is still closing; wait for its final KPI")
     left = await ctx.service.still_open()

@@ -11,11 +11,12 @@ from aiogram.filters import Command as CommandFilter
 from aiogram.filters import CommandObject
 from aiogram.types import Message
 
-from bot.telegram.context import Ctx, Reply, UsageError
+from bot.telegram.context import Ctx, Reply
 from bot.telegram.format import h, kpi_text, money, status_text
 from bot.telegram.parsing import parse_model_args
 from bot.telegram.table import ROLE_NAMES, command, flags_for, help_text
 from core.commands import AuditArgs, IncidentArgs, LogsArgs
+from core.errors import UsageError
 from core.monitoring.incident import open_by_hand
 from core.monitoring.log_extract import extract_errors, parse_since
 

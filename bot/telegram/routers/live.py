@@ -8,17 +8,13 @@ from aiogram.filters import CommandObject
 from aiogram.types import Message
 from pydantic import ValidationError
 
-from bot.telegram.context import Ctx, Plan, Reply, UsageError
+from bot.telegram.context import Ctx, Plan, Reply
 from bot.telegram.format import h
-from bot.telegram.routers._util import kv_text, need
-from bot.telegram.table import command as table_command
+from bot.telegram.routers._util import kv_text
 from bot.telegram.table import flags_for
 from core.commands import OverrideArgs
+from core.errors import UsageError
 from core.safety.arming import parse_cap
-
-
-def _need(ctx: Ctx, method: str, name: str) -> object:
-    return need(ctx.service, method, table_command(name).pending_issue)
 
 
 async def cmd_preflight(message: Message, command: CommandObject, ctx: Ctx) -> Reply:
@@ -31,7 +27,7 @@ async def cmd_preflight(message: Message, command: CommandObject, ctx: Ctx) -> R
             dry = True
         else:
             raise UsageError("usage: /preflight [1|2|3] [dry]")
-    result = await _need(ctx, "preflight", "preflight")(dry, phase)  # type: ignore[operator]
+    result = await ctx.service.preflight(dry, phase)
     summary = result.get("summary", {}) if isinstance(result, dict) else {}
     ready = summary.get("ready_for_live")
     lines = [f"<b>preflight</b> phase {phase}{' (dry run)' if dry else ''}: ready for live "
@@ -51,10 +47,8 @@ async def cmd_arm(message: Message, command: CommandObject, ctx: Ctx) -> Plan:
     if failures or cap is None:
         why = "; ".join(f.message if hasattr(f, "message") else str(f) for f in failures)
         raise UsageError(f"usage: /arm <usd>, a plain number in [10, 1000]: {why}")
-    arm = _need(ctx, "arm", "arm")
-
     async def execute(c: Ctx) -> Reply:
-        r = await arm(raw, c.actor)  # type: ignore[operator]
+        r = await c.service.arm(raw, c.actor)
         return Reply(f"🔑 <b>ARMED</b> for one LIVE phase start: cap ${h(r.get('arm_cap_usd', cap))}"
                      f" per leg, expires {h(r.get('arm_expires_at') or r.get('expires_at'))}",
                      outcome=f"ok: armed ${cap}")
@@ -66,12 +60,12 @@ async def cmd_arm(message: Message, command: CommandObject, ctx: Ctx) -> Plan:
 
 
 async def cmd_disarm(message: Message, ctx: Ctx) -> Reply:
-    r = await _need(ctx, "disarm", "disarm")(ctx.actor)  # type: ignore[operator]
+    r = await ctx.service.disarm(ctx.actor)
     return Reply(f"ARM dropped; armed now: {h(r.get('armed') if isinstance(r, dict) else r)}")
 
 
 async def cmd_ladder(message: Message, ctx: Ctx) -> Reply:
-    r = await _need(ctx, "ladder_status", "ladder")()  # type: ignore[operator]
+    r = await ctx.service.ladder_status()
     return Reply("<b>ramp-up ladder</b>\n" + kv_text(r))
 
 
@@ -82,10 +76,8 @@ async def cmd_override(message: Message, command: CommandObject, ctx: Ctx) -> Pl
                                             "reason": " ".join(reason.split())})
     except ValidationError:
         raise UsageError("usage: /override <phase 1|2|3> <reason, 3..200 characters>") from None
-    override = _need(ctx, "ladder_override", "override")
-
     async def execute(c: Ctx) -> Reply:
-        r = await override(args.phase, c.actor, args.reason)  # type: ignore[operator]
+        r = await c.service.ladder_override(args.phase, c.actor, args.reason)
         return Reply(f"ladder override recorded for LIVE phase {args.phase}\n{kv_text(r)}",
                      outcome=f"ok: override phase {args.phase}")
 

@@ -9,12 +9,11 @@ from aiogram.filters import Command as CommandFilter
 from aiogram.filters import CommandObject
 from aiogram.types import Message
 
-from bot.telegram.context import Ctx, Reply, UsageError
+from bot.telegram.context import Ctx, Reply
 from bot.telegram.format import caption_parts, h
 from bot.telegram.notifier import TEST_ALERT_TITLE
-from bot.telegram.routers._util import need
-from bot.telegram.table import command as table_command
 from bot.telegram.table import flags_for
+from core.errors import UsageError
 
 _DATE = re.compile(r"^(\d{4}-\d{2}-\d{2}|today|yesterday)$")
 NO_CHART = "(no chart: it could not be drawn; the details are in the server log)"
@@ -36,9 +35,8 @@ async def cmd_report(message: Message, command: CommandObject, ctx: Ctx) -> Repl
     if kind not in ("daily", "weekly") or len(tokens) > 2 or (
             day is not None and not _DATE.match(day)):
         raise UsageError("usage: /report [daily|weekly] [YYYY-MM-DD|today|yesterday]")
-    build = need(ctx.service, "report_with_chart", table_command("report").pending_issue)
     try:
-        built = await build(kind, day)
+        built = await ctx.service.report_with_chart(kind, day)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     text = str(built.text)

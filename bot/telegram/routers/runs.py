@@ -11,7 +11,7 @@ from bot.telegram.format import h
 from bot.telegram.parsing import parse_run_args
 from bot.telegram.routers._util import duration
 from bot.telegram.table import flags_for
-from core.service import ServiceError
+from core.errors import ServiceError
 
 
 async def cmd_run(message: Message, command: CommandObject, ctx: Ctx) -> Plan:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.cli import EXIT_FAILED, EXIT_OK, CliError
+from core.errors import BadInput, ExitCode, ServiceError
 from core.settings import Settings
 
 
@@ -25,10 +25,11 @@ def cmd_report(settings: Settings, args: Any, *, now: float | None = None) -> in
     try:
         day = resolve_date(getattr(args, "date", None), kind, t, tz)
     except ValueError as exc:
-        raise CliError(f"bad --date: {exc}") from None
+        raise BadInput(f"bad --date: {exc}") from None
     db = Path(settings.data_dir) / DB_NAME
     if not db.exists():
-        raise CliError(f"no journal at {db}: nothing has run in this data dir yet", EXIT_FAILED)
+        raise ServiceError(f"no journal at {db}: nothing has run in this data dir yet",
+                           ExitCode.FAILED)
     png = getattr(args, "png", None)
     built = build_report(kind, db, day, tz, t, png_path=Path(png) if png else None)
     if getattr(args, "json_output", False):
@@ -37,4 +38,4 @@ def cmd_report(settings: Settings, args: Any, *, now: float | None = None) -> in
         print(built.text)
         if built.png_path is not None:
             print(f"Chart: {built.png_path}")
-    return EXIT_OK
+    return ExitCode.OK

@@ -1,0 +1,55 @@
+"""One way an engine process starts and stops: `arbops serve` and a foreground
+`arbops run` (and `demo`) both come up through `engine_process`.
+
+Order (torn down in reverse, whatever fails half way): data dir -> logging ->
+instance lock (one engine per data dir) -> ccxt preloaded in LIVE mode -> service
+(journal, persisted HALT) -> engine lock (Redis, else the instance lock itself) ->
+control channel -> watchdog thread -> metrics endpoint. The surfaces that only
+`serve` has (Telegram, scheduled reports) start on top of this.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from core.settings import Settings
+
+if TYPE_CHECKING:
+    from core.service import OperatorService
+
+
+@contextlib.asynccontextmanager
+async def engine_process(settings: Settings, *, console_log: bool = True,
+                         fast: bool = False) -> AsyncIterator[OperatorService]:
+    from bot.app import build_service, start_watchdog
+    from bot.monitoring_app import start_metrics
+    from core.control_channel import ControlServer, socket_path_for
+    from core.monitoring.logging_setup import setup_logging
+    from core.safety.instance_lock import InstanceLock
+    from core.safety.redis_state import FileEngineLock
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    setup_logging(settings.data_dir, settings.log_level, settings.secret_values(),
+                  console=console_log)
+    async with contextlib.AsyncExitStack() as stack:
+        lock = InstanceLock(settings.data_dir)
+        lock.acquire()  # InstanceLocked is a refusal (exit 2) naming the holder
+        stack.callback(lock.release)
+        if settings.arbitrage_env == "live":
+            from core.venues.ccxt_exchange import preload
+
+            preload()  # ccxt's ~70 MB belong to the start-up baseline, not to a leak
+        service = await build_service(settings, fast=fast)
+        stack.push_async_callback(service.close)
+        if service.safety.redis is None:
+            service.safety.lock = FileEngineLock(existing=lock)  # one lock per data dir
+        server = ControlServer(socket_path_for(settings.data_dir), service.control)
+        await server.start()
+        stack.push_async_callback(server.stop)
+        watchdog = start_watchdog(service)
+        stack.callback(watchdog.stop)
+        metrics = await start_metrics(service, settings)
+        if metrics is not None:
+            stack.push_async_callback(metrics.stop)
+        yield service

@@ -1,0 +1,98 @@
+"""`arbops run`, `demo` and `serve`: a phase in this process, or in the running service.
+
+One engine per data dir: with a service up, `run` starts the phase inside it and
+follows it; otherwise the phase runs here in the foreground, started the same way
+as `serve` (bot/bootstrap.py).
+"""
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from typing import Any
+
+from bot.cli.client import EngineClient
+from core.commands import DemoArgs, NoArgs, RunArgs
+from core.errors import BadInput, EngineNotRunning, ExitCode, ServiceError
+from core.settings import Settings
+
+
+def cmd_run(settings: Settings, args: RunArgs) -> int:
+    return _run(settings, args, show_progress=sys.stderr.isatty())
+
+
+def cmd_demo(settings: Settings, args: DemoArgs) -> int:
+    print(f"arbops demo: paper phase 1 on the simulated market ({args.universe}, "
+          f"{args.seconds:.0f} s, seed {args.seed if args.seed is not None else settings.sim_seed})")
+    run_args = RunArgs(phase=1, mode="paper", universe=args.universe,
+                       duration_seconds=args.seconds, seed=args.seed)
+    return _run(settings, run_args, show_progress=True)
+
+
+def _run(settings: Settings, args: RunArgs, show_progress: bool) -> int:
+    from core.files import check_writable
+
+    if args.kpi_output_path is not None:
+        problem = check_writable(args.kpi_output_path)
+        if problem:
+            raise BadInput(f"--kpi-output-path: {problem}")
+    try:
+        return _run_in_service(settings, args)
+    except EngineNotRunning:
+        pass
+    return asyncio.run(_run_here(settings, args, show_progress))
+
+
+def _run_in_service(settings: Settings, args: RunArgs) -> int:
+    """One engine per data dir: with `arbops serve` up, the phase runs inside it."""
+    from bot.progress import summary_table
+
+    client = EngineClient(settings)
+    started = client.ask("run", args)
+    print(f"run {started['run_id']} started in the running service; following it "
+          "(Ctrl+C stops following, not the run)")
+    while True:
+        time.sleep(1.0)
+        run = client.ask("progress").get("run")
+        if run is None or run.get("run_id") != started["run_id"]:
+            break
+        print(f"  {run['elapsed_s']:.0f}/{run['duration_s'] or float('inf'):.0f}s  round trips "
+              f"{run['round_trips']}  PnL ${run['pnl_usd']:+.2f}", file=sys.stderr)
+    last = client.ask("last_run")
+    if not last or last["run_id"] != started["run_id"]:
+        raise ServiceError("the run ended without a result; see `arbops logs errors`",
+                           ExitCode.FAILED)
+    print(summary_table(last["kpi"], last["kpi_path"]))
+    return int(last["exit_code"])
+
+
+async def _run_here(settings: Settings, args: RunArgs, show_progress: bool) -> int:
+    """The phase in this process, in the foreground, started like `serve`."""
+    from bot.bootstrap import engine_process
+    from bot.progress import ProgressLine, summary_table
+
+    async with engine_process(settings, console_log=not show_progress,
+                              fast=settings.sim_fast) as service:
+        spec = service.plan_run(args)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, _on_signal, service, sig)
+        progress = ProgressLine() if show_progress else None
+        outcome = await service.run_phase(spec, progress)
+        if progress:
+            progress.finish()
+        print(summary_table(outcome.kpi, str(outcome.kpi_path)))
+        print(f"KPI JSON: {outcome.kpi_path}")
+        return outcome.exit_code
+
+
+def _on_signal(service: Any, sig: signal.Signals) -> None:
+    if service.current is not None:
+        service.current.request_stop(f"signal {sig.name}")
+
+
+def cmd_serve(settings: Settings, args: NoArgs) -> int:
+    from bot.serve import serve
+
+    return asyncio.run(serve(settings))
