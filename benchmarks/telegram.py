@@ -31,9 +31,12 @@ import tempfile
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.monitoring.perf import percentile
+
+if TYPE_CHECKING:
+    from bot.drill.emulator.telegram_api import BotApiStandIn
 
 N = 100
 WARMUP = 5
@@ -49,33 +52,36 @@ def _api_main(conn: Connection) -> None:
 
 
 async def _api_serve(conn: Connection) -> None:
-    from bot.drill.emulator.telegram_api import start_telegram_api
+    from bot.drill.emulator.telegram_api import BotApiStandIn
 
     loop = asyncio.get_running_loop()
-    handle = await start_telegram_api()
-    conn.send(handle.url)
+    # Hold long polls for aiogram's whole 10 s timeout, as Telegram does: an update is
+    # queued while the bot's poll is pending, so the round trip includes no re-poll.
+    api = await BotApiStandIn(max_poll_s=10.0).start()
+    conn.send(api.url)
     try:
         n, warmup, gap_s = await loop.run_in_executor(None, conn.recv)
-        conn.send(await _drive(handle.api, n, warmup, gap_s))
+        conn.send(await _drive(api, n, warmup, gap_s))
         await loop.run_in_executor(None, conn.recv)  # "stop": the bot has shut down
     finally:
-        await handle.stop()
+        await api.close()
 
 
-async def _drive(api: Any, n: int, warmup: int, gap_s: float) -> dict[str, list[float]]:
-    while api.polls == 0:  # the bot is up and long polling
+async def _drive(api: BotApiStandIn, n: int, warmup: int,
+                 gap_s: float) -> dict[str, list[float]]:
+    while not api.calls_to("getUpdates", ok_only=False):  # the bot is up and long polling
         await asyncio.sleep(0.01)
     await asyncio.sleep(gap_s)
     plan = [("warmup", "/status")] * warmup + [(c, c) for c in COMMANDS for _ in range(n)]
     out: dict[str, list[float]] = {c: [] for c in COMMANDS}
     for i, (label, text) in enumerate(plan):
-        reply = api.next_call(lambda r: r["method"] == "sendMessage"
-                              and str(r["params"].get("chat_id")) == str(USER))
+        reply = api.next_call(lambda c: c.method == "sendmessage"
+                              and str(c.params.get("chat_id")) == str(USER))
         t0 = time.perf_counter()
         api.enqueue(_update(text, i))
         rec = await asyncio.wait_for(reply, 10)
         if label != "warmup":
-            out[label].append((rec["perf"] - t0) * 1000)
+            out[label].append((rec.perf - t0) * 1000)
         await asyncio.sleep(gap_s)
     return out
 

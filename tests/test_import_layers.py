@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import json
+import sys
 import textwrap
 from pathlib import Path
 
@@ -102,6 +103,17 @@ def test_the_walker_sees_lazy_and_relative_imports():
     assert "core.venues.settings" in mods
     assert "aiogram" in mods
     assert "bot.cli" in mods
+
+
+def test_the_bot_api_stand_in_needs_only_aiohttp():
+    """The Telegram Bot API stand-in serves the tests, `arbops drill` and the benchmark:
+    it must not need aiogram (the bot under test brings its own) nor any of core but
+    its HTTP listener."""
+    path = ROOT / "bot" / "drill" / "emulator" / "telegram_api.py"
+    allowed = set(sys.stdlib_module_names) | {"aiohttp"}
+    bad = [f"line {line}: {mod}" for line, mod in _imports(path)
+           if mod.split(".")[0] not in allowed and mod.split(".")[:2] != ["core", "http_listener"]]
+    assert bad == []
 
 
 # core's top-level modules: the kernel (depends on domain only) and the service level

@@ -1,5 +1,5 @@
 """The Telegram surface end to end (R-U1, R-O5, spec section 7): the real aiogram Bot
-and Dispatcher, polling a local fake Bot API, driving a real OperatorService
+and Dispatcher, polling the local Bot API stand-in, driving a real OperatorService
 (SQLite journal, paper venues, sim market)."""
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.drill.emulator.telegram_api import BotApiStandIn
 from bot.telegram_app import start_telegram
 from core.commands import COMMANDS
 from core.settings import Settings
-from tests.telegram.fake_bot_api import FakeBotAPI
 from tests.telegram.tg_support import (
     ALERT_CHAT,
     OPERATOR,
@@ -204,7 +204,7 @@ async def test_stale_run_dropped_stale_kill_executed(tmp_path: Path) -> None:
     notice, a stale /kill is honoured."""
     old = time.time() - 300
 
-    def queue(fake: FakeBotAPI) -> None:
+    def queue(fake: BotApiStandIn) -> None:
         fake.send_text(OPERATOR, "/run 1 paper 30", date=old)
         fake.send_text(OPERATOR, "/kill from the night", date=old + 1)
 

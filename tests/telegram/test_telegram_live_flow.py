@@ -2,7 +2,7 @@
 
 The real `arbops serve` runs as a subprocess with ARBITRAGE_ENV=live against the
 exchange emulator (its fake keys; real ccxt polling, data source `real`), and
-talks to the fake Telegram Bot API. Every step is a Telegram message or button:
+talks to the Telegram Bot API stand-in. Every step is a Telegram message or button:
 
 /preflight -> /run 1 live ... -> Confirm, refused by the LIVE gate (not armed, ladder)
 and saying so -> /override 1 -> Confirm (admin; the runbook's admin override instead
@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 
 from bot.drill.emulator import EmulatorHandle, start_emulator
+from bot.drill.emulator.telegram_api import BotApiStandIn
 from core.control_channel import request, socket_path_for
 from core.errors import ControlChannelError
 from tests.helpers.procs import (
@@ -43,13 +44,12 @@ from tests.helpers.procs import (
     run_cli,
     short_data_dir,
 )
-from tests.telegram.fake_bot_api import FakeBotAPI
 from tests.telegram.tg_support import ADMIN, ALERT_CHAT, ALLOWED, OPERATOR, VIEWER
 from tests.venues.support import admin, emu_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
-# The preflight's secrets check wants `<5+ digits>:<30+ characters>`; the fake API
+# The preflight's secrets check wants `<5+ digits>:<30+ characters>`; the stand-in
 # accepts any token in the URL.
 TG_TOKEN = "424242:AAliveFlowTokenNotRealOnlyForTheFakeApi"
 CAP = 50
@@ -92,7 +92,7 @@ async def poll(predicate: Callable[[], Awaitable[Any]], timeout: float, what: st
 
 
 class Flow:
-    def __init__(self, fake: FakeBotAPI, emu: EmulatorHandle, serve: ArbopsProc,
+    def __init__(self, fake: BotApiStandIn, emu: EmulatorHandle, serve: ArbopsProc,
                  data_dir: Path) -> None:
         self.fake, self.emu, self.serve, self.data_dir = fake, emu, serve, data_dir
 
@@ -176,7 +176,7 @@ async def test_live_flow_preflight_arm_run_status_kill(tmp_path: Path) -> None:
     with short_data_dir("aotglive") as data_dir:
         emu = await start_emulator(top_n=10, jump_rate_per_min=12.0)
         try:
-            async with FakeBotAPI() as fake:
+            async with BotApiStandIn() as fake:
                 serve = ArbopsProc(["serve"], data_dir, live_env(data_dir, emu, fake.url),
                                    name="serve", log_dir=tmp_path)
                 try:

@@ -1,4 +1,4 @@
-"""TelegramNotifier against the fake Bot API with a real aiogram Bot (R-O3):
+"""TelegramNotifier against the Bot API stand-in with a real aiogram Bot (R-O3):
 never blocks the caller, honours 429 retry_after, retries 5xx and timeouts,
 puts KILL first, merges under a flood instead of dropping, escapes HTML and
 keeps within Telegram's limits."""
@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from bot.drill.emulator.telegram_api import TOKEN, BotApiStandIn
 from core.monitoring.notifier import LogNotifier
-from tests.telegram.fake_bot_api import TOKEN, FakeBotAPI
 
 if TYPE_CHECKING:
     from bot.telegram.notifier import TelegramNotifier
@@ -24,7 +24,7 @@ CHAT = -42
 
 @contextlib.asynccontextmanager
 async def notifier_on(chat_id: int | None = CHAT, **kw: Any
-                      ) -> AsyncIterator[tuple[FakeBotAPI, TelegramNotifier, LogNotifier]]:
+                      ) -> AsyncIterator[tuple[BotApiStandIn, TelegramNotifier, LogNotifier]]:
     # aiogram (~130 MB RSS) is imported here, not at collection: other suites in the
     # same pytest process measure memory against the runbook's guards.
     from aiogram import Bot
@@ -33,7 +33,7 @@ async def notifier_on(chat_id: int | None = CHAT, **kw: Any
 
     from bot.telegram.notifier import TelegramNotifier
 
-    async with FakeBotAPI() as fake:
+    async with BotApiStandIn() as fake:
         bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(fake.url)))
         inner = LogNotifier()
         kw.setdefault("min_interval_s", 0.0)

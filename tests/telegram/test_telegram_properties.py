@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.app import build_service
+from bot.drill.emulator.telegram_api import html_problem
 from bot.telegram.confirm import Claim, PendingStore, parse_callback
 from bot.telegram.context import AuditNote, Ctx, Plan, Reply, TelegramDeps
 from bot.telegram.format import fit, h, plain
@@ -22,7 +23,6 @@ from core.commands import AuditArgs, NoArgs, ReasonArgs, Role, RunArgs
 from core.domain.models import TradingState
 from core.errors import ServiceError, UsageError
 from core.settings import Settings
-from tests.telegram.fake_bot_api import html_problem
 
 WORDS = ["1", "2", "3", "0", "4", "paper", "live", "PAPER", "30", "90s", "5m", "2h", "1.5",
          "top10", "top20", "top7", "top", "seed=3", "seed=x", "cap=50", "cap=5000", "cap=inf",

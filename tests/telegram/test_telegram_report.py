@@ -1,6 +1,6 @@
 """/report over Telegram: the chart as a photo (PNG drawn in memory, off the event
-loop) with the report as its caption, through the real aiogram stack and the fake
-Bot API; the journal is the hand-built one of the monitoring tests (Asia/Seoul)."""
+loop) with the report as its caption, through the real aiogram stack and the Bot
+API stand-in; the journal is the hand-built one of the monitoring tests (Asia/Seoul)."""
 from __future__ import annotations
 
 import asyncio
@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from bot.drill.emulator.telegram_api import BotApiStandIn
 from core.monitoring.reports import charts
 from tests.monitoring.journal_fixture import build_journal
-from tests.telegram.fake_bot_api import FakeBotAPI
 from tests.telegram.tg_support import STRANGER, VIEWER, telegram_env
 
 pytestmark = [pytest.mark.timeout(30)]
@@ -32,10 +32,10 @@ class Upload:
     data: bytes
 
 
-def record_uploads(fake: FakeBotAPI, uploads: list[Upload]) -> None:
-    """The bytes of every sendPhoto upload. The fake reads and drops file parts in
+def record_uploads(fake: BotApiStandIn, uploads: list[Upload]) -> None:
+    """The bytes of every sendPhoto upload. The stand-in reads and drops file parts in
     `_params` (before `_m_sendphoto` sees them), so this wraps `_params` on this one
-    instance: aiohttp parses the multipart body once and caches it, so after the fake
+    instance: aiohttp parses the multipart body once and caches it, so after the stand-in
     has read it we rewind each file part and read it again."""
     original = fake._params
 
@@ -58,7 +58,7 @@ async def no_wait(_s: float) -> None:
     await asyncio.sleep(0)
 
 
-def photos(fake: FakeBotAPI, chat_id: int) -> list[dict[str, Any]]:
+def photos(fake: BotApiStandIn, chat_id: int) -> list[dict[str, Any]]:
     return [c.params for c in fake.calls_to("sendPhoto") if int(c.params["chat_id"]) == chat_id]
 
 

@@ -1,6 +1,6 @@
 """Webhook mode (issue #6): refuses to start without a secret token, checks it on
 every request, and otherwise behaves exactly like long polling. The real aiogram
-app of `arbops serve` takes updates POSTed by the fake Bot API (as Telegram would,
+app of `arbops serve` takes updates POSTed by the Bot API stand-in (as Telegram would,
 through a TLS proxy) and talks back to it over HTTP."""
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.drill.emulator.telegram_api import TOKEN
 from core.errors import SettingsError
 from core.settings import load_settings
 from tests.helpers.procs import arbops_env, run_cli, short_data_dir
-from tests.telegram.fake_bot_api import TOKEN
 from tests.telegram.tg_support import VIEWER, Env, telegram_env
 
 pytestmark = [pytest.mark.timeout(60)]

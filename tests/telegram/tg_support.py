@@ -1,4 +1,4 @@
-"""Shared set-up for the Telegram tests: the fake Bot API, a real service (SQLite,
+"""Shared set-up for the Telegram tests: the Bot API stand-in, a real service (SQLite,
 paper venues, sim market) and the real aiogram app started by `start_telegram`."""
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import DB_NAME, build_service
+from bot.drill.emulator.telegram_api import TOKEN, BotApiStandIn
 from bot.telegram_app import TelegramApp, start_telegram
 from core.settings import Settings
-from tests.telegram.fake_bot_api import TOKEN, FakeBotAPI
 
 OPERATOR, VIEWER, ADMIN, OPERATOR2, STRANGER = 1001, 1002, 1003, 1004, 6666
 ALERT_CHAT = -100200300
@@ -21,7 +21,7 @@ ALLOWED = f"{OPERATOR}:operator,{VIEWER}:viewer,{ADMIN}:admin,{OPERATOR2}:operat
 
 @dataclass
 class Env:
-    fake: FakeBotAPI
+    fake: BotApiStandIn
     service: Any
     app: TelegramApp
     settings: Settings
@@ -56,7 +56,7 @@ async def telegram_env(data_dir: Path, *, fast: bool = False, before_start: Any 
     start_kw.setdefault("notifier_interval_s", 0.0)
     start_kw.setdefault("live_interval_s", 0.5)
     start_kw.setdefault("request_timeout_s", 5.0)
-    async with FakeBotAPI() as fake:
+    async with BotApiStandIn() as fake:
         settings = settings_for(data_dir, fake.url, sim_fast=fast, **(settings_kw or {}))
         service = await build_service(settings, fast=fast)
         app: TelegramApp | None = None

@@ -1,8 +1,9 @@
-"""The aiohttp application: both venues on one port, plus /admin.
+"""The aiohttp application: both venues and the Telegram Bot API stand-in on one
+port, plus /admin.
 
-The middleware routes by prefix (/api/v3 = Binance, /v1 = Upbit, /admin),
-applies request-level faults, turns ApiError into venue-shaped responses, adds
-the venues' rate-limit headers and logs every venue request.
+The middleware routes by prefix (/api/v3 = Binance, /v1 = Upbit, /bot = Telegram,
+/admin), applies request-level faults, turns ApiError into venue-shaped responses,
+adds the venues' rate-limit headers and logs every venue request.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from bot.drill.emulator.admin_api import AdminApi
 from bot.drill.emulator.errors import ApiError, binance_error, not_found_json, plain_error
 from bot.drill.emulator.faults import REQUEST_KINDS, Fault
 from bot.drill.emulator.state import EmulatorCore, VenueState
-from bot.drill.emulator.telegram_api import TelegramApi
+from bot.drill.emulator.telegram_api import BotApiStandIn
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CORE_KEY = web.AppKey("emulator_core", EmulatorCore)
@@ -149,7 +150,17 @@ def build_app(core: EmulatorCore, autostep: bool) -> web.Application:
     app.add_routes(binance_api.BinanceApi(core).routes())
     app.add_routes(upbit_api.UpbitApi(core).routes())
     app.add_routes(AdminApi(core, autostep).routes())
-    app.add_routes(TelegramApi().routes())
+    # Long polls held as long as Telegram holds them (aiogram asks for 10 s), so a drill's
+    # bot polls as rarely as in production.
+    telegram = BotApiStandIn(max_poll_s=10.0)
+    app.add_routes(telegram.routes())
+
+    async def end_telegram_polls(_app: web.Application) -> None:
+        # on_shutdown runs before the runner waits for open requests: a bot's pending
+        # getUpdates returns now instead of holding up the emulator's stop.
+        await telegram.close()
+
+    app.on_shutdown.append(end_telegram_polls)
     return app
 
 
