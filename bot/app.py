@@ -71,8 +71,8 @@ def venues_for(settings: Settings, clock: Clock, spec: RunSpec) -> tuple[Any, di
     if spec.data_source == "replay" and spec.replay_path is not None:
         from core.venues.replay_market import ReplayMarket
 
-        market = ReplayMarket(spec.replay_path, clock)
-        return market, _paper_on(settings, clock, market)
+        replay = ReplayMarket(spec.replay_path, clock)
+        return replay, _paper_on(settings, clock, replay)
     raise ValueError(f"data source {spec.data_source!r} is not available")
 
 

@@ -16,13 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from loguru import logger
 
 from core.http_listener import listen
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from core.service import OperatorService
+
 
 UPDATE_INTERVAL_S = 0.5
 
@@ -49,7 +53,7 @@ class MetricsServer:
         await self.runner.cleanup()
 
 
-async def start_metrics_server(service: Any, host: str, port: int) -> MetricsServer:
+async def start_metrics_server(service: OperatorService, host: str, port: int) -> MetricsServer:
     """Serve `/metrics` for the service; port 0 picks a free port (tests)."""
     from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -110,14 +114,15 @@ class MonitoringHandle:
             await self.metrics.stop()
 
 
-async def start_metrics(service: Any, settings: Settings) -> MonitoringHandle | None:
+async def start_metrics(service: OperatorService, settings: Settings) -> MonitoringHandle | None:
     """The endpoint alone (for `arbops run`), when PROMETHEUS_ENABLED=true."""
     handle = MonitoringHandle()
     await _start_endpoint(handle, service, settings)
     return handle if handle.metrics is not None else None
 
 
-async def _start_endpoint(handle: MonitoringHandle, service: Any, settings: Settings) -> None:
+async def _start_endpoint(handle: MonitoringHandle, service: OperatorService,
+                          settings: Settings) -> None:
     if not settings.prometheus_enabled:
         return
     host = str(getattr(settings, "prometheus_host", "127.0.0.1"))
@@ -129,7 +134,7 @@ async def _start_endpoint(handle: MonitoringHandle, service: Any, settings: Sett
         logger.error(msg)
 
 
-async def start_schedules(service: Any, settings: Settings) -> MonitoringHandle | None:
+async def start_schedules(service: OperatorService, settings: Settings) -> MonitoringHandle | None:
     """The scheduled reports and reconciliation of `arbops serve` (R-O4); None when off."""
     if not getattr(settings, "reports_enabled", True):
         return None

@@ -21,16 +21,16 @@ class ProgressLine:
         if now - self._last < self.every_s:
             return
         self._last = now
-        e = run.engine
+        st = run.engine.stats()
         elapsed = run.clock.time() - run.started_at
         total = max(run.spec.duration_s, 1e-9)
         done = min(elapsed / total, 1.0)
         bar = "#" * int(done * self.width) + "-" * (self.width - int(done * self.width))
         state = " closing" if run.closing else ""
         line = (
-            f"[{bar}] {elapsed:5.0f}/{total:.0f}s  entries {e.entries}  exits {e.exits}  "
-            f"round trips {e.round_trips}  PnL ${e.pnl_usd:+.2f}  "
-            f"latency {e.latency.last_ms:.2f} ms{state}"
+            f"[{bar}] {elapsed:5.0f}/{total:.0f}s  entries {st.entries}  exits {st.exits}  "
+            f"round trips {st.round_trips}  PnL ${st.pnl_usd:+.2f}  "
+            f"latency {st.last_latency_ms:.2f} ms{state}"
         )
         if self.tty:
             self.stream.write("\r" + line.ljust(110))

@@ -22,6 +22,7 @@ from core.settings import Settings
 
 if TYPE_CHECKING:
     from bot.telegram.context import TelegramDeps
+    from core.service import OperatorService
 
 
 def build_dispatcher(deps: TelegramDeps) -> Any:
@@ -160,7 +161,7 @@ class TelegramApp:
 
 
 async def start_telegram(
-    service: Any, settings: Settings, *,
+    service: OperatorService, settings: Settings, *,
     now: Callable[[], float] = time.time,
     confirm_ttl_s: float | None = None,
     confirm_clock: Callable[[], float] = time.monotonic,

@@ -26,8 +26,8 @@ class Role(IntEnum):
     ADMIN = 3
 
 
-def positional(**kw: object) -> dict[str, object]:
-    return {"json_schema_extra": {"positional": True}, **kw}
+# Marks a field the CLI takes as a positional argument (`arbops report daily`).
+POSITIONAL: dict[str, Any] = {"positional": True}
 
 
 class Args(BaseModel):
@@ -135,17 +135,17 @@ class AuditArgs(Args):
 
 
 class LogsArgs(Args):
-    what: Literal["errors"] = Field(**positional(description="errors"))  # type: ignore[arg-type]
+    what: Literal["errors"] = Field(description="errors", json_schema_extra=POSITIONAL)
     since: str | None = Field(None, description="ISO time or 30m / 2h / 1d")
 
 
 class IncidentArgs(Args):
-    what: Literal["new"] = Field(**positional(description="new"))  # type: ignore[arg-type]
+    what: Literal["new"] = Field(description="new", json_schema_extra=POSITIONAL)
     title: str = Field(min_length=1, max_length=200, description="what happened, in a line")
 
 
 class ReportArgs(Args):
-    kind: Literal["daily", "weekly"] = Field(**positional(description="daily or weekly"))  # type: ignore[arg-type]
+    kind: Literal["daily", "weekly"] = Field(description="daily or weekly", json_schema_extra=POSITIONAL)
     date: str | None = Field(
         None, pattern=r"^(\d{4}-\d{2}-\d{2}|today|yesterday)$",
         description="YYYY-MM-DD, today or yesterday (default: the last complete day/week)")
@@ -161,7 +161,7 @@ class PreflightArgs(Args):
 
 class ArmArgs(Args):
     # A string on purpose: the ARM's own strict parser decides what a number is.
-    usd: str = Field(**positional(description="per-leg cap in USD, 10..1000"))  # type: ignore[arg-type]
+    usd: str = Field(description="per-leg cap in USD, 10..1000", json_schema_extra=POSITIONAL)
     confirm: str | None = Field(None, description="refused for live: type the phrase")
 
 
@@ -178,11 +178,11 @@ class DrillArgs(Args):
 
 
 class NotifyArgs(Args):
-    what: Literal["test"] = Field("test", **positional(description="test"))  # type: ignore[arg-type]
+    what: Literal["test"] = Field("test", description="test", json_schema_extra=POSITIONAL)
 
 
 class ConfigArgs(Args):
-    what: Literal["check"] = Field(**positional(description="check"))  # type: ignore[arg-type]
+    what: Literal["check"] = Field(description="check", json_schema_extra=POSITIONAL)
 
 
 @dataclass(frozen=True, slots=True)

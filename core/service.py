@@ -20,17 +20,20 @@ from loguru import logger
 
 from core.clock import Clock
 from core.commands import BY_NAME, RunArgs, invoke, validate_args
+from core.domain.journal_kinds import LIVE_POSITIONS, UNRESOLVED_INTENTS, EventKind, Severity
 from core.domain.models import TradingState, Venue
 from core.errors import ArbopsError, CommandError, ExchangeError, ExitCode, ServiceError
 from core.monitoring.notifier import LogNotifier
+from core.ports import ExchangePort, JournalStore, MarketData
 from core.settings import Settings
+from core.trading.gateway import TradingVenue
 from core.trading.phase_run import PhaseRun, RunOutcome, RunSpec
 from core.trading.phases import PHASES
 from core.trading.state import HALT_FLAG, TradingStateBox
 from core.trading.universe import parse_universe
 
 REPLAY_CLOSE_MARGIN_S = 10.0
-VenuesFactory = Callable[[RunSpec], tuple[Any, dict[Venue, Any]]]
+VenuesFactory = Callable[[RunSpec], tuple[MarketData, dict[Venue, TradingVenue]]]
 
 
 def _finite(seconds: float) -> float | None:
@@ -38,7 +41,7 @@ def _finite(seconds: float) -> float | None:
     return None if seconds == float("inf") else seconds
 
 
-def _no_real_venues() -> dict[Venue, Any]:
+def _no_real_venues() -> dict[Venue, ExchangePort]:
     raise ServiceError("no venue adapters are configured in this process", exit_code=ExitCode.FAILED)
 
 
@@ -54,7 +57,8 @@ class KillResult:
 
 class OperatorService:
     def __init__(
-        self, settings: Settings, store: Any, clock: Clock, venues_factory: VenuesFactory,
+        self, settings: Settings, store: JournalStore, clock: Clock,
+        venues_factory: VenuesFactory,
         *, fast: bool = False,
     ) -> None:
         self.fast = fast  # step the sim without sleeping (tests, benchmarks)
@@ -72,7 +76,7 @@ class OperatorService:
         self._proc_started = time.monotonic()
         self._run_task: asyncio.Task[None] | None = None
         self.run_observers: list[Callable[[], None]] = []  # e.g. metrics, at run end
-        self.real_venues: Callable[[], dict[Venue, Any]] = _no_real_venues
+        self.real_venues: Callable[[], dict[Venue, ExchangePort]] = _no_real_venues
         from core.safety.live_safety import LiveSafety
         from core.safety.redis_state import RedisState, account_id
 
@@ -141,7 +145,8 @@ class OperatorService:
                        continuous=args.continuous,
                        fast=self.fast)
 
-    async def _live_gate(self, spec: RunSpec, exchanges: dict[Venue, Any], run_id: str) -> None:
+    async def _live_gate(self, spec: RunSpec, exchanges: dict[Venue, TradingVenue],
+                         run_id: str) -> None:
         """R-S1: every condition, each failure named; then the ARM is used up (R-S2)."""
         from core.errors import ArmRefused
 
@@ -297,17 +302,16 @@ class OperatorService:
 
     async def send_test_alert(self, actor: str) -> dict[str, Any]:
         """Runbook §8.1: a sample alert through the notifier (Telegram when it is up)."""
-        await self.notifier.notify("TEST", "test alert",
+        await self.notifier.notify(Severity.TEST, "test alert",
                                    f"sample alert sent by {actor} (runbook 8.1)")
-        await self.store.record_event(self.clock.time(), None, "test_alert", {"actor": actor})
+        await self.store.record_event(self.clock.time(), None, EventKind.TEST_ALERT_SENT, {"actor": actor})
         return {"queued": True, "notifier": type(self.notifier).__name__}
 
     async def positions(self) -> list[dict[str, Any]]:
         run = self.current
         if run is not None and run.engine is not None:
             return run.engine.open_positions()
-        rows: list[dict[str, Any]] = await self.store.positions(None, ["entering", "open",
-                                                                       "exiting"])
+        rows: list[dict[str, Any]] = await self.store.positions(None, list(LIVE_POSITIONS))
         return rows
 
     def last_run_result(self) -> dict[str, Any] | None:
@@ -342,7 +346,7 @@ class OperatorService:
         self.state.set(TradingState.HALTED, why, self.clock.time())
         await self.store.set_flag(HALT_FLAG, f"HALTED:{why}", self.clock.time())
         await self.safety.mirror_kill(why)
-        await self.store.record_event(self.clock.time(), None, "kill", {"reason": why})
+        await self.store.record_event(self.clock.time(), None, EventKind.KILLED, {"reason": why})
         if not already:
             from core.monitoring.incident import write_incident
 
@@ -355,7 +359,7 @@ class OperatorService:
                     {"step": "still_open_per_journal", "ok": not leftovers["open_orders"],
                      "detail": f"{len(leftovers['open_orders'])} open order(s) in the journal"},
                 ])
-            await self.notifier.notify("KILL", "kill switch", f"HALTED: {why}; report {path}")
+            await self.notifier.notify(Severity.KILL, "kill switch", f"HALTED: {why}; report {path}")
         return KillResult(True, None, already, 0, "HALTED; no run was active")
 
     def venue_keys_configured(self) -> bool:
@@ -383,7 +387,7 @@ class OperatorService:
         finally:
             for ex in venues.values():
                 await ex.close()
-        await self.store.record_event(self.clock.time(), None, "offline_cancel",
+        await self.store.record_event(self.clock.time(), None, EventKind.ORDERS_CANCELLED_OFFLINE,
                                       {**report.as_dict(), "cancel_all": cancelled})
         return {**report.as_dict(), "cancel_all": cancelled}
 
@@ -398,8 +402,8 @@ class OperatorService:
         return {"trading_state": str(self.state.state), "changed": changed}
 
     async def still_open(self) -> dict[str, Any]:
-        intents = await self.store.intents_in_states(["PENDING", "OPEN", "UNKNOWN"])
-        positions = await self.store.positions(None, ["entering", "open", "exiting"])
+        intents = await self.store.intents_in_states(list(UNRESOLVED_INTENTS))
+        positions = await self.store.positions(None, list(LIVE_POSITIONS))
         return {"open_orders": intents, "open_positions": positions}
 
     async def reset(self, actor: str) -> dict[str, Any]:
@@ -411,7 +415,7 @@ class OperatorService:
         self.state.reset(self.clock.time(), f"reset by {actor}")
         await self.store.clear_flag(HALT_FLAG)
         await self.safety.clear_kill()
-        await self.store.record_event(self.clock.time(), None, "reset", {"actor": actor})
+        await self.store.record_event(self.clock.time(), None, EventKind.RESET, {"actor": actor})
         return {"trading_state": str(self.state.state), **leftovers}
 
     # --- LIVE safety (R-S1..R-S4): thin wrappers over LiveSafety ----------------------
@@ -463,7 +467,8 @@ class OperatorService:
                 await ex.close()
         result["recovery"] = recovery.as_dict()
         result["ok"] = result["ok"] and recovery.complete
-        await self.store.record_event(self.clock.time(), last["run_id"], "reconciliation", result)
+        await self.store.record_event(self.clock.time(), last["run_id"], EventKind.RECONCILED,
+                                      result)
         return {**result, "source": "venues now"}
 
     async def balances(self) -> dict[str, Any]:
@@ -473,7 +478,8 @@ class OperatorService:
             last = await self.store.last_run()
             start = None
             if last is not None:
-                events = await self.store.events(run_id=last["run_id"], kind="balances_at_start")
+                events = await self.store.events(run_id=last["run_id"],
+                                                 kind=EventKind.STARTING_BALANCES_RECORDED)
                 start = events[0]["payload"] if events else None
             return {"source": "paper (no venue keys set; paper venues live only during a run)",
                     "run_id": last["run_id"] if last else None, "balances_at_start": start}
@@ -504,14 +510,15 @@ class OperatorService:
                         "entries": 0, "exits": 0, "open_positions": 0}
         elif run is not None and run.engine is not None:
             e = run.engine
+            st = e.stats()
             run_info = {
                 "run_id": run.run_id, "phase": run.spec.phase, "mode": run.spec.mode,
                 "universe": f"top{run.spec.top_n}",
                 "started_at": datetime.fromtimestamp(run.started_at, UTC).isoformat(),
                 "elapsed_s": round(self.clock.time() - run.started_at, 1),
-                "duration_s": _finite(run.spec.duration_s), "round_trips": e.round_trips,
-                "pnl_usd": round(e.pnl_usd, 4), "entries": e.entries, "exits": e.exits,
-                "open_positions": len(e.open_positions()), "win_rate": round(e.win_rate, 4),
+                "duration_s": _finite(run.spec.duration_s), "round_trips": st.round_trips,
+                "pnl_usd": round(st.pnl_usd, 4), "entries": st.entries, "exits": st.exits,
+                "open_positions": len(e.open_positions()), "win_rate": round(st.win_rate, 4),
                 # from the histogram, not a sort of every tick: status is asked for
                 # on the event loop at any time (the final KPI keeps the exact figures)
                 "loop_latency_ms": {"last": round(e.latency.last_ms, 3),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.cli import print_json
 from bot.cli.client import EngineClient
@@ -27,6 +27,10 @@ from core.commands import (
 )
 from core.errors import BadInput, EngineNotRunning, ExitCode, ServiceError
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from core.service import OperatorService
+
 
 
 # --- read-only ------------------------------------------------------------------------
@@ -167,7 +171,7 @@ def cmd_kill(settings: Settings, args: ReasonArgs) -> int:
     return ExitCode.OK
 
 
-async def _offline_kill(service: Any, reason: str, actor: str) -> dict[str, Any]:
+async def _offline_kill(service: OperatorService, reason: str, actor: str) -> dict[str, Any]:
     await service.kill(reason, actor)
     venues = await service.cancel_on_venues()
     return {**await service.still_open(), "venues": venues}

@@ -10,12 +10,16 @@ import asyncio
 import signal
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bot.cli.client import EngineClient
 from core.commands import DemoArgs, NoArgs, RunArgs
 from core.errors import BadInput, EngineNotRunning, ExitCode, ServiceError
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from core.service import OperatorService
+
 
 
 def cmd_run(settings: Settings, args: RunArgs) -> int:
@@ -87,7 +91,7 @@ async def _run_here(settings: Settings, args: RunArgs, show_progress: bool) -> i
         return outcome.exit_code
 
 
-def _on_signal(service: Any, sig: signal.Signals) -> None:
+def _on_signal(service: OperatorService, sig: signal.Signals) -> None:
     if service.current is not None:
         service.current.request_stop(f"signal {sig.name}")
 

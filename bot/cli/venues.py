@@ -48,7 +48,7 @@ def cmd_record(settings: Settings, args: RecordArgs) -> int:
     """Record market snapshots for `--data-source replay` (runbook-free, issue #4)."""
     from datetime import UTC, datetime
 
-    seconds = args.seconds if args.seconds is not None else args.minutes * 60
+    seconds = args.seconds if args.seconds is not None else (args.minutes or 0.0) * 60
     path = args.output or (settings.data_dir / "recordings" /
                            f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{args.data_source}.jsonl.gz")
     from core.errors import ExchangeError

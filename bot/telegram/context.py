@@ -4,9 +4,18 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.commands import Role
+
+if TYPE_CHECKING:
+    from bot.telegram.confirm import PendingStore
+    from bot.telegram.live_status import LiveStatus
+    from bot.telegram.sender import Sender
+    from core.ports import Notifier
+    from core.service import OperatorService
+    from core.settings import Settings
+
 
 
 @dataclass(slots=True)
@@ -33,13 +42,13 @@ class Plan:
 
 @dataclass(slots=True)
 class Ctx:
-    service: Any
-    settings: Any
+    service: OperatorService
+    settings: Settings
     user_id: int
     role: Role
     chat_id: int | None
-    notifier: Any = None
-    deps: Any = None  # the TelegramDeps of the running app (pending store, live status)
+    notifier: Notifier | None = None
+    deps: TelegramDeps | None = None  # the running app's (pending store, live status)
 
     @property
     def actor(self) -> str:
@@ -70,13 +79,13 @@ class AuditNote:
 class TelegramDeps:
     """Everything the middleware and handlers share, injected as workflow data `deps`."""
 
-    service: Any
-    settings: Any
+    service: OperatorService
+    settings: Settings
     users: dict[int, Role]
-    pending: Any  # confirm.PendingStore
-    sender: Any  # sender.Sender
-    notifier: Any = None
-    live: Any = None  # live_status.LiveStatus
+    pending: PendingStore
+    sender: Sender
+    notifier: Notifier | None = None
+    live: LiveStatus | None = None
     now: Callable[[], float] = time.time  # wall clock, compared with message.date
     stale_after_s: float = 60.0
     secrets: tuple[str, ...] = ()

@@ -4,15 +4,20 @@ and finally the run's result."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
 from bot.telegram.format import h, kpi_text, status_text
 
+if TYPE_CHECKING:
+    from bot.telegram.sender import Sender
+    from core.service import OperatorService
+
+
 
 class LiveStatus:
-    def __init__(self, service: Any, sender: Any, interval_s: float = 5.0,
+    def __init__(self, service: OperatorService, sender: Sender, interval_s: float = 5.0,
                  max_s: float = 6 * 3600) -> None:
         self.service = service
         self.sender = sender

@@ -57,6 +57,9 @@ class _CheckedHandler(SimpleRequestHandler):
 class WebhookListener:
     def __init__(self, bot: Any, dp: Any, deps: TelegramDeps) -> None:
         settings = deps.settings
+        # Only built in webhook mode, which `arbops serve` refuses without both.
+        assert settings.telegram_webhook_url is not None
+        assert settings.telegram_webhook_secret is not None
         self.bot = bot
         self.url: str = settings.telegram_webhook_url
         self.path = urlsplit(self.url).path or "/"

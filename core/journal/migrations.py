@@ -19,6 +19,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from core.domain.journal_kinds import LEGACY_EVENT_NAMES
 from core.errors import SchemaTooNew
 
 
@@ -137,10 +138,18 @@ _V1: tuple[str, ...] = (
     "CREATE INDEX ix_events_run_kind ON events(run_id, kind, id)",
 )
 
+# Events are facts named in the past tense (core.domain.journal_kinds.EventKind);
+# journals written before that used imperative names. Renamed in place, rows kept.
+_V2 = tuple(
+    f"UPDATE events SET kind = '{new.value}' WHERE kind = '{old}'"
+    for old, new in LEGACY_EVENT_NAMES.items()
+)
+
 # Append only. Never edit or reorder an entry once released: deployed journals
 # have already applied it.
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial journal schema", _V1),
+    Migration(2, "event kinds in the past tense", _V2),
 ]
 
 

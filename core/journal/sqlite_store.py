@@ -200,6 +200,12 @@ class SqliteStore:
     async def get_run(self, run_id: str) -> dict[str, Any] | None:
         return await self._one("SELECT * FROM runs WHERE run_id=?", (run_id,))
 
+    async def runs(self) -> list[dict[str, Any]]:
+        """Every run, oldest first (the ladder's history)."""
+        return await self._all(
+            "SELECT run_id, mode, phase, status, started_at, ended_at, gate_json FROM runs"
+            " ORDER BY started_at")
+
     async def last_run(self) -> dict[str, Any] | None:
         return await self._one("SELECT * FROM runs ORDER BY started_at DESC, rowid DESC LIMIT 1")
 
@@ -277,7 +283,7 @@ class SqliteStore:
         )
 
     async def intents_in_states(
-        self, states: list[str], run_id: str | None = None
+        self, states: Sequence[str], run_id: str | None = None
     ) -> list[dict[str, Any]]:
         if not states:
             return []

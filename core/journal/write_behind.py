@@ -14,11 +14,13 @@ from typing import Any
 
 from loguru import logger
 
+from core.ports import JournalStore
+
 Write = Callable[..., Awaitable[Any]]
 
 
 class WriteBehind:
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: JournalStore) -> None:
         self._store = store
         self._queue: list[tuple[Write, dict[str, Any]]] = []
         self._wake = asyncio.Event()

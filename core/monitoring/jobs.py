@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 from loguru import logger
 
 from core.clock import Clock
+from core.domain.journal_kinds import Severity
 
 DAILY_FLAG = "report_daily_last"
 WEEKLY_FLAG = "report_weekly_last"
@@ -146,7 +147,7 @@ async def send_report(notifier: Any, text: str, png_path: Path | None) -> None:
         return
     if png_path is not None:
         body = f"{body}\nChart: {png_path}"
-    await notifier.notify("INFO", title, body)
+    await notifier.notify(Severity.INFO, title, body)
 
 
 async def on_demand_report(service: Any, kind: str, day: str | None = None, *,
@@ -187,9 +188,9 @@ async def scheduled_reconcile(service: Any) -> dict[str, Any] | None:
     try:
         result: dict[str, Any] = await service.reconcile()
     except Exception as exc:  # noqa: BLE001 - a scheduled check reports, never raises
-        await service.notifier.notify("ALERT", "reconciliation", f"could not reconcile: {exc}")
+        await service.notifier.notify(Severity.ALERT, "reconciliation", f"could not reconcile: {exc}")
         return None
     if not result.get("ok"):
-        await service.notifier.notify("ALERT", "reconciliation",
+        await service.notifier.notify(Severity.ALERT, "reconciliation",
                                       "; ".join(result.get("problems") or ["drift"]))
     return result

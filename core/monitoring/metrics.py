@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import psutil
@@ -39,6 +39,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from core.domain.engine_stats import EngineStats
 from core.monitoring.perf import ResourceSampler
 
 # Loop latency in ms: sub-millisecond ticks are normal for the paper engine,
@@ -94,24 +95,23 @@ def _engine_of(service: Any) -> Any:
     return getattr(run, "engine", None) if run is not None else None
 
 
-def _by_venue(engine: Any, split_attr: str, total_attr: str) -> dict[str, float]:
-    """Per-venue figures when the engine keeps them, else one `exchange="all"` series."""
-    split = getattr(engine, split_attr, None)
-    if isinstance(split, dict) and split:
+def _by_venue(split: Mapping[str, float], total: float) -> dict[str, float]:
+    """Per-venue figures when the engine has them, else one `exchange="all"` series."""
+    if split:
         return {str(k): float(v) for k, v in split.items()}
-    return {ALL_VENUES: float(getattr(engine, total_attr, 0))}
+    return {ALL_VENUES: float(total)}
 
 
-def _counter_values(engine: Any) -> dict[tuple[str, str], float]:
+def _counter_values(st: EngineStats) -> dict[tuple[str, str], float]:
     """(metric, exchange label or '') -> the engine's run total."""
     out: dict[tuple[str, str], float] = {
-        ("arbitrage_round_trips_total", ""): float(engine.round_trips),
-        ("arbitrage_failed_fills_total", ""): float(engine.failed_fills),
-        ("arbitrage_entries_total", ""): float(engine.entries),
+        ("arbitrage_round_trips_total", ""): float(st.round_trips),
+        ("arbitrage_failed_fills_total", ""): float(st.failed_fills),
+        ("arbitrage_entries_total", ""): float(st.entries),
     }
-    for venue, v in _by_venue(engine, "exchange_errors_by_venue", "exchange_errors").items():
+    for venue, v in _by_venue(st.exchange_errors_by_venue, st.exchange_errors).items():
         out[("arbitrage_exchange_errors_total", venue)] = v
-    for venue, v in _by_venue(engine, "rate_limit_hits_by_venue", "rate_limit_hits").items():
+    for venue, v in _by_venue(st.rate_limit_hits_by_venue, st.rate_limit_hits).items():
         out[("arbitrage_rate_limit_hits_total", venue)] = v
     return out
 
@@ -168,10 +168,11 @@ class ArbMetrics:
         current = _engine_of(self.service)
         if self._engine is not None and current is not self._engine:
             self._drain(self._engine)
-            for key, value in _counter_values(self._engine).items():
+            final = self._engine.stats()
+            for key, value in _counter_values(final).items():
                 self._offsets[key] = self._offsets.get(key, 0.0) + value
-            self._pnl_offset += float(self._engine.pnl_usd)
-            self._last_win_rate = float(self._engine.win_rate)
+            self._pnl_offset += final.pnl_usd
+            self._last_win_rate = final.win_rate
             self._engine, self._seen = None, 0  # drop the reference: its memory goes
         if current is not None:
             self._engine = current
@@ -189,12 +190,12 @@ class ArbMetrics:
     def counters(self) -> dict[tuple[str, str], float]:
         values = dict(self._offsets)
         if self._engine is not None:
-            for key, value in _counter_values(self._engine).items():
+            for key, value in _counter_values(self._engine.stats()).items():
                 values[key] = values.get(key, 0.0) + value
         return values
 
     def pnl_total(self) -> float:
-        return self._pnl_offset + (float(self._engine.pnl_usd) if self._engine else 0.0)
+        return self._pnl_offset + (self._engine.stats().pnl_usd if self._engine else 0.0)
 
     def generate(self) -> bytes:
         from prometheus_client import generate_latest
@@ -245,21 +246,20 @@ class _ServiceCollector(Collector):
             yield fam
 
         yield gauge("arbitrage_pnl_usd_total", m.pnl_total())
-        yield gauge("arbitrage_win_rate", engine.win_rate if engine else m._last_win_rate)
+        st = engine.stats() if engine is not None else None
+        yield gauge("arbitrage_win_rate", st.win_rate if st else m._last_win_rate)
         cpu = engine.resources.last.cpu_percent if engine else m._idle.sample().cpu_percent
         yield gauge("arbitrage_cpu_percent", cpu)
         yield gauge("arbitrage_memory_mb", m._proc.memory_info().rss / 2**20)
-        waits = _by_venue(engine, "rate_limit_wait_s_by_venue", "rate_limit_wait_s") \
-            if engine else {ALL_VENUES: 0.0}
+        waits = (_by_venue(st.rate_limit_wait_s_by_venue, st.rate_limit_wait_s) if st
+                 else {ALL_VENUES: 0.0})
         fam = GaugeMetricFamily("arbitrage_rate_limit_wait_seconds",
                                 METRICS["arbitrage_rate_limit_wait_seconds"][1],
                                 labels=["exchange"])
         for venue, value in sorted(waits.items()):
             fam.add_metric([venue], value)
         yield fam
-        open_positions = (sum(1 for p in engine.open_positions() if p["state"] != "entering")
-                          if engine else 0)
-        yield gauge("arbitrage_open_positions", open_positions)
+        yield gauge("arbitrage_open_positions", st.open_positions if st else 0)
 
         state = str(getattr(service.state, "state", "ACTIVE"))
         yield gauge("arbitrage_trading_state", TRADING_STATE_CODES.get(state, 2))
@@ -268,20 +268,20 @@ class _ServiceCollector(Collector):
         daily = getattr(service, "daily_pnl", None)
         if callable(daily):
             yield gauge("arbitrage_daily_pnl_usd",
-                        daily(now, float(engine.pnl_usd) if engine else 0.0))
-        if engine is not None:
+                        daily(now, st.pnl_usd if st else 0.0))
+        if st is not None:
             run = service.current
             yield gauge("arbitrage_run_info", 1,
                         {"mode": str(run.spec.mode), "phase": str(run.spec.phase)})
             mono = service.clock.monotonic()
-            since_entry = mono - (engine.last_entry_mono if engine.last_entry_mono is not None
-                                  else engine.started_mono)
-            since_exit = mono - (engine.last_exit_mono if engine.last_exit_mono is not None
-                                 else engine.started_mono)
+            since_entry = mono - (st.last_entry_mono if st.last_entry_mono is not None
+                                  else st.started_mono)
+            since_exit = mono - (st.last_exit_mono if st.last_exit_mono is not None
+                                 else st.started_mono)
             yield gauge("arbitrage_seconds_since_entry", max(since_entry, 0.0))
             yield gauge("arbitrage_seconds_since_exit", max(since_exit, 0.0))
             yield gauge("arbitrage_heartbeat_age_seconds",
-                        max(time.monotonic() - engine.heartbeat_real, 0.0))
+                        max(time.monotonic() - st.heartbeat_real, 0.0))
 
 
 __all__ = ["ALL_VENUES", "LATENCY_BUCKETS_MS", "METRICS", "RUNBOOK_NAME_EXCEPTIONS", "ArbMetrics"]

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
+from core.ports import JournalStore
 from core.safety.failure import Failure
 
 ACK_TEXT = "I_UNDERSTAND_LIVE_RISK"
@@ -213,7 +214,7 @@ class ArmBook:
     LIVE_ARM_AT value left in a shell or a .env file refuses after a restart.
     """
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: JournalStore) -> None:
         self.store = store
 
     async def load_command(self) -> ArmState | None:

@@ -13,11 +13,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.domain.journal_kinds import EventKind
+from core.ports import JournalStore
 from core.trading.phases import HOURLY_S, GateResult, evaluate_gate
 
 WINDOW_S = 24 * 3600.0
-RESET_EVENTS = ("kill", "ladder_rollback")
-OVERRIDE_EVENT = "ladder_override"
+RESET_EVENTS = (EventKind.KILLED, EventKind.LADDER_ROLLED_BACK)
+OVERRIDE_EVENT = EventKind.LADDER_OVERRIDDEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,15 +154,12 @@ def evaluate_hourly(kpi_last_hour: dict[str, Any]) -> GateResult:
 class Ladder:
     """Reads runs and events from the journal and applies `decide`."""
 
-    def __init__(self, store: Any, window_s: float = WINDOW_S) -> None:
+    def __init__(self, store: JournalStore, window_s: float = WINDOW_S) -> None:
         self.store = store
         self.window_s = window_s
 
     async def _rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        # SqliteStore has no public "all runs" query yet; the read is plain SELECT.
-        runs = await self.store._all(
-            "SELECT run_id, mode, phase, status, started_at, ended_at, gate_json FROM runs"
-            " ORDER BY started_at")
+        runs = await self.store.runs()
         events: list[dict[str, Any]] = []
         for kind in (*RESET_EVENTS, OVERRIDE_EVENT):
             events += await self.store.events(kind=kind, limit=1000)
@@ -182,5 +181,5 @@ class Ladder:
                                       {"phase": phase, "actor": actor, "reason": reason})
 
     async def rollback(self, actor: str, now: float, reason: str = "") -> None:
-        await self.store.record_event(now, None, "ladder_rollback",
+        await self.store.record_event(now, None, EventKind.LADDER_ROLLED_BACK,
                                       {"actor": actor, "reason": reason})

@@ -11,14 +11,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from core.domain.journal_kinds import EventKind
 from core.domain.models import Venue
+from core.ports import JournalStore
 from core.safety.failure import Failure
 from core.safety.ladder import LadderDecision
 
 PREFLIGHT_FLAG = "preflight_last"  # flags row: the last preflight's summary (JSON)
 PREFLIGHT_MAX_AGE_S = 30 * 60.0
 CLEAN_STATUSES = ("completed",)
-RECONCILE_EVENT = "reconciliation"  # written by PhaseRun and OperatorService.reconcile
+RECONCILE_EVENT = EventKind.RECONCILED  # written by PhaseRun and OperatorService.reconcile
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +34,7 @@ class ArmView:
 @dataclass(slots=True)
 class LiveStartContext:
     settings: Any
-    store: Any
+    store: JournalStore
     clock: Any
     phase: int
     notional_usd: float

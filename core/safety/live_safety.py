@@ -16,8 +16,10 @@ from typing import Any
 
 from loguru import logger
 
+from core.domain.journal_kinds import EventKind
 from core.domain.models import Venue
 from core.errors import ArmRefused
+from core.ports import JournalStore
 from core.safety.arming import MAX_AGE_S, ArmBook, ArmState
 from core.safety.failure import Failure
 from core.safety.ladder import Ladder, LadderDecision
@@ -41,7 +43,7 @@ DEFAULTS: dict[str, Any] = {
 
 class LiveSafety:
     def __init__(
-        self, settings: Any, store: Any, clock: Any,
+        self, settings: Any, store: JournalStore, clock: Any,
         venues_provider: VenuesProvider | None = None,
         telegram_probe: AsyncProbe | None = None,
         redis: RedisState | None = None,
@@ -112,7 +114,7 @@ class LiveSafety:
             await self.redis.mirror_arm({"token": arm.token, "cap_usd": arm.cap_usd,
                                          "actor": actor, "armed_at": arm.armed_at_raw},
                                         MAX_AGE_S)
-        await self.store.record_event(now, None, "arm", {"actor": actor, "cap_usd": arm.cap_usd,
+        await self.store.record_event(now, None, EventKind.ARMED, {"actor": actor, "cap_usd": arm.cap_usd,
                                                          "armed_at": arm.armed_at_raw})
         return {**arm.describe(), **await self.arm_status()}
 
@@ -129,7 +131,7 @@ class LiveSafety:
             burned = env.armed_at_raw
         if self.redis is not None:
             await self.redis.clear_arm()
-        await self.store.record_event(now, None, "disarm", {"actor": actor,
+        await self.store.record_event(now, None, EventKind.DISARMED, {"actor": actor,
                                                             "burned_live_arm_at": burned})
         return await self.arm_status()
 
@@ -166,7 +168,7 @@ class LiveSafety:
         self._command_arm = None
         if self.redis is not None:
             await self.redis.clear_arm()
-        await self.store.record_event(now, run_id, "arm_consumed", {"token": arm.token})
+        await self.store.record_event(now, run_id, EventKind.ARM_CONSUMED, {"token": arm.token})
 
     # --- kill flag ------------------------------------------------------------------
     async def halted_reason(self) -> str | None:
@@ -235,7 +237,7 @@ class LiveSafety:
                "ready_for_live": report["summary"]["ready_for_live"],
                "blocking": report["blocking"]}
         await self.store.set_flag(PREFLIGHT_FLAG, json.dumps(rec, sort_keys=True), now)
-        await self.store.record_event(now, None, "preflight", rec)
+        await self.store.record_event(now, None, EventKind.PREFLIGHT_CHECKED, rec)
         return report
 
     def _preflight_ctx(self, phase: int, notional: float,

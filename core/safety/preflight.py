@@ -21,9 +21,11 @@ from typing import Any
 
 import psutil
 
+from core.domain.journal_kinds import UNRESOLVED_INTENTS
 from core.domain.models import FX_SYMBOL, QUOTE, Venue
 from core.files import write_atomic
 from core.journal.migrations import latest_version
+from core.ports import JournalStore
 from core.safety.failure import Failure
 from core.trading.phase_run import HALT_FLAG
 
@@ -51,7 +53,7 @@ BOOK_SYMBOLS = {Venue.UPBIT: "BTC/KRW", Venue.BINANCE: "BTC/USDT"}
 @dataclass(slots=True)
 class PreflightContext:
     settings: Any
-    store: Any
+    store: JournalStore
     clock: Any
     phase: int = 1
     notional_usd: float = 50.0
@@ -288,7 +290,7 @@ async def check_open_orders_venues(ctx: PreflightContext, dry_run: bool) -> Outc
 
 
 async def check_open_positions_journal(ctx: PreflightContext, dry_run: bool) -> Outcome:
-    intents = await ctx.store.intents_in_states(["PENDING", "OPEN", "UNKNOWN"])
+    intents = await ctx.store.intents_in_states(list(UNRESOLVED_INTENTS))
     positions = await ctx.store.positions(None, ["entering", "open", "exiting"])
     details = {"open_intents": len(intents), "open_positions": len(positions)}
     if intents or positions:

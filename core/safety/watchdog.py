@@ -79,20 +79,19 @@ class Watchdog:
             return Snapshot(now, mono, None, None, 0.0, cpu, rss, self.rss_baseline, 0.0, 0.0,
                             self.service.daily_pnl(now, 0.0), 0.0, 0, 0, 0, 0, 0, 0.0, 0,
                             None, None)
+        st = engine.stats()
         return Snapshot(
-            now=now, mono=mono, run_started_mono=engine.started_mono, phase=run.spec.phase,
+            now=now, mono=mono, run_started_mono=st.started_mono, phase=run.spec.phase,
             loop_latency_ms=self._latency_since_last(engine),
             cpu_percent=engine.resources.last.cpu_percent, rss_mb=rss,
             rss_baseline_mb=self.rss_baseline,
-            heartbeat_age_s=max(time.monotonic() - engine.heartbeat_real, 0.0),
-            pnl_usd=engine.pnl_usd, daily_pnl_usd=self.service.daily_pnl(now, engine.pnl_usd),
-            worst_trade_pnl_usd=engine.worst_trade_pnl,
-            open_positions=sum(1 for p in engine.open_positions() if p["state"] != "entering"),
-            consecutive_errors=engine.consecutive_errors, unhandled_errors=engine.errors,
-            exchange_errors_total=engine.exchange_errors,
-            rate_limit_hits_total=engine.rate_limit_hits,
-            rate_limit_wait_s=engine.rate_limit_wait_s, failed_fills_total=engine.failed_fills,
-            last_entry_mono=engine.last_entry_mono, last_exit_mono=engine.last_exit_mono,
+            heartbeat_age_s=max(time.monotonic() - st.heartbeat_real, 0.0),
+            pnl_usd=st.pnl_usd, daily_pnl_usd=self.service.daily_pnl(now, st.pnl_usd),
+            worst_trade_pnl_usd=st.worst_trade_pnl, open_positions=st.open_positions,
+            consecutive_errors=st.consecutive_errors, unhandled_errors=st.errors,
+            exchange_errors_total=st.exchange_errors, rate_limit_hits_total=st.rate_limit_hits,
+            rate_limit_wait_s=st.rate_limit_wait_s, failed_fills_total=st.failed_fills,
+            last_entry_mono=st.last_entry_mono, last_exit_mono=st.last_exit_mono,
         )
 
     def _latency_since_last(self, engine: Any) -> float:

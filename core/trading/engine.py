@@ -11,10 +11,12 @@ import math
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from loguru import logger
 
 from core.clock import Clock
+from core.domain.engine_stats import EngineStats
 from core.domain.ledger import Ledger
 from core.domain.models import (
     QUOTE,
@@ -36,8 +38,8 @@ from core.errors import (
 )
 from core.journal.write_behind import WriteBehind
 from core.monitoring.perf import LatencyStats, ResourceSampler
-from core.ports import MarketData
-from core.trading.gateway import Gateway, OrderIntent, Prepared, Purpose
+from core.ports import JournalStore, MarketData
+from core.trading.gateway import Gateway, OrderIntent, Prepared, Purpose, TradingVenue
 from core.trading.slots import Slot, SlotState, WorkingOrder
 from core.trading.state import TradingStateBox
 from core.trading.strategy import Signal, Strategy
@@ -63,9 +65,9 @@ class Engine:
         self,
         cfg: EngineConfig,
         market: MarketData,
-        exchanges: dict[Venue, object],
+        exchanges: dict[Venue, TradingVenue],
         gateway: Gateway,
-        store: object,
+        store: JournalStore,
         state: TradingStateBox,
         clock: Clock,
         strategy: Strategy,
@@ -509,8 +511,8 @@ class Engine:
                     total += max(wo.amount - wo.filled, 0.0) * mark
         return total
 
-    def open_positions(self) -> list[dict[str, object]]:
-        out = []
+    def open_positions(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
         for slot in self.slots.values():
             if slot.has_position or slot.working:
                 out.append({
@@ -524,6 +526,27 @@ class Engine:
     @property
     def win_rate(self) -> float:
         return self.wins / self.round_trips if self.round_trips else 0.0
+
+    def stats(self) -> EngineStats:
+        """One consistent snapshot for the readers outside the loop (watchdog, metrics,
+        status, KPI); cheap enough to take every sample."""
+        return EngineStats(
+            started_mono=self.started_mono, heartbeat_real=self.heartbeat_real,
+            entries=self.entries, exits=self.exits, round_trips=self.round_trips,
+            wins=self.wins, failed_fills=self.failed_fills, errors=self.errors,
+            consecutive_errors=self.consecutive_errors, exchange_errors=self.exchange_errors,
+            rate_limit_hits=self.rate_limit_hits, rate_limit_wait_s=self.rate_limit_wait_s,
+            exchange_errors_by_venue=dict(self.exchange_errors_by_venue),
+            rate_limit_hits_by_venue=dict(self.rate_limit_hits_by_venue),
+            rate_limit_wait_s_by_venue=dict(self.rate_limit_wait_s_by_venue),
+            pnl_usd=self.pnl_usd, worst_trade_pnl=self.worst_trade_pnl,
+            open_positions=sum(1 for s in self.slots.values()
+                               if (s.has_position or s.working)
+                               and s.state is not SlotState.ENTERING),
+            first_entry_mono=self.first_entry_mono, first_exit_mono=self.first_exit_mono,
+            last_entry_mono=self.last_entry_mono, last_exit_mono=self.last_exit_mono,
+            last_latency_ms=self.latency.last_ms,
+        )
 
     @property
     def busy(self) -> bool:

@@ -12,13 +12,14 @@ import itertools
 import secrets
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
 from core.clock import Clock
 from core.crash_points import NO_CRASH, CrashPoints
+from core.domain.journal_kinds import EventKind, IntentState
 from core.domain.models import (
     MarketSnapshot,
     Order,
@@ -37,6 +38,7 @@ from core.errors import (
     SendUnknown,
     VenueUnavailable,
 )
+from core.ports import ExchangePort, JournalStore
 from core.trading.state import TradingStateBox
 from core.venues.rules import VenueRules
 
@@ -52,18 +54,8 @@ class Purpose(StrEnum):
         return self is Purpose.ENTRY
 
 
-class Journal(Protocol):
-    async def record_intents(self, intents: Sequence[dict[str, Any]]) -> None: ...
-
-    async def update_intent(self, client_order_id: str, state: str, **kwargs: object) -> None: ...
-
-    async def record_event(self, ts: float, run_id: str | None, kind: str, payload: dict) -> None: ...
-
-
-class VenueAccess(Protocol):
-    venue: Venue
-
-    async def create_order(self, request: OrderRequest) -> Order: ...
+class TradingVenue(ExchangePort, Protocol):
+    """A venue the engine trades on: the exchange port plus its order rules."""
 
     def rules(self, symbol: str) -> VenueRules: ...
 
@@ -90,8 +82,8 @@ class OrderIntent:
 class Gateway:
     def __init__(
         self,
-        exchanges: dict[Venue, VenueAccess],
-        journal: Journal,
+        exchanges: Mapping[Venue, TradingVenue],
+        journal: JournalStore,
         state: TradingStateBox,
         clock: Clock,
         *,
@@ -206,7 +198,7 @@ class Gateway:
             # Another instance may hold the account now (R-S5): nothing more goes out.
             self._state.set(TradingState.HALTED, "engine lock lost (fencing token)",
                             self._clock.time())
-            await self._journal.update_intent(cid, "REJECTED", reason="fencing token lost",
+            await self._journal.update_intent(cid, IntentState.REJECTED, reason="fencing token lost",
                                               updated_at=self._clock.time())
             raise OrderRejected(f"{cid}: refused, the engine lock's fencing token is stale")
         self._sent.append(self._clock.monotonic())
@@ -214,16 +206,16 @@ class Gateway:
         try:
             order = await self._ex[p.intent.venue].create_order(p.request)
         except OrderRejected as exc:
-            await self._record(self._journal.update_intent, client_order_id=cid, state="REJECTED",
+            await self._record(self._journal.update_intent, client_order_id=cid, state=IntentState.REJECTED,
                         reason=str(exc), updated_at=self._clock.time())
             raise
         except (VenueUnavailable, RateLimited, ExchangeError, OSError) as exc:
             # Durable at once: an UNKNOWN must survive a crash to be resolved by id.
-            await self._journal.update_intent(cid, "UNKNOWN", reason=str(exc),
+            await self._journal.update_intent(cid, IntentState.UNKNOWN, reason=str(exc),
                                               updated_at=self._clock.time())
             raise SendUnknown(f"{cid}: {exc}") from exc
         self.crash.hit("after_send")
-        await self._record(self._journal.update_intent, client_order_id=cid, state="OPEN",
+        await self._record(self._journal.update_intent, client_order_id=cid, state=IntentState.OPEN,
                     exchange_order_id=order.id, updated_at=self._clock.time())
         return order
 
@@ -250,7 +242,7 @@ class Gateway:
     async def _refused(self, intent: OrderIntent, refusal: GatewayRefusal) -> None:
         self.refusals[refusal.check] = self.refusals.get(refusal.check, 0) + 1
         await self._record(self._journal.record_event, ts=self._clock.time(), run_id=self.run_id,
-                    kind="order_refused", payload={
+                    kind=EventKind.ORDER_REFUSED, payload={
                         "check": refusal.check, "reason": refusal.reason,
                         "symbol": intent.symbol, "side": str(intent.side),
                         "purpose": str(intent.purpose)})

@@ -24,7 +24,8 @@ def build_kpi(
     gate: dict[str, Any] | None = None,
     open_positions: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    started = engine.started_mono
+    st = engine.stats()
+    started = st.started_mono
 
     def since_start(mono: float | None) -> float | None:
         return None if mono is None else round(mono - started, 3)
@@ -35,10 +36,10 @@ def build_kpi(
         "final": final,
         "summary": {
             "exit_code": exit_code,
-            "round_trips_completed": engine.round_trips,
-            "total_pnl_usd": round(engine.pnl_usd, 6),
-            "win_rate": round(engine.win_rate, 6),
-            "failed_fills_count": engine.failed_fills,
+            "round_trips_completed": st.round_trips,
+            "total_pnl_usd": round(st.pnl_usd, 6),
+            "win_rate": round(st.win_rate, 6),
+            "failed_fills_count": st.failed_fills,
             "kill_switch_triggered": kill_switch_triggered,
             "stop_reason": stop_reason,
             "max_drawdown_usd": round(engine.ledger.max_drawdown, 6),
@@ -47,28 +48,28 @@ def build_kpi(
         "performance": perf,
         "trading": {
             "ticks": len(engine.latency.samples),
-            "entries": engine.entries,
-            "exits": engine.exits,
-            "wins": engine.wins,
+            "entries": st.entries,
+            "exits": st.exits,
+            "wins": st.wins,
             "fees_usd": round(engine.ledger.fees_usd, 6),
             "exposure_usd": round(engine.exposure_usd(), 6),
-            "first_entry_s": since_start(engine.first_entry_mono),
-            "first_exit_s": since_start(engine.first_exit_mono),
+            "first_entry_s": since_start(st.first_entry_mono),
+            "first_exit_s": since_start(st.first_exit_mono),
             "open_positions": open_positions if open_positions is not None else engine.open_positions(),
             "marks": {"fx_usdt_krw": fx_mid, "base_usdt": engine.marks()},
             "inventory_change": engine.ledger.inventory_change(),
         },
         "fills": {
             "orders_sent": sum(getattr(ex, "orders_sent", 0) for ex in engine.ex.values()),
-            "failed_fills": engine.failed_fills,
+            "failed_fills": st.failed_fills,
         },
         "exit_reasons": dict(engine.exit_reasons),
         "guards": {
             "trading_state": trading_state,
-            "unhandled_errors": engine.errors,
-            "exchange_errors": engine.exchange_errors,
-            "rate_limit_hits": engine.rate_limit_hits,
-            "consecutive_errors": engine.consecutive_errors,
+            "unhandled_errors": st.errors,
+            "exchange_errors": st.exchange_errors,
+            "rate_limit_hits": st.rate_limit_hits,
+            "consecutive_errors": st.consecutive_errors,
             "gateway_refusals": dict(engine.gateway.refusals),
         },
         "gate": gate,

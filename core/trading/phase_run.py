@@ -20,19 +20,22 @@ from loguru import logger
 
 from core.clock import Clock, ManualClock
 from core.crash_points import CrashPoints
+from core.domain.journal_kinds import EventKind, Severity
 from core.domain.models import ExitReason, TradingState, Venue
 from core.errors import ExchangeError
 from core.files import write_atomic
 from core.journal.write_behind import WriteBehind
+from core.ports import JournalStore
 from core.settings import Settings
 from core.trading.engine import Engine, EngineConfig
-from core.trading.gateway import Gateway, Purpose
+from core.trading.gateway import Gateway, Purpose, TradingVenue
 from core.trading.kpi import build_kpi
 from core.trading.phases import HOURLY_S, evaluate_gate, thresholds_from_settings
 from core.trading.slots import SlotState
 from core.trading.state import HALT_FLAG, TradingStateBox
 from core.trading.strategy import Strategy, StrategyParams
 from core.trading.universe import select_universe
+from core.venues.paper_exchange import PaperExchange
 
 
 @dataclass(slots=True, frozen=True)
@@ -69,11 +72,11 @@ class PhaseRun:
         self,
         spec: RunSpec,
         settings: Settings,
-        store: Any,
+        store: JournalStore,
         state: TradingStateBox,
         clock: Clock,
         market: Any,
-        exchanges: dict[Venue, Any],
+        exchanges: dict[Venue, TradingVenue],
         on_progress: Callable[[PhaseRun], None] | None = None,
         notifier: Any = None,
     ) -> None:
@@ -167,13 +170,14 @@ class PhaseRun:
         e = self.engine
         if e is None:
             return {}
+        st = e.stats()
         return {
-            "pnl_usd": round(e.pnl_usd, 4), "round_trips": e.round_trips,
-            "open_positions": len(e.open_positions()), "loop_latency_ms_last": e.latency.last_ms,
+            "pnl_usd": round(st.pnl_usd, 4), "round_trips": st.round_trips,
+            "open_positions": len(e.open_positions()), "loop_latency_ms_last": st.last_latency_ms,
             "loop_latency_ms": e.latency.summary(), "cpu_percent": e.resources.last.cpu_percent,
-            "rss_mb": e.resources.rss_now(), "exchange_errors": e.exchange_errors,
-            "rate_limit_hits": e.rate_limit_hits, "failed_fills": e.failed_fills,
-            "consecutive_errors": e.consecutive_errors,
+            "rss_mb": e.resources.rss_now(), "exchange_errors": st.exchange_errors,
+            "rate_limit_hits": st.rate_limit_hits, "failed_fills": st.failed_fills,
+            "consecutive_errors": st.consecutive_errors,
         }
 
     # --- the run ----------------------------------------------------------------
@@ -281,7 +285,7 @@ class PhaseRun:
         from core.venues.recovery import recover_live
 
         report = await recover_live(self.store, self.ex, self.clock.time())
-        await self.store.record_event(self.clock.time(), self.run_id, "recovery",
+        await self.store.record_event(self.clock.time(), self.run_id, EventKind.RECOVERED,
                                       report.as_dict())
         if not report.complete:
             self._halt("recovery incomplete: run `arbops reconcile`")
@@ -289,14 +293,14 @@ class PhaseRun:
 
     async def _record_start_balances(self) -> None:
         """Balances at the start, for reconciliation against the journal's fills."""
-        balances = {}
+        balances: dict[str, dict[str, Any]] = {}
         for venue, ex in self.ex.items():
             try:
                 balances[str(venue)] = {a: b.total for a, b in (await ex.fetch_balance()).items()}
             except ExchangeError as exc:
                 balances[str(venue)] = {"error": str(exc)}
-        await self.store.record_event(self.clock.time(), self.run_id, "balances_at_start",
-                                      balances)
+        await self.store.record_event(self.clock.time(), self.run_id,
+                                      EventKind.STARTING_BALANCES_RECORDED, balances)
 
     def _fund(self, snap: Any) -> None:
         """Pre-funded inventory on both venues (R-M4): quote plus every base."""
@@ -304,7 +308,7 @@ class PhaseRun:
         fx = snap.fx.mid
         per_base_usd = max(20 * self.spec.notional_usd, 1000.0)
         for venue, ex in self.ex.items():
-            if not hasattr(ex, "fund"):
+            if not isinstance(ex, PaperExchange):
                 continue
             ex.list_markets(self.universe, snap)
             ex.fund(ex.quote, s.paper_initial_usd * (fx if venue is Venue.UPBIT else 1.0))
@@ -359,11 +363,11 @@ class PhaseRun:
         gate = evaluate_gate(3, hour, thresholds_from_settings(self.settings))
         self.hourly_gates.append(gate.as_dict())
         self._hour_mark = (mono, engine.round_trips, engine.wins, engine.pnl_usd, len(lat) + lat0)
-        self._spawn(self.store.record_event(self.clock.time(), self.run_id, "hourly_gate",
+        self._spawn(self.store.record_event(self.clock.time(), self.run_id, EventKind.HOURLY_GATE_EVALUATED,
                                             gate.as_dict()))
         if not gate.passed:
             self._spawn(self.store.record_event(
-                self.clock.time(), self.run_id, "ladder_rollback",
+                self.clock.time(), self.run_id, EventKind.LADDER_ROLLED_BACK,
                 {"actor": "hourly-gate", "reason": "; ".join(gate.reasons)}))
             self.request_stop("hourly gate failed: " + "; ".join(gate.reasons))
 
@@ -380,7 +384,7 @@ class PhaseRun:
             if self.state.set(TradingState.REDUCING, f"venue outage ({why})", self.clock.time()):
                 self._outage_reducing = True
             if self.notifier is not None:
-                await self.notifier.notify("ALERT", "venue outage", f"REDUCING: {why}")
+                await self.notifier.notify(Severity.ALERT, "venue outage", f"REDUCING: {why}")
         elif down and not self._outage_escalated:
             since = min(self.market.down_since.values(), default=time.monotonic())
             engine = self.engine
@@ -398,7 +402,7 @@ class PhaseRun:
                 self.state.set(TradingState.ACTIVE, "venues answer again", self.clock.time())
             self._outage_reducing = False
             if self.notifier is not None:
-                await self.notifier.notify("RECOVERED", "venue outage", "venues answer again")
+                await self.notifier.notify(Severity.RECOVERED, "venue outage", "venues answer again")
 
     async def _close_step(self, snap: Any, mono: float) -> None:
         engine = self.engine
@@ -554,9 +558,9 @@ class PhaseRun:
         from core.venues.reconcile import reconcile_run
 
         result = await reconcile_run(self.store, self.ex, self.run_id)
-        await self.store.record_event(self.clock.time(), self.run_id, "reconciliation", result)
+        await self.store.record_event(self.clock.time(), self.run_id, EventKind.RECONCILED, result)
         if not result["ok"] and self.notifier is not None:
-            await self.notifier.notify("ALERT", "reconciliation",
+            await self.notifier.notify(Severity.ALERT, "reconciliation",
                                        f"run {self.run_id}: " + "; ".join(result["problems"]))
         return result
 
@@ -596,7 +600,7 @@ class PhaseRun:
                     if self.engine else str(self.kill_trigger))
             if still_open:
                 body += f"; {len(still_open)} item(s) still open, see {path}"
-            await self.notifier.notify("KILL", "kill switch", body)
+            await self.notifier.notify(Severity.KILL, "kill switch", body)
             self.step("notify", True, "notification sent")
         return path
 

@@ -7,11 +7,14 @@ tolerance. A drift is reported (and alerted by the caller), never hidden.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from core.domain.journal_kinds import EventKind
 from core.domain.models import Venue
 from core.errors import ExchangeError
+from core.ports import ExchangePort, JournalStore
 
 QUOTE_TOLERANCE = {"KRW": Decimal(20), "USDT": Decimal("0.02")}
 BASE_TOLERANCE_REL = Decimal("1e-6")
@@ -30,7 +33,8 @@ def expected_changes(fills: list[dict[str, Any]]) -> dict[str, dict[str, Decimal
     return out
 
 
-async def reconcile_run(store: Any, venues: dict[Venue, Any], run_id: str) -> dict[str, Any]:
+async def reconcile_run(store: JournalStore, venues: Mapping[Venue, ExchangePort],
+                        run_id: str) -> dict[str, Any]:
     problems: list[str] = []
     open_orders: dict[str, int] = {}
     balances_now: dict[str, dict[str, float]] = {}
@@ -47,7 +51,7 @@ async def reconcile_run(store: Any, venues: dict[Venue, Any], run_id: str) -> di
     if open_positions:
         problems.append(f"{len(open_positions)} position(s) not flat in the journal")
     start = next((e["payload"] for e in await store.events(run_id=run_id,
-                                                           kind="balances_at_start")), None)
+                                                           kind=EventKind.STARTING_BALANCES_RECORDED)), None)
     drift: list[dict[str, Any]] = []
     if start is None:
         problems.append("no start balances recorded for this run")

@@ -8,15 +8,18 @@ leftovers are closed in the journal without asking anyone.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
 
+from core.domain.journal_kinds import UNRESOLVED_INTENTS
 from core.domain.models import OrderStatus, Venue
 from core.errors import ExchangeError, OrderNotFound
+from core.ports import ExchangePort, JournalStore
 
-UNRESOLVED = ["PENDING", "UNKNOWN", "OPEN"]
+UNRESOLVED = list(UNRESOLVED_INTENTS)
 STATE_OF = {OrderStatus.CLOSED: "FILLED", OrderStatus.CANCELED: "CANCELED",
             OrderStatus.EXPIRED: "CANCELED", OrderStatus.REJECTED: "REJECTED",
             OrderStatus.OPEN: "OPEN"}
@@ -37,7 +40,7 @@ class RecoveryReport:
                 "unresolved": self.unresolved, "foreign_cancelled": self.foreign_cancelled}
 
 
-async def close_paper_orphans(store: Any, now: float) -> int:
+async def close_paper_orphans(store: JournalStore, now: float) -> int:
     """Intents of paper runs whose process ended: their venue ended with it."""
     closed = 0
     for intent in await store.intents_in_states(UNRESOLVED):
@@ -61,7 +64,7 @@ async def close_paper_orphans(store: Any, now: float) -> int:
     return closed
 
 
-async def _record_missing_fill(store: Any, intent: dict[str, Any], order: Any, now: float
+async def _record_missing_fill(store: JournalStore, intent: dict[str, Any], order: Any, now: float
                                ) -> None:
     """Journal what the venue filled beyond what the journal already has for this
     order (the crashed process may have recorded part of it): one fill for the rest."""
@@ -82,7 +85,7 @@ async def _record_missing_fill(store: Any, intent: dict[str, Any], order: Any, n
         fx=None, position_id=intent["position_id"], ts=now)
 
 
-async def recover_live(store: Any, venues: dict[Venue, Any], now: float,
+async def recover_live(store: JournalStore, venues: Mapping[Venue, ExchangePort], now: float,
                        cancel_foreign: bool = True, act: bool = True) -> RecoveryReport:
     """Resolve the journal against the venues. `act=False` only reads: open orders
     stay open (and are reported), nothing is cancelled."""

@@ -41,7 +41,8 @@ async def test_open_creates_parent_and_pragmas(tmp_path: Path) -> None:
         await s.close()
     # WAL is persistent in the file; a second connection sees it.
     assert _q(path, "PRAGMA journal_mode")[0][0] == "wal"
-    assert _q(path, "SELECT version FROM schema_version") == [(1,)]
+    assert _q(path, "SELECT version FROM schema_version") == [
+        (v,) for v in range(1, mig.latest_version() + 1)]
     assert not list(tmp_path.glob("a/b/*.bak-*"))
 
 
@@ -220,7 +221,7 @@ async def test_reopen_keeps_data(tmp_path: Path) -> None:
             assert s.last_backup is None  # same version: no migration, no backup
         finally:
             await s.close()
-    assert _q(path, "SELECT COUNT(*) FROM schema_version") == [(1,)]
+    assert _q(path, "SELECT COUNT(*) FROM schema_version") == [(mig.latest_version(),)]
 
 
 async def test_schema_too_new_refused_and_file_untouched(tmp_path: Path) -> None:
@@ -260,36 +261,37 @@ async def test_migration_from_v0_with_data_backs_up_first(tmp_path: Path) -> Non
     assert _q(path, "SELECT x FROM legacy") == [("old row",)]  # never deleted
 
 
-async def test_migration_v1_to_v2_backs_up_old_schema(
+async def test_migration_to_the_next_version_backs_up_old_schema(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "j.db"
+    n = mig.latest_version()
     s = await SqliteStore.open(path)
     await s.create_run("r1", "paper", 1, "top5", "sim", 1.0)
     await s.record_fill("upbit", "t1", "c1", "r1", "BTC/KRW", "buy", 9e7, 0.1, 9e6, 0.0,
                         "KRW", 1385.0, None, 2.0)
     await s.close()
 
-    v2 = mig.Migration(2, "test: add runs.note",
-                       ("ALTER TABLE runs ADD COLUMN note TEXT DEFAULT 'v2'",))
-    monkeypatch.setattr(mig, "MIGRATIONS", [*mig.MIGRATIONS, v2])
+    nxt = mig.Migration(n + 1, "test: add runs.note",
+                        ("ALTER TABLE runs ADD COLUMN note TEXT DEFAULT 'v2'",))
+    monkeypatch.setattr(mig, "MIGRATIONS", [*mig.MIGRATIONS, nxt])
     s = await SqliteStore.open(path)
     try:
-        assert await s.schema_version() == 2
+        assert await s.schema_version() == n + 1
         assert (await s.get_run("r1"))["note"] == "v2"  # type: ignore[index]
         assert len(await s.fills("r1")) == 1
         bak = s.last_backup
     finally:
         await s.close()
-    assert bak is not None and bak.name.startswith("j.db.bak-v1-")
-    # The backup is the v1 file, data included: the rollback path.
-    assert _q(bak, "SELECT MAX(version) FROM schema_version") == [(1,)]
+    assert bak is not None and bak.name.startswith(f"j.db.bak-v{n}-")
+    # The backup is the version-n file, data included: the rollback path.
+    assert _q(bak, "SELECT MAX(version) FROM schema_version") == [(n,)]
     assert _q(bak, "SELECT run_id FROM runs") == [("r1",)]
     assert "note" not in [r[1] for r in _q(bak, "PRAGMA table_info(runs)")]
     assert _q(bak, "SELECT COUNT(*) FROM fills") == [(1,)]
 
-    # Older code (only v1 known) now refuses the v2 file.
-    monkeypatch.setattr(mig, "MIGRATIONS", list(mig.MIGRATIONS[:1]))
+    # Older code (only versions up to n known) now refuses the newer file.
+    monkeypatch.setattr(mig, "MIGRATIONS", list(mig.MIGRATIONS[:n]))
     with pytest.raises(SchemaTooNew):
         await SqliteStore.open(path)
 
@@ -301,11 +303,12 @@ async def test_failed_migration_rolls_back(
     s = await SqliteStore.open(path)
     await s.create_run("r1", "paper", 1, "top5", "sim", 1.0)
     await s.close()
-    bad = mig.Migration(2, "broken", ("ALTER TABLE runs ADD COLUMN a TEXT", "NOT SQL"))
+    n = mig.latest_version()
+    bad = mig.Migration(n + 1, "broken", ("ALTER TABLE runs ADD COLUMN a TEXT", "NOT SQL"))
     monkeypatch.setattr(mig, "MIGRATIONS", [*mig.MIGRATIONS, bad])
     with pytest.raises(sqlite3.OperationalError):
         await SqliteStore.open(path)
-    assert _q(path, "SELECT MAX(version) FROM schema_version") == [(1,)]
+    assert _q(path, "SELECT MAX(version) FROM schema_version") == [(n,)]
     assert "a" not in [r[1] for r in _q(path, "PRAGMA table_info(runs)")]
     assert _q(path, "SELECT run_id FROM runs") == [("r1",)]
 
@@ -318,3 +321,28 @@ def test_open_has_no_destructive_sql() -> None:
     src = inspect.getsource(sqlite_store.SqliteStore.open) + inspect.getsource(mig)
     for word in ("DROP ", "DELETE ", "TRUNCATE"):
         assert word not in src.upper()
+
+
+async def test_v1_journal_events_are_renamed_to_past_tense_facts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A journal written before the event vocabulary became EventKind keeps its rows and
+    their meaning: 'kill' becomes 'killed', so the ladder still sees the kill."""
+    from core.domain.journal_kinds import LEGACY_EVENT_NAMES, EventKind
+
+    path = tmp_path / "j.db"
+    monkeypatch.setattr(mig, "MIGRATIONS", list(mig.MIGRATIONS[:1]))
+    s = await SqliteStore.open(path)
+    for i, old in enumerate(LEGACY_EVENT_NAMES):
+        await s.record_event(float(i), None, old, {"n": i})
+    await s.record_event(99.0, None, "order_refused", {"n": 99})
+    await s.close()
+    monkeypatch.undo()
+    s = await SqliteStore.open(path)
+    try:
+        kinds = [e["kind"] for e in sorted(await s.events(limit=100), key=lambda e: e["ts"])]
+        assert kinds == [*LEGACY_EVENT_NAMES.values(), EventKind.ORDER_REFUSED]
+        assert [e["payload"]["n"] for e in await s.events(kind=EventKind.KILLED)] == [
+            list(LEGACY_EVENT_NAMES).index("kill")]
+    finally:
+        await s.close()

@@ -20,8 +20,8 @@ async def run_continuous(tmp_path: Path, on_progress: Any = None, **gate: Any) -
         spec = service.plan_run(RunArgs(phase=3, continuous=True, universe="top10", seed=4))
         assert spec.continuous and spec.duration_s == float("inf")
         outcome = await service.run_phase(spec, on_progress)
-        events = await service.store.events(kind="ladder_rollback")
-        gates = await service.store.events(kind="hourly_gate")
+        events = await service.store.events(kind="ladder_rolled_back")
+        gates = await service.store.events(kind="hourly_gate_evaluated")
     finally:
         await service.store.close()
     return outcome, events, gates

@@ -441,3 +441,26 @@ async def test_an_unknown_send_is_found_by_client_id_never_resent(tmp_path: Path
     assert adopted >= 1, rows
     assert not [r for r in rows if r[0] in ("UNKNOWN", "PENDING", "OPEN")], rows
     assert out.kpi["reconciliation"]["ok"], out.kpi["reconciliation"]
+
+
+async def test_readers_see_the_engine_through_one_frozen_snapshot(tmp_path: Path) -> None:
+    """EngineStats is what the watchdog, metrics, status and the KPI read: it agrees with
+    the final KPI and cannot be written to (a reader cannot change the engine)."""
+    seen: dict[str, Any] = {}
+
+    def keep(run: Any) -> None:
+        if run.engine is not None:
+            seen["engine"] = run.engine
+
+    outcome = await run_fast(tmp_path, seed=3, duration_s=60, on_progress=keep)
+    st = seen["engine"].stats()
+    s = outcome.kpi["summary"]
+    assert st.round_trips == s["round_trips_completed"] > 0
+    assert round(st.pnl_usd, 6) == s["total_pnl_usd"]
+    assert round(st.win_rate, 6) == s["win_rate"]
+    assert st.failed_fills == s["failed_fills_count"]
+    assert (st.entries, st.exits) == (outcome.kpi["trading"]["entries"],
+                                      outcome.kpi["trading"]["exits"])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        st.round_trips = 0  # type: ignore[misc]
+    assert seen["engine"].round_trips == s["round_trips_completed"]

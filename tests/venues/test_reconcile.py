@@ -109,7 +109,7 @@ async def test_reconcile_reports_drift_in_an_asset_without_fills(tmp_path: Path)
         traded = {(f["venue"], f["symbol"].split("/")[0]) for f in
                   await service.store.fills(out.run_id)}
         start = (await service.store.events(run_id=out.run_id,
-                                            kind="balances_at_start"))[0]["payload"]
+                                            kind="starting_balances_recorded"))[0]["payload"]
         idle = next(a for a in sorted(start["binance"])
                     if a != "USDT" and ("binance", a) not in traded)
         cap.venues[Venue.BINANCE].fund(idle, 1.0)  # e.g. a deposit, or a fill not journaled
