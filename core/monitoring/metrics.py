@@ -251,12 +251,12 @@ class _ServiceCollector(Collector):
         yield gauge("arbitrage_memory_mb", m._proc.memory_info().rss / 2**20)
         waits = _by_venue(engine, "rate_limit_wait_s_by_venue", "rate_limit_wait_s") \
             if engine else {ALL_VENUES: 0.0}
-        fam = GaugeMetricFamily("arbitrage_rate_limit_wait_seconds",
-                                METRICS["arbitrage_rate_limit_wait_seconds"][1],
-                                labels=["exchange"])
+        wait_fam = GaugeMetricFamily("arbitrage_rate_limit_wait_seconds",
+                                     METRICS["arbitrage_rate_limit_wait_seconds"][1],
+                                     labels=["exchange"])
         for venue, value in sorted(waits.items()):
-            fam.add_metric([venue], value)
-        yield fam
+            wait_fam.add_metric([venue], value)
+        yield wait_fam
         open_positions = (sum(1 for p in engine.open_positions() if p["state"] != "entering")
                           if engine else 0)
         yield gauge("arbitrage_open_positions", open_positions)

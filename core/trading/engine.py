@@ -509,7 +509,7 @@ class Engine:
         return total
 
     def open_positions(self) -> list[dict[str, object]]:
-        out = []
+        out: list[dict[str, object]] = []
         for slot in self.slots.values():
             if slot.has_position or slot.working:
                 out.append({
