@@ -16,11 +16,12 @@ TEST_LOCK := requirements/test.txt
 
 # The lock pins pip, setuptools and wheel too: the project itself is built with
 # those (--no-build-isolation), not with whatever is newest that day. `pip check`
-# catches a dependency added to pyproject.toml but not yet locked.
+# catches a dependency added to pyproject.toml but not yet locked. (-qq: errors
+# only; setuptools warns about every editable install.)
 $(STAMP): $(LOCK) pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(PIP) install -q --require-hashes -r $(LOCK)
-	$(PIP) install -q --no-deps --no-build-isolation -e .
+	$(PIP) install -qq --no-deps --no-build-isolation -e .
 	$(PIP) check
 	touch $(STAMP)
 
