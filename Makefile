@@ -1,21 +1,33 @@
 # The two set-up commands: `make demo` and `make test` (README). Each creates
-# .venv and installs what it needs on a fresh machine with Python 3.11+.
+# .venv and installs what it needs on a fresh machine with Python 3.11+: every
+# package at the version and hash the lock files name (requirements/*.txt,
+# written by `make lock`), with nothing but pip, so an operator gets the
+# versions the tests passed with. A changed lock file reinstalls.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+LOCK := requirements/base.txt
+TEST_LOCK := requirements/test.txt
 
-.PHONY: demo test bench lint soak clean
+.PHONY: demo test bench lint lock soak clean
 
-$(STAMP): pyproject.toml
+# The lock pins pip, setuptools and wheel too: the project itself is built with
+# those (--no-build-isolation), not with whatever is newest that day. `pip check`
+# catches a dependency added to pyproject.toml but not yet locked. (-qq: errors
+# only; setuptools warns about every editable install.)
+$(STAMP): $(LOCK) pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e .
+	$(PIP) install -q --require-hashes -r $(LOCK)
+	$(PIP) install -qq --no-deps --no-build-isolation -e .
+	$(PIP) check
 	touch $(STAMP)
 
-$(TEST_STAMP): $(STAMP)
-	$(BIN)/pip install -q -e '.[test]'
+$(TEST_STAMP): $(TEST_LOCK) $(STAMP)
+	$(PIP) install -q --require-hashes -r $(TEST_LOCK)
+	$(PIP) check
 	touch $(TEST_STAMP)
 
 demo: $(STAMP)
@@ -31,8 +43,15 @@ bench: $(TEST_STAMP)
 	$(BIN)/python -m benchmarks.venues
 	$(BIN)/python -m benchmarks.telegram
 
+# mypy checks what [tool.mypy] in pyproject.toml names (bot, core, guards).
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check bot core guards tests
+	$(BIN)/mypy
+
+# Refresh the lock files from pyproject.toml: every package to its newest allowed
+# release, or only some (`make lock UPGRADE="ccxt aiogram"`). Then `make test`.
+lock:
+	PY=$(PY) bash scripts/lock.sh $(UPGRADE)
 
 clean:
 	rm -rf $(VENV) .arbops

@@ -83,7 +83,7 @@ def find(name: str, prefix: str = "cmd_") -> Handler | None:
     for module_name in HANDLER_MODULES:
         fn = getattr(importlib.import_module(module_name), f"{prefix}{name}", None)
         if fn is not None:
-            return fn  # type: ignore[no-any-return]
+            return fn
     return None
 
 

@@ -24,6 +24,7 @@ from aiogram.types import (
     InlineKeyboardMarkup,
     Message,
     TelegramObject,
+    User,
 )
 from loguru import logger
 
@@ -116,9 +117,9 @@ class AllowlistMiddleware(BaseMiddleware):
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         deps: TelegramDeps = data["deps"]
         note: AuditNote = data["note"]
-        user = data.get("event_from_user")
+        user: User | None = data.get("event_from_user")
         role = deps.users.get(user.id) if user is not None and not user.is_bot else None
-        if role is None:
+        if user is None or role is None:
             note.done("denied: not in TELEGRAM_ALLOWED_USERS")
             return None
         note.role = ROLE_NAMES[role]

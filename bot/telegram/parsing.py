@@ -72,11 +72,11 @@ def parse_run_args(text: str | None) -> RunArgs:
             put("phase", int(low), tok)
         elif m := _DURATION.match(low):
             unit = (m.group(2) or "s").lower()
-            value = float(m.group(1))
+            amount = float(m.group(1))
             if unit == "s":
-                put("duration_seconds", value, tok)
+                put("duration_seconds", amount, tok)
             else:
-                put("duration_minutes", value * (60 if unit == "h" else 1), tok)
+                put("duration_minutes", amount * (60 if unit == "h" else 1), tok)
         else:
             raise UsageError(f"unexpected {tok!r}. {RUN_USAGE}")
     if "phase" not in fields:

@@ -80,6 +80,9 @@ def _is_parse_error(exc: TelegramBadRequest) -> bool:
     return "parse" in str(exc).lower() and "entit" in str(exc).lower()
 
 
+# aiogram annotates `request_timeout` as int, but its aiohttp session passes it on as
+# seconds, fractions included (its own session-wide timeout is a float); hence the
+# three `type: ignore[arg-type]` below.
 class Sender:
     def __init__(self, bot: Bot, policy: RetryPolicy | None = None) -> None:
         self.bot = bot
@@ -93,7 +96,7 @@ class Sender:
             "sendMessage", fit(text), MAX_TEXT,
             lambda body, mode: self.bot.send_message(chat_id, body, parse_mode=mode,
                                                      reply_markup=markup,
-                                                     request_timeout=timeout))
+                                                     request_timeout=timeout))  # type: ignore[arg-type]
 
     async def send_photo(self, chat_id: int, photo: bytes, caption: str = "", *,
                          filename: str = "chart.png", markup: Any = None) -> Any:
@@ -105,7 +108,7 @@ class Sender:
             "sendPhoto", fit(caption, MAX_CAPTION), MAX_CAPTION,
             lambda body, mode: self.bot.send_photo(
                 chat_id, BufferedInputFile(photo, filename), caption=body or None,
-                parse_mode=mode, reply_markup=markup, request_timeout=timeout))
+                parse_mode=mode, reply_markup=markup, request_timeout=timeout))  # type: ignore[arg-type]
 
     async def _send_html(self, what: str, body: str, limit: int,
                          call: Callable[[str, str | None], Awaitable[Any]]) -> Any:
@@ -130,7 +133,8 @@ class Sender:
             await call_with_retry(
                 lambda: self.bot.edit_message_text(
                     text=body, chat_id=chat_id, message_id=message_id, parse_mode="HTML",
-                    reply_markup=markup, request_timeout=self.policy.request_timeout_s),
+                    reply_markup=markup,
+                    request_timeout=self.policy.request_timeout_s),  # type: ignore[arg-type]
                 self.policy, self.stats, "editMessageText")
             return True
         except TelegramBadRequest as exc:

@@ -129,7 +129,8 @@ class _InterceptHandler(logging.Handler):
             level = record.levelno
         exc = record.exc_info if record.exc_info and record.exc_info[0] else None
         logger.opt(depth=0, exception=exc).patch(
-            lambda r: r.update(name=record.name, function=record.funcName, line=record.lineno)
+            lambda r: r.update({"name": record.name, "function": record.funcName,
+                                "line": record.lineno})
         ).log(level, record.getMessage())
 
 

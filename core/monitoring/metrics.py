@@ -253,12 +253,12 @@ class _ServiceCollector(Collector):
         yield gauge("arbitrage_memory_mb", m._proc.memory_info().rss / 2**20)
         waits = (_by_venue(st.rate_limit_wait_s_by_venue, st.rate_limit_wait_s) if st
                  else {ALL_VENUES: 0.0})
-        fam = GaugeMetricFamily("arbitrage_rate_limit_wait_seconds",
-                                METRICS["arbitrage_rate_limit_wait_seconds"][1],
-                                labels=["exchange"])
+        wait_fam = GaugeMetricFamily("arbitrage_rate_limit_wait_seconds",
+                                     METRICS["arbitrage_rate_limit_wait_seconds"][1],
+                                     labels=["exchange"])
         for venue, value in sorted(waits.items()):
-            fam.add_metric([venue], value)
-        yield fam
+            wait_fam.add_metric([venue], value)
+        yield wait_fam
         yield gauge("arbitrage_open_positions", st.open_positions if st else 0)
 
         state = str(getattr(service.state, "state", "ACTIVE"))

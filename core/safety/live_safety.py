@@ -147,7 +147,8 @@ class LiveSafety:
         exp = arm.expires_at() if arm is not None else None
         armed = arm is not None and not view.failures
         return {"armed": armed, "arm_cap_usd": view.cap_usd if armed else None,
-                "arm_expires_at": arm.describe()["expires_at"] if armed and exp else None,
+                "arm_expires_at": (arm.describe()["expires_at"]
+                                   if arm is not None and armed and exp else None),
                 "arm_source": arm.source if arm is not None else None,
                 "arm_failures": [f.as_dict() for f in view.failures]}
 

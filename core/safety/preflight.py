@@ -120,9 +120,9 @@ async def check_secrets(ctx: PreflightContext, dry_run: bool) -> Outcome:
               "BINANCE_API_KEY": s.binance_api_key, "BINANCE_API_SECRET": s.binance_api_secret,
               "TELEGRAM_BOT_TOKEN": s.telegram_bot_token}
     lengths = {n: None if v is None else len(v.get_secret_value()) for n, v in fields.items()}
-    problems = [f"{n} is not set" if v is None else _secret_problem(n, v.get_secret_value())
-                for n, v in fields.items()]
-    problems = [p for p in problems if p is not None]
+    found = [f"{n} is not set" if v is None else _secret_problem(n, v.get_secret_value())
+             for n, v in fields.items()]
+    problems = [p for p in found if p is not None]
     if s.telegram_chat_id is None:
         problems.append("TELEGRAM_CHAT_ID is not set")
     details = {"lengths": lengths, "telegram_chat_id_set": s.telegram_chat_id is not None}
@@ -376,6 +376,7 @@ def summarize(checks: list[dict[str, Any]], timestamp: str) -> dict[str, Any]:
 async def run_preflight(ctx: PreflightContext, dry_run: bool) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     for name, fn in CHECKS:  # sequential: the venue probes share one rate limit
+        details: dict[str, Any]
         try:
             if dry_run and name in DRY_RUN_SKIPS:
                 status, message, details = SKIP, f"dry run: {DRY_RUN_SKIPS[name]}", {}

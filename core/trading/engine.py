@@ -178,7 +178,7 @@ class Engine:
                     await self._resolve_unknown(slot, oid, wo, mono)
                     continue
                 try:
-                    order = await self.ex[wo.venue].fetch_order(oid, wo.symbol)  # type: ignore[attr-defined]
+                    order = await self.ex[wo.venue].fetch_order(oid, wo.symbol)
                 except ExchangeError as exc:
                     self._venue_error(exc, wo.venue)  # an outage is counted, not an engine failure
                     continue
@@ -193,7 +193,7 @@ class Engine:
                 ):
                     wo.cancel_sent = True
                     try:
-                        order = await self.ex[wo.venue].cancel_order(oid, wo.symbol)  # type: ignore[attr-defined]
+                        order = await self.ex[wo.venue].cancel_order(oid, wo.symbol)
                     except ExchangeError as exc:
                         self._venue_error(exc, wo.venue)
                         logger.warning("cancel of {} failed: {}", wo.client_order_id, exc)
@@ -213,7 +213,7 @@ class Engine:
         quote = QUOTE[venue]
         for trade in order.trades[wo.trades_seen:]:
             self.journal.later(
-                self.store.record_fill,  # type: ignore[attr-defined]
+                self.store.record_fill,
                 venue=str(venue), trade_id=trade.id, client_order_id=trade.client_order_id,
                 run_id=self.cfg.run_id, symbol=trade.symbol, side=str(trade.side),
                 price=trade.price, amount=trade.amount, cost=trade.cost, fee=trade.fee_cost,
@@ -242,7 +242,7 @@ class Engine:
         if order.trades or order.status.done:
             state = {"closed": "FILLED", "open": "OPEN"}.get(str(order.status), "CANCELED")
             self.journal.later(
-                self.store.update_intent,  # type: ignore[attr-defined]
+                self.store.update_intent,
                 client_order_id=wo.client_order_id, state=state, filled=order.filled,
                 updated_at=self.clock.time(),
             )
@@ -319,7 +319,7 @@ class Engine:
     async def _save_position(self, slot: Slot, state: str, pnl: float | None = None) -> None:
         now = self.clock.time()
         self.journal.later(
-            self.store.upsert_position,  # type: ignore[attr-defined]
+            self.store.upsert_position,
             position_id=slot.position_id, run_id=self.cfg.run_id, base=slot.base,
             direction=str(slot.direction), qty=min(slot.open_qty.values()) if state != "closed" else 0.0,
             state=state, opened_at=slot.opened_at, entry_premium_bps=slot.entry_premium_bps,
@@ -455,13 +455,13 @@ class Engine:
         """An order whose send had no answer: find it by client id, or give it up
         once the venue has had time to show it."""
         try:
-            order = await self.ex[wo.venue].fetch_order(  # type: ignore[attr-defined]
+            order = await self.ex[wo.venue].fetch_order(
                 None, wo.symbol, wo.client_order_id)
         except OrderNotFound:
             if mono - wo.placed_mono >= UNKNOWN_GIVE_UP_S:
                 del slot.working[key]
                 self.journal.later(
-                    self.store.update_intent,  # type: ignore[attr-defined]
+                    self.store.update_intent,
                     client_order_id=wo.client_order_id, state="REJECTED",
                     reason="never reached the venue", updated_at=self.clock.time())
             return  # the caller settles the slot once nothing works any more
@@ -472,7 +472,7 @@ class Engine:
         wo.order_id = order.id
         slot.working[order.id] = wo  # adopted: polled like any other from the next tick
         self.journal.later(
-            self.store.update_intent,  # type: ignore[attr-defined]
+            self.store.update_intent,
             client_order_id=wo.client_order_id, state="OPEN", exchange_order_id=order.id,
             reason="found by client id after an unknown send", updated_at=self.clock.time())
 

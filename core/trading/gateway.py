@@ -173,9 +173,9 @@ class Gateway:
             await self._refused(intent, refusal)
             raise
         except RuleViolation as exc:
-            refusal = GatewayRefusal("venue_rules", str(exc))
-            await self._refused(intent, refusal)
-            raise refusal from None
+            rule_refusal = GatewayRefusal("venue_rules", str(exc))
+            await self._refused(intent, rule_refusal)
+            raise rule_refusal from None
         cid = self.next_client_id()
         request = OrderRequest(intent.symbol, intent.side, OrderType.LIMIT, amount, cid, price)
         return Prepared(intent, request)

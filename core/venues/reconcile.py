@@ -38,12 +38,12 @@ async def reconcile_run(store: JournalStore, venues: Mapping[Venue, ExchangePort
     problems: list[str] = []
     open_orders: dict[str, int] = {}
     balances_now: dict[str, dict[str, float]] = {}
-    for venue, ex in venues.items():
+    for venue_id, ex in venues.items():
         try:
-            open_orders[str(venue)] = len(await ex.fetch_open_orders())
-            balances_now[str(venue)] = {a: b.total for a, b in (await ex.fetch_balance()).items()}
+            open_orders[str(venue_id)] = len(await ex.fetch_open_orders())
+            balances_now[str(venue_id)] = {a: b.total for a, b in (await ex.fetch_balance()).items()}
         except ExchangeError as exc:
-            problems.append(f"{venue}: cannot read the venue: {exc}")
+            problems.append(f"{venue_id}: cannot read the venue: {exc}")
     for venue, n in open_orders.items():
         if n:
             problems.append(f"{venue}: {n} open order(s)")

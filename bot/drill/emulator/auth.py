@@ -100,7 +100,7 @@ def upbit_query_string(method: str, raw_query: str, body: object) -> str:
     """The string Upbit hashes: the decoded query (GET/DELETE) or the JSON body items in order."""
     if method in ("GET", "DELETE") or not isinstance(body, dict):
         return unquote(raw_query)
-    parts = []
+    parts: list[str] = []
     for k, v in body.items():
         if isinstance(v, bool):
             v = "true" if v else "false"
@@ -140,9 +140,9 @@ class UpbitAuth:
         ):
             raise upbit_error(401, "jwt_verification", "Jwt 토큰 검증에 실패했습니다.")
         access = payload.get("access_key")
-        secret = self._keys.get(access) if isinstance(access, str) else None
-        if secret is None:
+        if not isinstance(access, str) or access not in self._keys:
             raise upbit_error(401, "invalid_access_key", "잘못된 엑세스 키입니다.")
+        secret = self._keys[access]
         expected = hmac.new(
             secret.encode(), f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256
         ).digest()
