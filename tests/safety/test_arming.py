@@ -179,7 +179,7 @@ async def test_command_arm_single_use_and_disarm(tmp_path):
             await safety.arm("1000.01", "op")
         assert names(exc.value.failures) == ["arm_cap"]
         kinds = [e["kind"] for e in await store.events(limit=10)]
-        assert kinds[:3] == ["disarm", "arm", "arm_consumed"]
+        assert kinds[:3] == ["disarmed", "armed", "arm_consumed"]
     finally:
         await store.close()
 

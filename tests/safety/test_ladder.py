@@ -57,18 +57,18 @@ def test_failed_gate_or_unclean_run_does_not_count():
 def test_kill_or_rollback_resets_to_live_phase_1():
     runs = [run("paper", 1, 3 * H), run("live", 1, 2 * H), run("live", 2, H)]
     assert allowed(3, runs)
-    for reset in (ev("kill", 0.5 * H, reason="x"), ev("ladder_rollback", 0.5 * H, actor="op")):
+    for reset in (ev("killed", 0.5 * H, reason="x"), ev("ladder_rolled_back", 0.5 * H, actor="op")):
         assert not allowed(2, runs, [reset]) and not allowed(3, runs, [reset])
         assert allowed(1, runs, [reset])
     killed = run("live", 1, 0.2 * H, status="killed", gate=None)
     assert not allowed(2, [*runs, killed]) and allowed(1, [*runs, killed])
     # a live 1 passed after the reset climbs again
-    assert allowed(2, [*runs, run("live", 1, 0.1 * H)], [ev("kill", 0.5 * H)])
+    assert allowed(2, [*runs, run("live", 1, 0.1 * H)], [ev("killed", 0.5 * H)])
 
 
 def test_override_is_single_use():
     runs = [run("paper", 1, H)]
-    o = ev("ladder_override", 0.5 * H, phase=3, actor="admin:1")
+    o = ev("ladder_overridden", 0.5 * H, phase=3, actor="admin:1")
     d = decide(3, runs, [o], NOW)
     assert d.allowed and d.via_override and "admin:1" in d.reason
     used = {**run("live", 3, 0.1 * H), "started_at": NOW - 0.2 * H}
@@ -102,7 +102,7 @@ async def test_ladder_reads_the_journal(tmp_path):
         assert d.allowed and d.via_override
         await ladder.rollback("op", NOW - 5)
         st = await ladder.status(NOW)
-        assert st.reset_reason == "ladder_rollback"
+        assert st.reset_reason == "ladder_rolled_back"
         assert not st.decisions[2].allowed  # a rollback cancels an earlier override
     finally:
         await store.close()

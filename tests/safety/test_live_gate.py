@@ -171,10 +171,10 @@ async def test_last_run_unclean_until_reconciled(tmp_path, status, gate, ended):
             await w.store.finish_run("r2", NOW - 50, status, "x", 1, None, gate_json=gate)
         f = await w.check()
         assert names(f) == {"last_run"} and "r2" in f[0].message
-        await w.store.record_event(NOW - 2, "r2", "reconciliation",
+        await w.store.record_event(NOW - 2, "r2", "reconciled",
                                    {"ok": False, "problems": ["BTC drift"]})
         assert names(await w.check()) == {"last_run"}  # a drift does not clear it
-        await w.store.record_event(NOW - 1, "r2", "reconciliation", {"ok": True, "problems": []})
+        await w.store.record_event(NOW - 1, "r2", "reconciled", {"ok": True, "problems": []})
         assert await w.check() == []
 
 

@@ -63,7 +63,7 @@ async def test_paper_phase_on_real_data_completes(tmp_path: Path) -> None:
         assert run["status"] in ("completed", "failed")  # the gate may FAIL a short run
         events = db_rows(tmp_path, "SELECT kind FROM events WHERE run_id=?", (out.run_id,))
         kinds = {e["kind"] for e in events}
-        assert {"balances_at_start", "reconciliation"} <= kinds
+        assert {"starting_balances_recorded", "reconciled"} <= kinds
         # A paper run on real data is not a live run: no start-up recovery against venues.
         assert "recovery" not in kinds
         # Paper venues: nothing was sent to the (emulated) exchanges.
