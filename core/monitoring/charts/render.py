@@ -111,6 +111,10 @@ def _run(request: bytes, n: int, timeout_s: float, module: str, limit_s: float) 
         proc.communicate()
         raise ChartTimeout(f"chart not drawn within {limit_s:g} s: worker {proc.pid} killed",
                            pid=proc.pid) from None
+    except BaseException:  # interrupted while waiting (Ctrl+C in the CLI): no orphan left
+        proc.kill()
+        proc.wait()
+        raise
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         lines = err.decode(errors="replace").strip().splitlines()
