@@ -42,6 +42,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python -m benchmarks.kill
 	$(BIN)/python -m benchmarks.venues
 	$(BIN)/python -m benchmarks.telegram
+	$(BIN)/python -m benchmarks.charts
 
 # mypy checks what [tool.mypy] in pyproject.toml names (bot, core, guards).
 lint: $(TEST_STAMP)

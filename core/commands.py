@@ -145,12 +145,26 @@ class IncidentArgs(Args):
 
 
 class ReportArgs(Args):
-    kind: Literal["daily", "weekly"] = Field(description="daily or weekly", json_schema_extra=POSITIONAL)
+    kind: Literal["daily", "weekly", "run"] = Field(
+        description="daily, weekly, or run (one run, by id)", json_schema_extra=POSITIONAL)
+    run_id: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$", json_schema_extra=POSITIONAL,
+        description="with `run`: the run id (`last`: the newest run)")
     date: str | None = Field(
         None, pattern=r"^(\d{4}-\d{2}-\d{2}|today|yesterday)$",
         description="YYYY-MM-DD, today or yesterday (default: the last complete day/week)")
     png: Path | None = Field(None, description="also write the chart PNG here")
     json_output: bool = Field(False, alias="json", description="print one JSON object")
+
+    @model_validator(mode="after")
+    def _run_needs_an_id(self) -> ReportArgs:
+        if self.kind == "run" and self.run_id is None:
+            raise ValueError("`report run` needs a run id (or `last`)")
+        if self.kind == "run" and self.date is not None:
+            raise ValueError("--date is for daily and weekly reports, not a run")
+        if self.kind != "run" and self.run_id is not None:
+            raise ValueError(f"a {self.kind} report takes --date, not a run id")
+        return self
 
 
 class PreflightArgs(Args):
@@ -272,7 +286,8 @@ COMMANDS: tuple[Command, ...] = (
             Role.OPERATOR, telegram=False),
     Command("drill", "rehearse the LIVE runbook on loopback against the emulator", DrillArgs,
             telegram=False),
-    Command("report", "daily/weekly report (runbook 7.2)", ReportArgs),
+    Command("report", "daily, weekly or one run's report, with its chart (runbook 7.2)",
+            ReportArgs),
     Command("guards", "guard thresholds and headroom", cli=False, method="guard_status"),
     Command("incident", "open an incident report by hand (runbook 7.1)", IncidentArgs,
             Role.OPERATOR),

@@ -13,6 +13,8 @@ ArbopsError                  exit 1 unless a subclass says otherwise
 │   └── SchemaTooNew         the journal was written by a newer arbops
 ├── ServiceError             a command that failed (1) or was refused (2): the code says
 ├── SendUnknown              the venue may or may not have the order
+├── ChartFailed              a chart could not be drawn (the report goes out as text)
+│   └── ChartTimeout         the chart worker took too long and was killed
 ├── ControlChannelError      the local socket to a running engine
 │   ├── EngineNotRunning     nobody listens on it
 │   ├── ControlChannelBusy   another process already serves it
@@ -145,6 +147,18 @@ class ServiceError(ArbopsError):
 
 class SendUnknown(ArbopsError):
     """The venue may or may not have the order; resolve it by client order id."""
+
+
+class ChartFailed(ArbopsError):
+    """A chart was not drawn: its worker process failed, or could not be started."""
+
+
+class ChartTimeout(ChartFailed, TimeoutError):
+    """The chart worker ran past its time and was killed (pid: the process killed)."""
+
+    def __init__(self, message: str, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
 
 
 class ControlChannelError(ArbopsError):

@@ -288,17 +288,19 @@ class OperatorService:
             logger.exception("background run failed")
             raise
 
-    async def report(self, kind: str, date: str | None = None) -> str:
+    async def report(self, kind: str, date: str | None = None,
+                     run_id: str | None = None) -> str:
         from core.monitoring.jobs import on_demand_report
 
-        return (await on_demand_report(self, kind, date)).text
+        return (await on_demand_report(self, kind, date, png=False, run_id=run_id)).text
 
-    async def report_with_chart(self, kind: str, date: str | None = None) -> Any:
+    async def report_with_chart(self, kind: str, date: str | None = None,
+                                run_id: str | None = None) -> Any:
         """The report (BuiltReport) with its chart in memory (`.png`, None when it could
-        not be drawn), for a chat reply: built off the loop, no file written."""
+        not be drawn), for a chat reply: drawn by a worker process, no file written."""
         from core.monitoring.jobs import on_demand_report
 
-        return await on_demand_report(self, kind, date, png=False, chart=True)
+        return await on_demand_report(self, kind, date, png=False, chart=True, run_id=run_id)
 
     async def send_test_alert(self, actor: str) -> dict[str, Any]:
         """Runbook §8.1: a sample alert through the notifier (Telegram when it is up)."""

@@ -106,6 +106,7 @@ class Settings(BaseSettings):
     report_timezone: str = "Asia/Seoul"
     report_time: str = Field("09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     report_grace_s: float = Field(21600.0, ge=0)
+    report_chart_timeout_s: float = Field(30.0, gt=0, le=600)
     reconcile_interval_s: float = Field(3600.0, ge=0)  # 0 turns the scheduled check off
     reports_enabled: bool = True
     prometheus_host: str = "127.0.0.1"

@@ -59,6 +59,8 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     "report_timezone": ("report and daily-loss day boundary zone", "Asia/Seoul"),
     "report_time": ("when the daily (and Monday weekly) report is pushed, HH:MM", "09:00"),
     "report_grace_s": ("a report missed while down is sent at start-up within this long", ""),
+    "report_chart_timeout_s": ("a chart's worker process is killed after this long; the "
+                               "report goes out as text", ""),
     "reconcile_interval_s": ("reconcile live venues this often between runs (0: off)",
                              "§5.2"),
     "reports_enabled": ("push scheduled daily/weekly reports", "§7.2"),

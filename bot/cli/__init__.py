@@ -52,8 +52,9 @@ def _add_model_args(p: argparse.ArgumentParser, model: type[BaseModel]) -> None:
         help_text = field.description or ""
         annotation = field.annotation
         choices = _literal_choices(annotation)
-        if extra.get("positional"):
-            p.add_argument(name, choices=choices, help=help_text)
+        if extra.get("positional"):  # one with a default may be left out (`report run ID`)
+            p.add_argument(name, choices=choices, help=help_text,
+                           nargs=None if field.is_required() else "?")
         elif annotation is bool:
             p.add_argument(f"--{flag}", dest=name, action="store_true", help=help_text)
         else:

@@ -84,6 +84,7 @@ class ReportJobs:
         self.hhmm = parse_hhmm(str(getattr(settings, "report_time", DEFAULT_REPORT_TIME)))
         self.grace_s = float(getattr(settings, "report_grace_s", DEFAULT_GRACE_S))
         self.out_dir = out_dir or Path(settings.data_dir) / "reports"
+        self.chart_timeout_s = chart_timeout(settings)
         self.db_path = Path(service.store.path)
         self._lock = asyncio.Lock()
 
@@ -126,9 +127,17 @@ class ReportJobs:
         active = frozenset({run.run_id}) if run is not None else frozenset()
         png = self.out_dir / f"{kind}-{day.isoformat()}.png"
         built = await asyncio.to_thread(build_report, kind, self.db_path, day, self.tz, now,
-                                        png_path=png, active_runs=active)
+                                        png_path=png, active_runs=active,
+                                        chart_timeout_s=self.chart_timeout_s)
         await asyncio.to_thread(_write_json, png.with_suffix(".json"), built.as_dict())
-        await send_report(self.service.notifier, built.text, built.png_path)
+        await send_report(self.service.notifier, built.text, built.png_path,
+                          chart_error=built.chart_error)
+
+
+def chart_timeout(settings: Any) -> float:
+    from core.monitoring.charts.render import DEFAULT_TIMEOUT_S
+
+    return float(getattr(settings, "report_chart_timeout_s", DEFAULT_TIMEOUT_S))
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -138,8 +147,10 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-async def send_report(notifier: Any, text: str, png_path: Path | None) -> None:
-    """The chart as a photo when the notifier can send one, else its path in the text."""
+async def send_report(notifier: Any, text: str, png_path: Path | None, *,
+                      chart_error: str | None = None) -> None:
+    """The chart as a photo when the notifier can send one, else its path in the text;
+    without a chart (it failed or timed out), the text and why."""
     title, _, body = text.partition("\n")
     send_photo = getattr(notifier, "send_photo", None)
     if png_path is not None and callable(send_photo):
@@ -147,36 +158,43 @@ async def send_report(notifier: Any, text: str, png_path: Path | None) -> None:
         return
     if png_path is not None:
         body = f"{body}\nChart: {png_path}"
+    elif chart_error is not None:
+        body = f"{body}\n(no chart: {chart_error})"
     await notifier.notify(Severity.INFO, title, body)
 
 
 async def on_demand_report(service: Any, kind: str, day: str | None = None, *,
-                           png: bool = True, chart: bool = False) -> Any:
+                           png: bool = True, chart: bool = False,
+                           run_id: str | None = None) -> Any:
     """`/report` and `OperatorService.report`: build a report now (off the loop).
 
-    Returns core.monitoring.reports.BuiltReport (text, the report, the chart path). `png` writes
-    the chart under data_dir/reports; `chart` draws it in memory only (`built.png`,
-    None when it could not be drawn: the text stands on its own). Nothing is sent and
-    no flag is touched: on-demand reports never affect the schedule.
+    Returns core.monitoring.reports.BuiltReport (text, the report, the chart path). `png`
+    writes the chart under data_dir/reports; `chart` draws it in memory only
+    (`built.png`, None when it could not be drawn: `built.chart_error` says why and the
+    text stands on its own). The chart is drawn by a worker process, waited for in a
+    thread, so the engine's loop keeps running. Nothing is sent and no flag is
+    touched: on-demand reports never affect the schedule. A run report (`kind` run)
+    names its run by `run_id` (`last`: the newest).
     """
-    from core.monitoring.reports import build_report, chart_png, resolve_date
+    from core.monitoring.reports import KINDS, build_report, resolve_date
+    from core.monitoring.reports.run_report import check_run_id
 
-    if kind not in ("daily", "weekly"):
-        raise ValueError("kind is daily or weekly")
+    if kind not in KINDS:
+        raise ValueError(f"kind is one of {', '.join(KINDS)}")
     tz = ZoneInfo(service.settings.report_timezone)
     now = service.clock.time()
-    when = resolve_date(day, kind, now, tz)
+    if kind == "run":
+        when, name = None, check_run_id(run_id or "")
+    else:
+        when = resolve_date(day, kind, now, tz)
+        name = when.isoformat()
     run = getattr(service, "current", None)
     active = frozenset({run.run_id}) if run is not None else frozenset()
-    out = Path(service.settings.data_dir) / "reports" / f"{kind}-{when.isoformat()}-ondemand.png"
-    built = await asyncio.to_thread(build_report, kind, Path(service.store.path), when, tz, now,
-                                    png_path=out if png else None, active_runs=active)
-    if chart and built.png is None:
-        try:  # CPU work: in a worker thread, so the engine's loop keeps running
-            built.png = await asyncio.to_thread(chart_png, built.report)
-        except Exception:  # noqa: BLE001 - the report goes out as text without its chart
-            logger.exception("the {} report chart for {} could not be drawn", kind, built.key)
-    return built
+    out = Path(service.settings.data_dir) / "reports" / f"{kind}-{name}-ondemand.png"
+    return await asyncio.to_thread(
+        build_report, kind, Path(service.store.path), when, tz, now,
+        png_path=out if png else None, chart=chart, run_id=run_id, active_runs=active,
+        chart_timeout_s=chart_timeout(service.settings))
 
 
 async def scheduled_reconcile(service: Any) -> dict[str, Any] | None:

@@ -81,3 +81,49 @@ async def build_journal(data_dir: Path) -> Path:
     finally:
         await store.close()
     return path
+
+
+def _kpi_full(pnl: float, inventory: float, fees: float, **summary: object) -> str:
+    return json.dumps({"schema_version": 1, "final": False,
+                       "summary": {"total_pnl_usd": pnl, "inventory_pnl_usd": inventory,
+                                   **summary},
+                       "trading": {"fees_usd": fees},
+                       "guards": {"exchange_errors": 1, "rate_limit_hits": 0}})
+
+
+async def build_inventory_journal(data_dir: Path) -> Path:
+    """Runs whose KPI snapshots carry `summary.inventory_pnl_usd` (the inventory
+    revaluation figure), for the charts' optional line. Tuesday 2026-01-13 (KST):
+    - R6 10:00 -> 11:00; closes +1.5 (10:20, fees 0.2), -0.5 (10:40, fees 0.2);
+      snapshots 10:00 (pnl 0, inv 0), 10:30 (1.2, -2.0), 11:00 final (1.0, 3.0)
+    - R7 23:00 -> 01-14 01:00, no trades; snapshots 23:30 (inv 1.0), 00:30 (4.0),
+      01:00 (2.0)
+    Inventory revaluation: 01-13 = 0, -2, 3, then 3 + 1 = 4 at 23:30;
+    01-14 = 4 - 1 = 3 at 00:30, 2 - 1 = 1 at 01:00 (R7's change since 23:30).
+    """
+    path = data_dir / DB_NAME
+    store = await SqliteStore.open(path)
+    try:
+        for run_id, start, end in (("R6", kst(13, 10), kst(13, 11)),
+                                   ("R7", kst(13, 23), kst(14, 1))):
+            await store.create_run(run_id, "paper", 2, "top20", "sim", start, 100.0)
+            await store.finish_run(run_id, end, "completed", "duration_elapsed", 0, None)
+        for pid, closed_at, pnl in (("q1", kst(13, 10, 20), 1.5), ("q2", kst(13, 10, 40), -0.5)):
+            await store.upsert_position(pid, "R6", "ETH", "sell_upbit_buy_binance", 0.0,
+                                        "closed", closed_at - 60, 12.0, 20.0, 15.0,
+                                        closed_at=closed_at, exit_reason="take_profit",
+                                        pnl_usd=pnl, fees_usd=0.2)
+        snaps = [
+            ("R6", kst(13, 10), False, _kpi_full(0.0, 0.0, 0.0)),
+            ("R6", kst(13, 10, 30), False, _kpi_full(1.2, -2.0, 0.2)),
+            ("R6", kst(13, 11), True, _kpi_full(1.0, 3.0, 0.4, max_drawdown_usd=0.5,
+                                                round_trips_completed=2, win_rate=0.5)),
+            ("R7", kst(13, 23, 30), False, _kpi_full(0.0, 1.0, 0.0)),
+            ("R7", kst(14, 0, 30), False, _kpi_full(0.0, 4.0, 0.0)),
+            ("R7", kst(14, 1), True, _kpi_full(0.0, 2.0, 0.0)),
+        ]
+        for run_id, ts, final, text in snaps:
+            await store.save_kpi(run_id, final, ts, text)
+    finally:
+        await store.close()
+    return path

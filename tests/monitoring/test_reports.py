@@ -1,11 +1,10 @@
-"""R-O4: daily and weekly reports from a hand-built journal (values computed by
-hand in journal_fixture.py), the PNG charts, and `arbops report`.
+"""R-O4: daily, weekly and run reports from a hand-built journal (values computed by
+hand in journal_fixture.py), and `arbops report` (the charts themselves:
+test_charts.py).
 """
 from __future__ import annotations
 
 import json
-import struct
-import zlib
 from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,9 +12,11 @@ from types import SimpleNamespace
 import pytest
 
 from bot.cli.reports import cmd_report
+from core.errors import ArbopsError
+from core.monitoring.charts.worker import HANG_ENV
 from core.monitoring.reports import build_report, default_date, resolve_date
 from core.monitoring.reports.compute import daily_report, weekly_report
-from core.monitoring.reports.png import Canvas
+from core.monitoring.reports.run_report import format_run, run_report
 from core.settings import Settings
 from tests.monitoring.journal_fixture import KST, build_journal, kst
 
@@ -83,60 +84,6 @@ def test_week_with_a_losing_day(journal: Path) -> None:
     assert next(d["date"] for d in w.days) == "2026-01-05" and len(w.days) == 7
 
 
-def _png_pixels(data: bytes) -> tuple[int, int, bytes]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, chunks = 8, {}
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind = data[pos + 4:pos + 8]
-        body = data[pos + 8:pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
-        assert crc == zlib.crc32(kind + body) & 0xFFFFFFFF, kind
-        chunks.setdefault(kind, b"")
-        chunks[kind] += body
-        pos += 12 + length
-    assert next(iter(chunks)) == b"IHDR" and b"IEND" in chunks
-    w, h, depth, ctype, _, _, _ = struct.unpack(">IIBBBBB", chunks[b"IHDR"])
-    assert (depth, ctype) == (8, 2)
-    raw = zlib.decompress(chunks[b"IDAT"])
-    assert len(raw) == h * (1 + 3 * w)
-    return w, h, raw
-
-
-def _colors(w: int, h: int, raw: bytes) -> set[tuple[int, int, int]]:
-    out = set()
-    for y in range(h):
-        row = raw[y * (1 + 3 * w) + 1:(y + 1) * (1 + 3 * w)]
-        out.update(tuple(row[i:i + 3]) for i in range(0, len(row), 3))
-    return out
-
-
-def test_charts_are_valid_non_blank_pngs(journal: Path, tmp_path: Path) -> None:
-    daily = build_report("daily", journal, date(2026, 1, 5), KST, NOW,
-                         png_path=tmp_path / "d.png")
-    w, h, raw = _png_pixels(daily.png_path.read_bytes())
-    colors = _colors(w, h, raw)
-    assert (w, h) == (640, 320) and len(colors) >= 3
-    assert (40, 90, 200) in colors  # the equity curve
-    weekly = build_report("weekly", journal, date(2026, 1, 5), KST, NOW,
-                          png_path=tmp_path / "w.png")
-    colors = _colors(*_png_pixels(weekly.png_path.read_bytes()))
-    assert {(30, 150, 60), (200, 40, 40)} <= colors  # a green and a red bar
-    empty = build_report("daily", journal, date(2026, 1, 8), KST, NOW,
-                         png_path=tmp_path / "e.png")
-    assert len(_colors(*_png_pixels(empty.png_path.read_bytes()))) >= 3  # axes, zero line
-
-
-def test_canvas_primitives() -> None:
-    c = Canvas(5, 4)
-    c.line(0, 0, 4, 3, (1, 2, 3))
-    assert c.get(0, 0) == (1, 2, 3) and c.get(4, 3) == (1, 2, 3)
-    c.rect(1, 1, 2, 2, (9, 9, 9))
-    assert c.get(2, 2) == (9, 9, 9)
-    w, h, _raw = _png_pixels(c.png())
-    assert (w, h) == (5, 4)
-
-
 def test_text_report_and_dates(journal: Path) -> None:
     text = build_report("daily", journal, date(2026, 1, 5), KST, NOW).text
     assert "Daily report 2026-01-05 (Asia/Seoul)" in text
@@ -162,7 +109,10 @@ def test_cli_report_prints_the_same_report(journal: Path, tmp_path: Path,
     data = json.loads(capsys.readouterr().out)
     assert data["weekly_pnl_usd"] == pytest.approx(2.0)
     assert data["best_day"]["date"] == "2026-01-07" and data["png_path"] == str(png)
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data["chart_error"] is None
+    head = png.read_bytes()[:24]  # the signature, then IHDR's width and height
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    assert head[16:24] == (1080).to_bytes(4, "big") + (720).to_bytes(4, "big")
     args = SimpleNamespace(kind="daily", date="2026-01-05", png=None, json_output=False)
     assert cmd_report(settings, args, now=NOW) == 0
     out = capsys.readouterr().out
@@ -170,8 +120,6 @@ def test_cli_report_prints_the_same_report(journal: Path, tmp_path: Path,
 
 
 def test_cli_report_refuses_bad_input(tmp_path: Path) -> None:
-    from core.errors import ArbopsError
-
     settings = Settings(data_dir=tmp_path / "nothing")
     with pytest.raises(ArbopsError) as bad_date:
         cmd_report(settings, SimpleNamespace(kind="daily", date="2026-13-01"), now=NOW)
@@ -179,3 +127,64 @@ def test_cli_report_refuses_bad_input(tmp_path: Path) -> None:
     with pytest.raises(ArbopsError) as no_db:
         cmd_report(settings, SimpleNamespace(kind="daily", date=None), now=NOW)
     assert no_db.value.code == 1
+
+
+def test_run_reports(journal: Path) -> None:
+    r2 = run_report(journal, "R2", KST, NOW)
+    assert (r2.status, r2.finished, r2.running, r2.duration_hours) == ("completed", True,
+                                                                        False, 1.5)
+    assert (r2.round_trips, r2.wins, r2.pnl_usd, r2.fees_usd) == (3, 1, 1.0, 0.3)
+    assert r2.max_drawdown_usd == pytest.approx(1.0)  # +2 -> +1
+    assert r2.win_rate == pytest.approx(1 / 3)
+    assert [v for _, v in r2.equity] == [2.0, 1.0, 1.0]  # the flat/open rows are not trades
+    assert r2.kpi is not None and r2.kpi["exchange_errors"] == 3 and not r2.kpi["final"]
+    assert r2.kpi["total_pnl_usd"] is None and r2.mtm == []  # these snapshots carry no PnL
+    text = format_run(r2)
+    for line in ("Run report R2", "paper, phase 1, top10, sim: completed (duration_elapsed)",
+                 "Start 2026-01-05 10:00, end 2026-01-05 11:30 (Asia/Seoul): 1.50 h",
+                 "Round trips: 3 (wins 1)", "Closed-trade PnL: $+1.00 (fees $0.30 included)",
+                 "Win rate: 33.3%", "Max drawdown (closed trades): $1.00",
+                 "KPI (checkpoint 2026-01-05 11:30): PnL n/a marked to market",
+                 "Exchange API errors: 3; rate-limit hits: 2"):
+        assert line in text, line
+    crashed = run_report(journal, "R3", KST, NOW)  # never finished: until its last snapshot
+    assert (crashed.finished, crashed.end_ts, crashed.round_trips) == (False, kst(6, 0, 30), 0)
+    assert "never finished" in format_run(crashed) and "last seen 2026-01-06 00:30" in (
+        format_run(crashed))
+    running = run_report(journal, "R3", KST, kst(6, 1), frozenset({"R3"}))
+    assert running.running and running.end_ts == kst(6, 1) and "so far" in format_run(running)
+    r5 = run_report(journal, "R5", KST, NOW)
+    assert r5.kpi is None and "KPI: no snapshot journaled" in format_run(r5)
+    assert run_report(journal, "last", KST, NOW).run_id == "R5"  # the newest start
+    with pytest.raises(ArbopsError) as missing:
+        run_report(journal, "R9", KST, NOW)
+    assert missing.value.code == 2 and "no run 'R9'" in str(missing.value)
+    with pytest.raises(ArbopsError):
+        run_report(journal, "../../etc/passwd", KST, NOW)
+
+
+def test_cli_report_run_with_its_chart(journal: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    settings = Settings(data_dir=journal.parent)
+    png = tmp_path / "r2.png"
+    args = SimpleNamespace(kind="run", run_id="R2", png=str(png), json_output=False)
+    assert cmd_report(settings, args, now=NOW) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Run report R2") and f"Chart: {png}" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_report_when_the_chart_hangs(journal: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """The worker hangs: it is cut off at the time limit, the report is still printed,
+    the reason goes to stderr and the exit code says the file is missing (1)."""
+    monkeypatch.setenv(HANG_ENV, "1")
+    settings = Settings(data_dir=journal.parent, report_chart_timeout_s=1.0)
+    png = tmp_path / "d.png"
+    args = SimpleNamespace(kind="daily", date="2026-01-05", png=str(png), json_output=False)
+    assert cmd_report(settings, args, now=NOW) == 1
+    captured = capsys.readouterr()
+    assert captured.out.startswith("Daily report 2026-01-05") and "Chart:" not in captured.out
+    assert "no chart written: chart not drawn within 1 s" in captured.err
+    assert not png.exists()

@@ -5,10 +5,12 @@ Time comes from a ManualClock: nothing here waits for the wall clock.
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from apscheduler.events import EVENT_JOB_EXECUTED
 
 from bot.app import DB_NAME, build_service
@@ -16,6 +18,7 @@ from bot.monitoring_app import start_schedules
 from bot.scheduler import DAILY_JOB, RECONCILE_JOB, WEEKLY_JOB, build_scheduler, report_triggers
 from core.clock import ManualClock
 from core.journal.sqlite_store import SqliteStore
+from core.monitoring.charts.worker import HANG_ENV
 from core.monitoring.jobs import DAILY_FLAG, WEEKLY_FLAG, ReportJobs, last_slot
 from core.settings import Settings
 from tests.monitoring.journal_fixture import KST, build_journal, kst
@@ -47,10 +50,10 @@ def settings_for(data_dir: Path, **kw: Any) -> Settings:
     return Settings(data_dir=data_dir, **kw)
 
 
-async def open_jobs(data_dir: Path, clock: ManualClock,
-                    notifier: Any) -> tuple[ReportJobs, SqliteStore]:
+async def open_jobs(data_dir: Path, clock: ManualClock, notifier: Any,
+                    **settings: Any) -> tuple[ReportJobs, SqliteStore]:
     store = await SqliteStore.open(data_dir / DB_NAME)
-    return ReportJobs(Service(store, notifier), settings_for(data_dir), clock), store
+    return ReportJobs(Service(store, notifier), settings_for(data_dir, **settings), clock), store
 
 
 def test_triggers_fire_at_0900_in_the_report_zone_once_a_day() -> None:
@@ -162,6 +165,30 @@ async def test_without_send_photo_the_chart_path_goes_in_the_text(tmp_path: Path
     (_, severity, title, body), = notifier.sent
     assert (severity, title) == ("INFO", "Daily report 2026-01-05 (Asia/Seoul)")
     assert f"Chart: {tmp_path / 'reports' / 'daily-2026-01-05.png'}" in body
+
+
+async def test_a_hung_chart_is_cut_off_and_the_report_goes_out_as_text(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chart worker hangs (test hook): it is killed at report_chart_timeout_s and
+    the 09:00 report is sent as text saying why, once (the flag is set)."""
+    monkeypatch.setenv(HANG_ENV, "1")
+    await build_journal(tmp_path)
+    clock = ManualClock(kst(6, 9))
+    notifier = PhotoNotifier()
+    jobs, store = await open_jobs(tmp_path, clock, notifier, report_chart_timeout_s=1.0)
+    try:
+        result = await jobs.daily()
+        assert (result.sent, result.key) == (True, "2026-01-05")
+        assert await store.get_flag(DAILY_FLAG) == "2026-01-05"
+    finally:
+        await store.close()
+    assert notifier.photos == []
+    (severity, title, body), = notifier.sent
+    assert (severity, title) == ("INFO", "Daily report 2026-01-05 (Asia/Seoul)")
+    assert "Win rate: 40.0%" in body and "(no chart: chart not drawn within 1 s: worker" in body
+    saved = json.loads((tmp_path / "reports" / "daily-2026-01-05.json").read_text())
+    assert saved["chart_error"].startswith("chart not drawn") and saved["png_path"] is None
+    assert not (tmp_path / "reports" / "daily-2026-01-05.png").exists()
 
 
 async def test_a_failed_send_is_retried_later(tmp_path: Path) -> None:

@@ -1,10 +1,11 @@
-"""/report over Telegram: the chart as a photo (PNG drawn in memory, off the event
-loop) with the report as its caption, through the real aiogram stack and the Bot
-API stand-in; the journal is the hand-built one of the monitoring tests (Asia/Seoul)."""
+"""/report over Telegram: the chart as a photo (PNG drawn by a worker process, held in
+memory, never in the bot's process) with the report as its caption, through the real
+aiogram stack and the Bot API stand-in; the journal is the hand-built one of the
+monitoring tests (Asia/Seoul)."""
 from __future__ import annotations
 
 import asyncio
-import threading
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,14 +14,15 @@ import pytest
 from aiohttp import web
 
 from bot.drill.emulator.telegram_api import BotApiStandIn
-from core.monitoring.reports import charts
+from core.monitoring.charts.worker import HANG_ENV
 from tests.monitoring.journal_fixture import build_journal
 from tests.telegram.tg_support import STRANGER, VIEWER, telegram_env
 
 pytestmark = [pytest.mark.timeout(30)]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-USAGE = "usage: /report [daily|weekly] [YYYY-MM-DD|today|yesterday]"
+USAGE = ("usage: /report [daily|weekly] [YYYY-MM-DD|today|yesterday] | "
+         "/report run <run id|last>")
 SEOUL = {"report_timezone": "Asia/Seoul"}
 
 
@@ -66,17 +68,8 @@ def report_rows(env: Any) -> list[dict[str, Any]]:
     return [r for r in env.audit() if r["command"] == "report"]
 
 
-async def test_daily_and_weekly_reports_are_charts_with_the_figures(tmp_path: Path,
-                                                                    monkeypatch) -> None:
+async def test_daily_and_weekly_reports_are_charts_with_the_figures(tmp_path: Path) -> None:
     await build_journal(tmp_path)
-    threads: list[str] = []
-    daily_chart = charts.daily_chart
-
-    def spy(report: Any) -> bytes:
-        threads.append(threading.current_thread().name)
-        return daily_chart(report)
-
-    monkeypatch.setattr(charts, "daily_chart", spy)
     uploads: list[Upload] = []
     async with telegram_env(tmp_path, settings_kw=SEOUL,
                             before_start=lambda f: record_uploads(f, uploads)) as env:
@@ -87,14 +80,14 @@ async def test_daily_and_weekly_reports_are_charts_with_the_figures(tmp_path: Pa
         daily = uploads[0]
         assert daily.chat_id == VIEWER and daily.filename == "daily-2026-01-05.png"
         assert daily.data[:8] == PNG_SIGNATURE and len(daily.data) > 1000
-        assert daily.data[16:24] == (640).to_bytes(4, "big") + (320).to_bytes(4, "big")
+        assert daily.data[16:24] == (1080).to_bytes(4, "big") + (720).to_bytes(4, "big")
         call = photos(fake, VIEWER)[0]
         assert call["parse_mode"] == "HTML" and call["caption"] == daily.caption
         for line in ("Daily report 2026-01-05 (Asia/Seoul)", "Round trips: 5 (wins 2)",
                      "Total PnL: $-1.00", "Win rate: 40.0%", "Max drawdown: $5.00",
                      "Exchange API errors: 7", "Rate-limit hits: 3"):
             assert line in daily.caption
-        assert threads and threads[0] != threading.main_thread().name  # drawn off the loop
+        assert "matplotlib" not in sys.modules  # drawn by the worker, not by the bot
 
         fake.send_text(VIEWER, "/report weekly 2026-01-07")
         await fake.wait_for(lambda: len(uploads) >= 2, what="the weekly upload")
@@ -136,8 +129,9 @@ async def test_a_report_too_long_for_a_caption_follows_the_photo(tmp_path: Path)
         fake, service = env.fake, env.service
         original = service.report_with_chart
 
-        async def long_report(kind: str, day: str | None = None) -> Any:
-            built = await original(kind, day)
+        async def long_report(kind: str, day: str | None = None,
+                              run_id: str | None = None) -> Any:
+            built = await original(kind, day, run_id=run_id)
             built.text += "".join(f"\nnote {i}: <tag> & more" for i in range(60))
             return built
 
@@ -154,13 +148,12 @@ async def test_a_report_too_long_for_a_caption_follows_the_photo(tmp_path: Path)
         assert order == ["sendphoto", "sendmessage"]
 
 
-async def test_without_a_chart_the_report_is_text_with_a_note(tmp_path: Path,
-                                                              monkeypatch) -> None:
-    def broken(report: Any) -> bytes:
-        raise RuntimeError("no canvas today")
-
-    monkeypatch.setattr(charts, "weekly_chart", broken)
-    async with telegram_env(tmp_path) as env:
+async def test_a_hung_chart_is_cut_off_and_the_report_is_text_with_a_note(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chart worker hangs (test hook): killed at report_chart_timeout_s, and the
+    report still comes, as text with a note."""
+    monkeypatch.setenv(HANG_ENV, "1")
+    async with telegram_env(tmp_path, settings_kw={"report_chart_timeout_s": 1.0}) as env:
         fake = env.fake
         fake.send_text(VIEWER, "/report weekly")
         text = await fake.wait_text(VIEWER, "Weekly PnL: $+0.00")
@@ -169,3 +162,25 @@ async def test_without_a_chart_the_report_is_text_with_a_note(tmp_path: Path,
         assert not fake.calls_to("sendPhoto", ok_only=False)
         await fake.wait_for(lambda: report_rows(env), what="the audit row")
         assert report_rows(env)[0]["outcome"] == "ok: text only (no chart)"
+
+
+async def test_a_run_report_with_its_chart(tmp_path: Path) -> None:
+    await build_journal(tmp_path)
+    uploads: list[Upload] = []
+    async with telegram_env(tmp_path, settings_kw=SEOUL,
+                            before_start=lambda f: record_uploads(f, uploads)) as env:
+        fake = env.fake
+        fake.send_text(VIEWER, "/report run R2")
+        await fake.wait_for(lambda: uploads, what="the run chart")
+        (run,) = uploads
+        assert run.filename == "run-R2.png" and run.data[:8] == PNG_SIGNATURE
+        for line in ("Run report R2", "Round trips: 3 (wins 1)",
+                     "Closed-trade PnL: $+1.00 (fees $0.30 included)"):
+            assert line in run.caption
+        fake.send_text(VIEWER, "/report run R9")
+        fake.send_text(VIEWER, "/report run")
+        await fake.wait_for(lambda: len(fake.texts(VIEWER)) >= 2, what="2 refusals")
+        replies = sorted(fake.texts(VIEWER))  # handled concurrently: either order
+        assert replies[0].startswith("no run 'R9' in the journal")
+        assert replies[0].endswith("Nothing changed.")
+        assert replies[1] == f"{USAGE}\nNothing changed."

@@ -1,7 +1,9 @@
-"""Daily and weekly reports (R-O4): computed from the journal, with a PNG chart.
+"""Daily, weekly and run reports (R-O4): computed from the journal, with a PNG chart.
 
-`build_report` is synchronous and does all the work (SQLite reads, drawing,
-file writes); callers on the event loop run it with `asyncio.to_thread`.
+`build_report` is synchronous and does all the work (SQLite reads, the chart drawn by
+a worker process, file writes); callers on the event loop run it with
+`asyncio.to_thread`. A chart that fails or runs past its time leaves the report
+as text: `png` is None and `chart_error` says why.
 """
 from __future__ import annotations
 
@@ -11,6 +13,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from loguru import logger
+
+from core.errors import ChartFailed
+from core.monitoring.charts.render import DEFAULT_TIMEOUT_S, render_chart
 from core.monitoring.reports.compute import (
     DailyReport,
     WeeklyReport,
@@ -18,23 +24,29 @@ from core.monitoring.reports.compute import (
     week_start,
     weekly_report,
 )
+from core.monitoring.reports.run_report import RunReport, format_run, run_report
 
-__all__ = ["BuiltReport", "DailyReport", "WeeklyReport", "build_report", "chart_png",
-           "default_date", "format_daily", "format_weekly", "resolve_date"]
+__all__ = ["KINDS", "BuiltReport", "DailyReport", "RunReport", "WeeklyReport", "build_report",
+           "default_date", "format_daily", "format_run", "format_weekly", "resolve_date"]
+
+KINDS = ("daily", "weekly", "run")
+AnyReport = DailyReport | WeeklyReport | RunReport
 
 
 @dataclass(slots=True)
 class BuiltReport:
     kind: str
-    key: str  # the day, or the week's Monday (ISO date)
-    report: DailyReport | WeeklyReport
+    key: str  # the day, the week's Monday (ISO date), or the run id
+    report: AnyReport
     text: str
-    png_path: Path | None
+    png_path: Path | None  # where the chart was written (None: not asked, or not drawn)
     png: bytes | None = None  # the chart, when one was drawn (written to png_path or not)
+    chart_error: str | None = None  # why a chart that was asked for is missing
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.report.as_dict(), "text": self.text,
-                "png_path": str(self.png_path) if self.png_path else None}
+                "png_path": str(self.png_path) if self.png_path else None,
+                "chart_error": self.chart_error}
 
 
 def _na(v: Any, fmt: str = "{}") -> str:
@@ -101,30 +113,58 @@ def default_date(kind: str, now: float, tz: ZoneInfo) -> date:
     return today - timedelta(days=1)
 
 
-def chart_png(report: DailyReport | WeeklyReport) -> bytes:
-    """The report's chart as PNG bytes (CPU work: run it off the event loop)."""
-    from core.monitoring.reports.charts import daily_chart, weekly_chart
+def chart_png(report: AnyReport, now: float, *,
+              timeout_s: float = DEFAULT_TIMEOUT_S) -> bytes:
+    """The report's chart as PNG bytes, drawn by a worker process (blocks the calling
+    thread up to `timeout_s`; ChartFailed/ChartTimeout when it is not drawn)."""
+    from core.monitoring.reports.chart_data import daily_chart, run_chart, weekly_chart
 
-    return weekly_chart(report) if isinstance(report, WeeklyReport) else daily_chart(report)
+    if isinstance(report, WeeklyReport):
+        return render_chart("weekly", weekly_chart(report), timeout_s=timeout_s)
+    if isinstance(report, RunReport):
+        return render_chart("timeline", run_chart(report, now), timeout_s=timeout_s)
+    return render_chart("timeline", daily_chart(report, now), timeout_s=timeout_s)
 
 
-def build_report(kind: str, db_path: Path, day: date, tz: ZoneInfo, now: float, *,
-                 png_path: Path | None = None,
-                 active_runs: frozenset[str] = frozenset()) -> BuiltReport:
-    if kind == "daily":
+def build_report(kind: str, db_path: Path, day: date | None, tz: ZoneInfo, now: float, *,
+                 png_path: Path | None = None, chart: bool = False, run_id: str | None = None,
+                 active_runs: frozenset[str] = frozenset(),
+                 chart_timeout_s: float = DEFAULT_TIMEOUT_S) -> BuiltReport:
+    """The report, and its chart when `png_path` (written there) or `chart` (kept in
+    memory) asks for one. `day` is any day of the period; `run_id` names a run."""
+    report: AnyReport
+    if kind == "run":
+        if not run_id:
+            raise ValueError("a run report needs a run id")
+        run = run_report(db_path, run_id, tz, now, active_runs)
+        text, key, report = format_run(run), run.run_id, run
+    elif day is None:
+        raise ValueError(f"a {kind} report needs a date")
+    elif kind == "daily":
         daily = daily_report(db_path, day, tz, now, active_runs)
-        text, key = format_daily(daily), daily.date
-        report: DailyReport | WeeklyReport = daily
+        text, key, report = format_daily(daily), daily.date, daily
     elif kind == "weekly":
         weekly = weekly_report(db_path, day, tz, now, active_runs)
-        text, key = format_weekly(weekly), weekly.week_start
-        report = weekly
+        text, key, report = format_weekly(weekly), weekly.week_start, weekly
     else:
         raise ValueError(f"unknown report kind {kind!r}")
-    png = chart_png(report) if png_path is not None else None
-    if png_path is not None and png is not None:
+    built = BuiltReport(kind, key, report, text, None)
+    if png_path is None and not chart:
+        return built
+    try:
+        built.png = chart_png(report, now, timeout_s=chart_timeout_s)
+    except ChartFailed as exc:
+        built.chart_error = str(exc)
+        logger.warning("{} report {}: no chart ({})", kind, key, exc)
+        return built
+    except Exception as exc:  # noqa: BLE001 - a bug in the chart's data: the text still goes
+        built.chart_error = f"{type(exc).__name__}: {exc}"
+        logger.exception("{} report {}: no chart", kind, key)
+        return built
+    if png_path is not None:
         png_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = png_path.with_name(f".{png_path.name}.tmp")
-        tmp.write_bytes(png)
+        tmp.write_bytes(built.png)
         tmp.replace(png_path)
-    return BuiltReport(kind, key, report, text, png_path, png)
+        built.png_path = png_path
+    return built

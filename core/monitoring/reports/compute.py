@@ -14,6 +14,9 @@ Definitions (docs/monitoring.md):
   snapshots; the increase between consecutive snapshots is counted on the day
   of the later snapshot (60-s resolution). 0 when no run has a snapshot that
   day; None when the snapshots do not carry the counters (not journaled).
+- Fees: the `fees_usd` of the same closed positions (already inside their net PnL).
+- Inventory revaluation: each run's KPI `summary.inventory_pnl_usd`, its change
+  within the day summed over runs; None while the snapshots do not carry it.
 - Weekly: PnL is the sum of the days; average win rate is the mean of the
   daily win rates of the days with at least one round trip; best and worst day
   are chosen among those days by PnL.
@@ -56,11 +59,17 @@ class DailyReport:
     max_drawdown_usd: float
     exchange_errors: int | None
     rate_limit_hits: int | None
+    fees_usd: float = 0.0
     equity: list[tuple[float, float]] = field(default_factory=list)  # (ts, cumulative PnL)
+    fees: list[tuple[float, float]] = field(default_factory=list)  # (ts, cumulative fees)
+    inventory: list[tuple[float, float]] | None = None  # (ts, cumulative revaluation)
+    run_spans: list[dict[str, Any]] = field(default_factory=list)  # runs inside the day
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["equity"] = [[ts, pnl] for ts, pnl in self.equity]
+        for key in ("equity", "fees", "inventory"):
+            series = getattr(self, key)
+            d[key] = None if series is None else [[ts, v] for ts, v in series]
         return d
 
 
@@ -108,11 +117,32 @@ def _counter_in(points: list[CounterPoint], attr: str, start: float, end: float)
     return total if seen else None
 
 
+def _inventory_in(points: list[CounterPoint], start: float,
+                  end: float) -> list[tuple[float, float]] | None:
+    """The day's cumulative inventory revaluation: each run's change since its last
+    snapshot before the day (0 for a run that started inside it), summed over runs."""
+    known = sorted((p for p in points if p.inventory_pnl_usd is not None), key=lambda p: p.ts)
+    if not known:
+        return None
+    base: dict[str, float] = {}
+    latest: dict[str, float] = {}
+    out: list[tuple[float, float]] = []
+    for p in known:
+        value = float(p.inventory_pnl_usd or 0.0)
+        if p.ts < start:
+            base[p.run_id] = value
+        elif p.ts < end:
+            latest[p.run_id] = value
+            out.append((p.ts, round(sum(v - base.get(r, 0.0) for r, v in latest.items()), 6)))
+    return out
+
+
 def daily_report(db_path: Path, day: date, tz: ZoneInfo, now: float,
                  active_runs: frozenset[str] = frozenset()) -> DailyReport:
     reader = JournalReader(db_path)
     start, end = day_bounds(day, tz)
     runs = []
+    spans: list[dict[str, Any]] = []
     runtime_s = 0.0
     for r in reader.runs_overlapping(start, end):
         if r.ended_at is not None:
@@ -125,16 +155,23 @@ def daily_report(db_path: Path, day: date, tz: ZoneInfo, now: float,
         if overlap > 0 or start <= r.started_at < end:
             runs.append(r)
             runtime_s += max(overlap, 0.0)
+            spans.append({"run_id": r.run_id, "mode": r.mode, "phase": r.phase,
+                          "status": r.status, "started_at": r.started_at,
+                          "ended_at": None if r.run_id in active_runs and r.ended_at is None
+                          else stop})
     trades = reader.closed_trades(start, end)
-    cum = peak = drawdown = 0.0
+    cum = peak = drawdown = fees = 0.0
     equity: list[tuple[float, float]] = []
+    fee_line: list[tuple[float, float]] = []
     wins = 0
     for t in trades:
         cum += t.pnl_usd
+        fees += t.fees_usd
         wins += 1 if t.pnl_usd > 0 else 0
         peak = max(peak, cum)
         drawdown = max(drawdown, peak - cum)
         equity.append((t.closed_at, cum))
+        fee_line.append((t.closed_at, round(fees, 6)))
     points = reader.counter_points([r.run_id for r in runs])
     n = len(trades)
     return DailyReport(
@@ -145,7 +182,8 @@ def daily_report(db_path: Path, day: date, tz: ZoneInfo, now: float,
         max_drawdown_usd=round(drawdown, 6),
         exchange_errors=_counter_in(points, "exchange_errors", start, end),
         rate_limit_hits=_counter_in(points, "rate_limit_hits", start, end),
-        equity=equity,
+        fees_usd=round(fees, 6), equity=equity, fees=fee_line,
+        inventory=_inventory_in(points, start, end), run_spans=spans,
     )
 
 
@@ -182,5 +220,6 @@ def weekly_report(db_path: Path, any_day: date, tz: ZoneInfo, now: float,
         exchange_errors=_sum_known([d.exchange_errors for d in days]),
         rate_limit_hits=_sum_known([d.rate_limit_hits for d in days]),
         days=[{"date": d.date, "pnl_usd": d.total_pnl_usd, "round_trips": d.round_trips,
-               "win_rate": d.win_rate, "runtime_hours": d.runtime_hours} for d in days],
+               "win_rate": d.win_rate, "runtime_hours": d.runtime_hours, "runs": d.runs}
+              for d in days],
     )

@@ -8,6 +8,7 @@ never write.
 """
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,11 @@ from typing import Any
 # final one). Missing paths read as NULL: the report then says "not journaled".
 EXCHANGE_ERRORS_PATH = "$.guards.exchange_errors"
 RATE_LIMIT_HITS_PATH = "$.guards.rate_limit_hits"
+# Inventory revaluation (R-M5), once the KPI carries it; until then NULL and the charts
+# leave its line out. The figures of a run's own chart come from the same snapshots.
+INVENTORY_PNL_PATH = "$.summary.inventory_pnl_usd"
+TOTAL_PNL_PATH = "$.summary.total_pnl_usd"
+FEES_PATH = "$.trading.fees_usd"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +44,7 @@ class ClosedTrade:
     closed_at: float
     pnl_usd: float
     exit_reason: str | None
+    fees_usd: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +53,23 @@ class CounterPoint:
     ts: float
     exchange_errors: int | None
     rate_limit_hits: int | None
+    inventory_pnl_usd: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KpiPoint:
+    """One KPI snapshot of a run: the figures its chart draws over time."""
+
+    ts: float
+    final: bool
+    total_pnl_usd: float | None
+    fees_usd: float | None
+    inventory_pnl_usd: float | None
+    kpi: dict[str, Any]  # the whole snapshot (only the newest one is kept by run_kpi)
+
+
+def _float(v: Any) -> float | None:
+    return None if v is None else float(v)
 
 
 class JournalReader:
@@ -66,36 +90,79 @@ class JournalReader:
         finally:
             con.close()
 
+    _RUNS = ("SELECT r.run_id, r.mode, r.phase, r.started_at, r.ended_at, r.status,"
+             " r.universe, r.data_source, r.stop_reason, r.exit_code,"
+             " (SELECT MAX(k.ts) FROM kpi_snapshots k WHERE k.run_id = r.run_id) AS last_seen"
+             " FROM runs r")
+
+    @staticmethod
+    def _span(r: sqlite3.Row) -> RunSpan:
+        return RunSpan(r["run_id"], r["mode"], int(r["phase"]), float(r["started_at"]),
+                       None if r["ended_at"] is None else float(r["ended_at"]),
+                       r["status"], None if r["last_seen"] is None else float(r["last_seen"]))
+
     def runs_overlapping(self, start: float, end: float) -> list[RunSpan]:
+        rows = self._all(f"{self._RUNS} WHERE r.started_at < ? ORDER BY r.started_at, r.rowid",
+                         (end,))
+        spans = [self._span(r) for r in rows]
+        return [s for s in spans if s.ended_at is None or s.ended_at > start]
+
+    def run(self, run_id: str) -> tuple[RunSpan, dict[str, Any]] | None:
+        """A run's span and its row (universe, data source, stop reason...), or None.
+        `last` names the newest run."""
+        if run_id == "last":
+            rows = self._all(f"{self._RUNS} ORDER BY r.started_at DESC, r.rowid DESC LIMIT 1",
+                             ())
+        else:
+            rows = self._all(f"{self._RUNS} WHERE r.run_id = ?", (run_id,))
+        if not rows:
+            return None
+        extra = ("universe", "data_source", "stop_reason", "exit_code")
+        return self._span(rows[0]), {k: rows[0][k] for k in extra}
+
+    def run_trades(self, run_id: str) -> list[ClosedTrade]:
         rows = self._all(
-            "SELECT r.run_id, r.mode, r.phase, r.started_at, r.ended_at, r.status,"
-            " (SELECT MAX(k.ts) FROM kpi_snapshots k WHERE k.run_id = r.run_id) AS last_seen"
-            " FROM runs r WHERE r.started_at < ? ORDER BY r.started_at, r.rowid", (end,))
+            "SELECT position_id, run_id, base, closed_at, pnl_usd, exit_reason, fees_usd"
+            " FROM positions WHERE state = 'closed' AND run_id = ? AND closed_at IS NOT NULL"
+            " ORDER BY closed_at, rowid", (run_id,))
+        return [self._trade(r) for r in rows]
+
+    def run_kpi(self, run_id: str) -> list[KpiPoint]:
+        """The run's KPI snapshots in time order; only the newest keeps its whole JSON."""
+        rows = self._all(
+            "SELECT ts, final, json_extract(json, ?) AS pnl, json_extract(json, ?) AS fees,"
+            " json_extract(json, ?) AS inv, json FROM kpi_snapshots WHERE run_id = ?"
+            " ORDER BY ts, id", (TOTAL_PNL_PATH, FEES_PATH, INVENTORY_PNL_PATH, run_id))
         out = []
-        for r in rows:
-            span = RunSpan(r["run_id"], r["mode"], int(r["phase"]), float(r["started_at"]),
-                           None if r["ended_at"] is None else float(r["ended_at"]),
-                           r["status"], None if r["last_seen"] is None else float(r["last_seen"]))
-            if span.ended_at is None or span.ended_at > start:
-                out.append(span)
+        for i, r in enumerate(rows):
+            kpi = json.loads(r["json"]) if i == len(rows) - 1 else {}
+            out.append(KpiPoint(float(r["ts"]), bool(r["final"]), _float(r["pnl"]),
+                                _float(r["fees"]), _float(r["inv"]), kpi))
         return out
+
+    @staticmethod
+    def _trade(r: sqlite3.Row) -> ClosedTrade:
+        return ClosedTrade(r["position_id"], r["run_id"], r["base"], float(r["closed_at"]),
+                           float(r["pnl_usd"] or 0.0), r["exit_reason"],
+                           float(r["fees_usd"] or 0.0))
 
     def closed_trades(self, start: float, end: float) -> list[ClosedTrade]:
         rows = self._all(
-            "SELECT position_id, run_id, base, closed_at, pnl_usd, exit_reason FROM positions"
-            " WHERE state = 'closed' AND closed_at >= ? AND closed_at < ?"
+            "SELECT position_id, run_id, base, closed_at, pnl_usd, exit_reason, fees_usd"
+            " FROM positions WHERE state = 'closed' AND closed_at >= ? AND closed_at < ?"
             " ORDER BY closed_at, rowid", (start, end))
-        return [ClosedTrade(r["position_id"], r["run_id"], r["base"], float(r["closed_at"]),
-                            float(r["pnl_usd"] or 0.0), r["exit_reason"]) for r in rows]
+        return [self._trade(r) for r in rows]
 
     def counter_points(self, run_ids: list[str]) -> list[CounterPoint]:
         if not run_ids:
             return []
         marks = ",".join("?" * len(run_ids))
         rows = self._all(
-            "SELECT run_id, ts, json_extract(json, ?) AS errors, json_extract(json, ?) AS hits"
+            "SELECT run_id, ts, json_extract(json, ?) AS errors, json_extract(json, ?) AS hits,"
+            " json_extract(json, ?) AS inv"
             f" FROM kpi_snapshots WHERE run_id IN ({marks}) ORDER BY run_id, ts, id",
-            (EXCHANGE_ERRORS_PATH, RATE_LIMIT_HITS_PATH, *run_ids))
+            (EXCHANGE_ERRORS_PATH, RATE_LIMIT_HITS_PATH, INVENTORY_PNL_PATH, *run_ids))
         return [CounterPoint(r["run_id"], float(r["ts"]),
                              None if r["errors"] is None else int(r["errors"]),
-                             None if r["hits"] is None else int(r["hits"])) for r in rows]
+                             None if r["hits"] is None else int(r["hits"]),
+                             _float(r["inv"])) for r in rows]
