@@ -34,8 +34,9 @@ def paper_venues(settings: Settings, clock: Clock, spec: RunSpec) -> tuple[Any, 
     return market, _paper_on(settings, clock, market)
 
 
-def real_venues(settings: Settings) -> dict[Venue, Any]:
-    """ccxt venues from the settings (keys, API bases); nothing is sent yet."""
+def real_venues(settings: Settings, timeout_ms: int = 10_000) -> dict[Venue, Any]:
+    """ccxt venues from the settings (keys, API bases); nothing is sent yet. A kill
+    passes a shorter timeout: every venue call it makes must end within its 10 s."""
     from core.venues.ccxt_exchange import CcxtExchange
 
     def secret(value: Any) -> str | None:
@@ -44,11 +45,12 @@ def real_venues(settings: Settings) -> dict[Venue, Any]:
     return {
         Venue.UPBIT: CcxtExchange(Venue.UPBIT, settings.upbit_api_base,
                                   secret(settings.upbit_access_key),
-                                  secret(settings.upbit_secret_key), settings.upbit_fee_bps),
+                                  secret(settings.upbit_secret_key), settings.upbit_fee_bps,
+                                  timeout_ms),
         Venue.BINANCE: CcxtExchange(Venue.BINANCE, settings.binance_api_base,
                                     secret(settings.binance_api_key),
                                     secret(settings.binance_api_secret),
-                                    settings.binance_fee_bps),
+                                    settings.binance_fee_bps, timeout_ms),
     }
 
 

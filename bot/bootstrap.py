@@ -1,8 +1,9 @@
 """One way an engine process starts and stops: `arbops serve` and a foreground
 `arbops run` (and `demo`) both come up through `engine_process`.
 
-Order (torn down in reverse, whatever fails half way): data dir -> logging ->
-instance lock (one engine per data dir) -> ccxt preloaded in LIVE mode -> service
+Order (torn down in reverse, whatever fails half way): file-descriptor limit ->
+data dir -> logging -> instance lock (one engine per data dir) -> the user's engine
+registry (so `arbops kill` finds it from anywhere) -> ccxt preloaded in LIVE mode -> service
 (journal, persisted HALT) -> engine lock (Redis, else the instance lock itself) ->
 control channel -> watchdog thread -> metrics endpoint. The surfaces that only
 `serve` has (Telegram, scheduled reports) start on top of this.
@@ -26,9 +27,11 @@ async def engine_process(settings: Settings, *, console_log: bool = True,
     from bot.monitoring_app import start_metrics
     from core.control_channel import ControlServer, socket_path_for
     from core.monitoring.logging_setup import setup_logging
+    from core.safety import engine_registry
     from core.safety.instance_lock import InstanceLock
     from core.safety.redis_state import FileEngineLock
 
+    raise_fd_limit()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(settings.data_dir, settings.log_level, settings.secret_values(),
                   console=console_log)
@@ -36,6 +39,8 @@ async def engine_process(settings: Settings, *, console_log: bool = True,
         lock = InstanceLock(settings.data_dir)
         lock.acquire()  # InstanceLocked is a refusal (exit 2) naming the holder
         stack.callback(lock.release)
+        entry = engine_registry.register(settings.data_dir)
+        stack.callback(engine_registry.unregister, entry)
         if settings.arbitrage_env == "live":
             from core.venues.ccxt_exchange import preload
 
@@ -53,3 +58,20 @@ async def engine_process(settings: Settings, *, console_log: bool = True,
         if metrics is not None:
             stack.push_async_callback(metrics.stop)
         yield service
+
+
+def raise_fd_limit(want: int = 65536) -> int:
+    """Lift the soft limit on open files towards the hard one: the default 1,024 is a few
+    hundred venue sockets, log files and clients away from "Too many open files" in the
+    middle of a run. Returns the soft limit in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return target
+        except (ValueError, OSError):
+            pass
+    return soft

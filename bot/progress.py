@@ -68,8 +68,24 @@ def summary_table(kpi: dict[str, Any], kpi_path: str) -> str:
     if gate:
         rows.append((f"phase {gate['phase']} gate", gate["result"]))
         rows.extend(("  failed", reason) for reason in gate["reasons"])
+    still = kpi.get("trading", {}).get("still_open_on_venues") or []
+    if still:
+        rows.append(("still open", f"{len(still)} item(s): clean up by hand (runbook 6.1)"))
+        rows.extend(("", _open_item(x)) for x in still[:10])
+    incident = (kpi.get("kill") or {}).get("incident")
+    if incident:
+        rows.append(("incident report", str(incident)))
     rows.append(("exit code", str(s["exit_code"])))
     rows.append(("KPI JSON", kpi_path))
     w = max(len(k) for k, _ in rows)
     line = "-" * (w + 3 + max(len(v) for _, v in rows))
     return "\n".join([line, *(f"{k.ljust(w)} | {v}" for k, v in rows), line])
+
+
+def _open_item(item: dict[str, Any]) -> str:
+    if "open_order" in item:
+        return f"order {item['venue']} {item['symbol']} {item['side']} {item['open_order']}"
+    if "error" in item:
+        return f"{item['venue']}: {item['error']}"
+    qty = ", ".join(f"{v} {q:g}" for v, q in (item.get("open_qty") or {}).items())
+    return f"position {item.get('base')} {item.get('direction')} ({qty})"

@@ -229,6 +229,7 @@ class Command:
     offline: bool = True
     audited: bool = True
     timeout_s: float = 10.0
+    tolerant_settings: bool = False  # malformed unrelated settings warn, never refuse
 
     @property
     def internal(self) -> bool:
@@ -249,7 +250,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("stop", "graceful stop of the running phase: close positions, final KPI",
             ReasonArgs, Role.OPERATOR, method="stop", offline=False),
     Command("kill", "HALT now, cancel all orders, flatten, report (one step)", ReasonArgs,
-            method="kill"),
+            method="kill", tolerant_settings=True),
     Command("reset", "leave HALTED after a kill (shows what is still open first)", ResetArgs,
             Role.OPERATOR, adds_risk=True, method="reset", confirm="RESET",
             impact="leave HALTED and allow trading again"),

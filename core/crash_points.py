@@ -1,14 +1,17 @@
 """Fault injection for crash tests: die with SIGKILL at a named point of the
-order path (issue #4's crash harness). Off unless ARBOPS_FAULT_CRASH_AT is set,
+order path (the crash harness). Off unless ARBOPS_FAULT_CRASH_AT is set,
 e.g. `after_send:3` = the third time an order has been sent but its ack not
-yet recorded. Never set it outside tests and drills.
+yet recorded; `raise:run_loop:50` raises "Too many open files" in the run loop's
+50th pass instead (an unexpected exception inside a running phase, which must end
+in a kill). Never set it outside tests and drills.
 """
 from __future__ import annotations
 
+import errno
 import os
 import signal
 
-POINTS = ("before_send", "after_send", "after_fill")
+POINTS = ("before_send", "after_send", "after_fill", "run_loop")
 
 
 class CrashPoints:
@@ -16,8 +19,10 @@ class CrashPoints:
         self.point: str | None = None
         self.at = 0
         self.seen = 0
+        self.raises = False
         if spec:
-            point, _, n = spec.partition(":")
+            self.raises = spec.startswith("raise:")
+            point, _, n = spec.removeprefix("raise:").partition(":")
             if point not in POINTS or not n.isdigit() or int(n) < 1:
                 raise ValueError(f"crash point {spec!r}: expected one of {POINTS} and :N >= 1")
             self.point, self.at = point, int(n)
@@ -27,6 +32,8 @@ class CrashPoints:
             return
         self.seen += 1
         if self.seen == self.at:
+            if self.raises:
+                raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
             os.kill(os.getpid(), signal.SIGKILL)
 
 

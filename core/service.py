@@ -10,8 +10,8 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,6 +26,7 @@ from core.errors import ArbopsError, CommandError, ExchangeError, ExitCode, Serv
 from core.monitoring.notifier import LogNotifier
 from core.ports import ExchangePort, JournalStore, MarketData
 from core.settings import Settings
+from core.trading.durable_state import DurableState, ExtraStore, StateRecord
 from core.trading.gateway import TradingVenue
 from core.trading.phase_run import PhaseRun, RunOutcome, RunSpec
 from core.trading.phases import PHASES
@@ -53,6 +54,7 @@ class KillResult:
     cancelled: int
     message: str
     trading_state: str = "HALTED"
+    stores: dict[str, str] = field(default_factory=dict)  # what each store holds, or why not
 
 
 class OperatorService:
@@ -87,9 +89,73 @@ class OperatorService:
             settings, store, clock, venues_provider=lambda: self.real_venues(), redis=redis,
             state_probe=lambda: (self.state.reason
                                  if self.state.state is TradingState.HALTED else None))
+        extras = {"redis": ExtraStore(self._redis_write, self._redis_read)} if redis else {}
+        self.durable = DurableState(settings.data_dir, store, self.state, clock, extras)
+        # Journal writes a kill must not lose while the journal refuses them (a lock):
+        # retried in the background until it takes them.
+        self._later: set[asyncio.Task[None]] = set()
+
+    async def _redis_write(self, rec: StateRecord) -> None:
+        if rec.state is TradingState.HALTED:
+            assert self.safety.redis is not None
+            await self.safety.redis.set_kill(rec.reason)
+        else:
+            await self.safety.clear_kill()
+
+    async def _redis_read(self) -> StateRecord | None:
+        reason = await self.safety.redis.kill_reason() if self.safety.redis else None
+        return StateRecord(TradingState.HALTED, reason, 0.0) if reason else None
+
+    def later(self, what: str, write: Callable[[], Awaitable[Any]]) -> asyncio.Task[None]:
+        """A journal write retried in the background until the journal takes it (a
+        locked journal must not leave a kill's record or a run's row half written)."""
+
+        async def attempt() -> None:
+            delay = 0.5
+            while True:
+                try:
+                    await asyncio.wait_for(write(), 10.0)
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - retried, and said
+                    logger.warning("journal write '{}' failed, retrying: {}", what, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+        task = asyncio.get_running_loop().create_task(attempt(), name=f"later:{what}")
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+        return task
+
+    async def durably(self, what: str, write: Callable[[], Awaitable[Any]]) -> bool:
+        """The write now if the journal takes it within a few seconds, else later."""
+        try:
+            await asyncio.wait_for(write(), 6.0)
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - retried in the background
+            logger.error("journal write '{}' failed ({}); retrying in the background", what, exc)
+            self.later(what, write)
+            return False
+
+    async def drain_later(self, timeout_s: float) -> int:
+        """Wait up to `timeout_s` for the retried writes; how many are still pending."""
+        if self._later:
+            await asyncio.wait(set(self._later), timeout=timeout_s)
+        return len(self._later)
 
     async def close(self) -> None:
-        """Release what the service holds: the engine lock and Redis, then the journal."""
+        """Release what the service holds: the engine lock and Redis, then the journal.
+        State mirrors still pending are safe: the file holds the state and the next
+        start writes it to the journal and Redis."""
+        pending = await self.drain_later(5.0)
+        if pending:
+            logger.error("{} journal write(s) still failing at shutdown", pending)
+        for task in list(self._later):
+            task.cancel()
+        await self.durable.close()
         try:
             await self.safety.close()
         finally:
@@ -99,16 +165,13 @@ class OperatorService:
         """HALTED survives restarts until reset (R-S7)."""
         from core.venues.recovery import close_paper_orphans
 
-        await close_paper_orphans(self.store, self.clock.time())
-        flag = await self.store.get_flag(HALT_FLAG)
-        if flag and flag.startswith("HALTED"):
-            reason = flag.split(":", 1)[1] if ":" in flag else "persisted"
-            self.state.set(TradingState.HALTED, reason, self.clock.time())
-            logger.warning("trading state is HALTED from a previous session: {}", reason)
-        mirrored = await self.safety.halted_reason()
-        if mirrored and self.state.state is not TradingState.HALTED:
-            self.state.set(TradingState.HALTED, mirrored, self.clock.time())
-            logger.warning("trading state is HALTED by the shared kill flag: {}", mirrored)
+        # HALTED (and REDUCING) from any store: the file, the journal or Redis (R-K6).
+        await self.durable.load()
+        if self.state.state is not TradingState.HALTED:
+            # What a paper run left open ended with its process. After a halt it stays
+            # in the journal until `reset`, so reset's preview and reconcile both show
+            # what the halt left open.
+            await close_paper_orphans(self.store, self.clock.time())
 
     # --- runs -----------------------------------------------------------------------
     def plan_run(self, args: RunArgs) -> RunSpec:
@@ -190,7 +253,8 @@ class OperatorService:
         except (ValueError, OSError, EOFError) as exc:
             raise ServiceError(str(exc)) from None
         run = PhaseRun(spec, self.settings, self.store, self.state, self.clock, market,
-                       exchanges, on_progress, self.notifier)
+                       exchanges, on_progress, self.notifier, durable=self.durable)
+        run.durably = self.durably
         self.current = run  # visible (as starting) while the live gate is checked
         if spec.mode == "live":
             try:
@@ -202,9 +266,16 @@ class OperatorService:
                 raise
             run.fence = self.safety.fence_ok
         try:
-            outcome = await run.execute()
-        except (RuntimeError, ExchangeError) as exc:  # preparing: universe, recovery, venues
-            raise ServiceError(str(exc), exit_code=ExitCode.FAILED) from None
+            try:
+                outcome = await run.execute()
+            except (RuntimeError, ExchangeError) as exc:
+                if run.engine is None:  # preparing (universe, recovery, venues): no trade yet
+                    raise ServiceError(str(exc), exit_code=ExitCode.FAILED) from None
+                outcome = await self._crashed(run, exc)
+            except Exception as exc:
+                if run.engine is None:
+                    raise
+                outcome = await self._crashed(run, exc)
         finally:
             for observer in self.run_observers:
                 try:
@@ -221,6 +292,15 @@ class OperatorService:
         self._day_pnl[day] = self._day_pnl.get(day, 0.0) + outcome.kpi["summary"]["total_pnl_usd"]
         return outcome
 
+    async def _crashed(self, run: PhaseRun, exc: BaseException) -> RunOutcome:
+        """Fail closed: an unexpected exception inside a running phase HALTs and runs the
+        kill procedure with the exception as its reason (cancel, verify, KPI, incident,
+        alert, run row closed); the loop that would flatten is gone, so what is open is
+        listed for the operator."""
+        logger.opt(exception=exc).critical("run {} crashed: {}", run.run_id, exc)
+        run.kill(f"unhandled exception: {type(exc).__name__}: {exc}")
+        return await run.finish_after_crash()
+
     def _day(self, ts: float) -> str:
         return datetime.fromtimestamp(ts, self._tz).date().isoformat()
 
@@ -229,30 +309,37 @@ class OperatorService:
         return self._day_pnl.get(self._day(now), 0.0) + current_run_pnl
 
     def halt_now(self, reason: str) -> None:
-        """HALT from any thread, persisting the flag on a connection of its own.
-
-        Used by the watchdog thread when the event loop itself may be stuck: the
-        gateway refuses from this instant, and a provisional KPI is written.
-        """
+        """HALT from any thread (the watchdog's, when the event loop itself may be stuck):
+        the gateway refuses from this instant, the state file is written from this
+        thread, and a provisional KPI is written; the loop mirrors to the other stores."""
         if not self.state.set(TradingState.HALTED, reason, self.clock.time()):
             return
-        import sqlite3
-
         from core.files import write_atomic
+        from core.trading.durable_state import write_state_file
 
         try:
-            con = sqlite3.connect(self.store.path, timeout=5)
+            write_state_file(self.settings.data_dir,
+                             StateRecord(TradingState.HALTED, reason, self.clock.time()))
+        except OSError:
+            logger.exception("could not write HALT to the state file from the watchdog")
+        try:  # the journal too, on a connection of this thread's own (the loop may be stuck)
+            import sqlite3
+
+            con = sqlite3.connect(self.store.path, timeout=1.0)
             try:
                 con.execute("INSERT OR REPLACE INTO flags(key, value, updated_at) VALUES (?,?,?)",
                             (HALT_FLAG, f"HALTED:{reason}", self.clock.time()))
                 con.commit()
             finally:
                 con.close()
+        except Exception:  # noqa: BLE001 - the file holds it; the loop mirrors it later
+            logger.exception("could not write HALT to the journal from the watchdog thread")
+        try:
             run = self.current
             if run is not None and run.engine is not None:
                 write_atomic(run.kpi_path, run.kpi(final=False, exit_code=None))
-        except Exception:  # noqa: BLE001 - HALTED holds in memory; the loop retries
-            logger.exception("could not persist HALT from the watchdog thread")
+        except Exception:  # noqa: BLE001 - HALTED holds; the kill procedure follows
+            logger.exception("could not write the provisional KPI from the watchdog thread")
 
     async def start_run(self, args: RunArgs) -> dict[str, Any]:
         """Start a phase inside this (serving) process and return once it is running."""
@@ -330,39 +417,64 @@ class OperatorService:
         run = self.current
         if run is None:
             raise ServiceError("no run is active", exit_code=ExitCode.FAILED)
+        if run.killed:  # after a kill, stopping means: stop flattening, end the run
+            return {"run_id": run.run_id,
+                    "action": run.stop_flattening(f"{reason} (by {actor})")}
         if run.closing:
             return {"run_id": run.run_id, "action": "already closing"}
         return {"run_id": run.run_id, "action": run.request_stop(f"stop: {reason} (by {actor})")}
 
     # --- kill switch, pause/resume, reset -------------------------------------------
     async def kill(self, reason: str, actor: str) -> KillResult:
-        """One idempotent kill for every entry point: CLI, Telegram, guards (R-K1, R-K2)."""
+        """One idempotent kill for every entry point: CLI, Telegram, guards (R-K1, R-K2).
+
+        HALTED in memory first, then the state file (synchronously), then the journal
+        and Redis mirrored in the background; the reply says which stores hold it and
+        never waits on a store that does not answer."""
         already = self.state.state is TradingState.HALTED
         why = f"{reason} (by {actor})"
-        if self.current is not None:
-            run_id = self.current.run_id
-            started = self.current.kill(why)  # HALTED synchronously, then cancel + flatten
-            await self.safety.mirror_kill(why)
+        self.state.advance_epoch()
+        run = self.current
+        if run is not None:
+            started = run.kill(why)  # HALTED and the file, then cancel + flatten
             msg = "HALTED; cancelling and flattening" if started else "kill already in progress"
-            return KillResult(True, run_id, already, 0, msg)
-        self.state.set(TradingState.HALTED, why, self.clock.time())
-        await self.store.set_flag(HALT_FLAG, f"HALTED:{why}", self.clock.time())
-        await self.safety.mirror_kill(why)
-        await self.store.record_event(self.clock.time(), None, EventKind.KILLED, {"reason": why})
-        if not already:
+        else:
+            if not already:
+                self.state.set(TradingState.HALTED, why, self.clock.time())
+                self.durable.record(TradingState.HALTED, why)
+                self._no_run_kill_record(why)
+            msg = "HALTED; no run was active" if not already else "already HALTED"
+        stores = await self.durable.settle(1.0)
+        return KillResult(True, run.run_id if run else None, already, 0, msg, stores=stores)
+
+    def _no_run_kill_record(self, why: str) -> None:
+        """The kill's record with no run: event, incident, alert - each on its own, so a
+        locked journal delays the event but never the incident or the alert."""
+        self.later("kill event", lambda: self.store.record_event(
+            self.clock.time(), None, EventKind.KILLED, {"reason": why}))
+
+        async def report() -> None:
             from core.monitoring.incident import write_incident
 
-            leftovers = await self.still_open()
+            try:
+                leftovers: dict[str, Any] = await asyncio.wait_for(self.still_open(), 6.0)
+                open_note = f"{len(leftovers['open_orders'])} open order(s) in the journal"
+                open_ok = not leftovers["open_orders"]
+            except Exception as exc:  # noqa: BLE001 - the journal is not needed to report
+                open_note, open_ok = f"journal unreadable: {exc}", False
             path = await asyncio.to_thread(
                 write_incident, self.settings.data_dir, run_id="no-run", title=f"kill: {why}",
                 trigger=why, metrics=self.status(), actions=[
                     {"step": "halt", "ok": True, "detail": "HALTED (no run was active)"},
-                    {"step": "persist_flag", "ok": True, "detail": "kill flag stored"},
-                    {"step": "still_open_per_journal", "ok": not leftovers["open_orders"],
-                     "detail": f"{len(leftovers['open_orders'])} open order(s) in the journal"},
+                    {"step": "persist_flag", "ok": "file" in self.durable.holds(),
+                     "detail": f"kept by {', '.join(self.durable.holds()) or 'no store'}"},
+                    {"step": "still_open_per_journal", "ok": open_ok, "detail": open_note},
                 ])
             await self.notifier.notify(Severity.KILL, "kill switch", f"HALTED: {why}; report {path}")
-        return KillResult(True, None, already, 0, "HALTED; no run was active")
+
+        task = asyncio.get_running_loop().create_task(report(), name="kill-report")
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
 
     def venue_keys_configured(self) -> bool:
         return all(self.settings.secrets_present[k] for k in (
@@ -394,13 +506,19 @@ class OperatorService:
         return {**report.as_dict(), "cancel_all": cancelled}
 
     def pause(self, reason: str) -> dict[str, Any]:
+        """REDUCING, kept across restarts like HALTED (the file, then the journal)."""
+        self.state.advance_epoch()
         changed = self.state.set(TradingState.REDUCING, reason, self.clock.time())
+        if changed:
+            self.durable.record(TradingState.REDUCING, reason)
         return {"trading_state": str(self.state.state), "changed": changed}
 
     def resume(self, reason: str) -> dict[str, Any]:
         if self.state.state is TradingState.HALTED:
             raise ServiceError("HALTED: only `reset` leaves it")
         changed = self.state.set(TradingState.ACTIVE, reason, self.clock.time())
+        if changed:
+            self.durable.record(TradingState.ACTIVE, reason)
         return {"trading_state": str(self.state.state), "changed": changed}
 
     async def still_open(self) -> dict[str, Any]:
@@ -409,14 +527,31 @@ class OperatorService:
         return {"open_orders": intents, "open_positions": positions}
 
     async def reset(self, actor: str) -> dict[str, Any]:
+        """Leave HALTED: every store must let go of it, or nothing changes (R-S7)."""
         if self.current is not None:
             raise ServiceError("a run is active; stop it first")
         if self.state.state is not TradingState.HALTED:
             raise ServiceError(f"not HALTED (state {self.state.state})", exit_code=ExitCode.FAILED)
         leftovers = await self.still_open()
+        # The journal and Redis first, the file last: a reset cut short leaves HALTED
+        # in a store that start-up reads, never ACTIVE with a kill still recorded.
+        try:
+            await asyncio.wait_for(self.store.clear_flag(HALT_FLAG), 6.0)
+            await asyncio.wait_for(self.safety.clear_kill(), 6.0)
+            from core.trading.durable_state import write_state_file
+
+            write_state_file(self.settings.data_dir,
+                             StateRecord(TradingState.ACTIVE, f"reset by {actor}",
+                                         self.clock.time()))
+        except Exception as exc:  # noqa: BLE001 - fail closed: still HALTED everywhere
+            self.durable.record(TradingState.HALTED, self.state.reason)
+            raise ServiceError(f"reset failed, still HALTED: {type(exc).__name__}: {exc}",
+                               exit_code=ExitCode.FAILED) from None
         self.state.reset(self.clock.time(), f"reset by {actor}")
-        await self.store.clear_flag(HALT_FLAG)
-        await self.safety.clear_kill()
+        self.durable.record(TradingState.ACTIVE, f"reset by {actor}")
+        from core.venues.recovery import close_paper_orphans
+
+        await close_paper_orphans(self.store, self.clock.time())
         await self.store.record_event(self.clock.time(), None, EventKind.RESET, {"actor": actor})
         return {"trading_state": str(self.state.state), **leftovers}
 
@@ -430,6 +565,7 @@ class OperatorService:
             raise ServiceError(str(exc)) from None
 
     async def disarm(self, actor: str) -> dict[str, Any]:
+        self.state.advance_epoch()
         return await self.safety.disarm(actor)
 
     async def preflight(self, dry_run: bool, phase: int = 1) -> dict[str, Any]:
@@ -590,10 +726,13 @@ class OperatorService:
             raise CommandError(str(exc), exc.exit_code) from None
         finally:
             if row is None or row.audited:
-                await self.record_audit(
+                latency = (time.perf_counter() - t0) * 1000
+                row_written = self.later("audit", lambda: self.record_audit(
                     surface="control", user=actor, role="local", chat=None, command=cmd,
-                    args=raw_args, outcome=outcome,
-                    latency_ms=(time.perf_counter() - t0) * 1000)
+                    args=raw_args, outcome=outcome, latency_ms=latency))
+                # Usually committed before the reply; a journal that is locked delays
+                # the row, never the answer (a kill must be answered at once).
+                await asyncio.wait({row_written}, timeout=1.0)
 
 
 __all__ = ["ExchangeError", "KillResult", "OperatorService", "ServiceError"]

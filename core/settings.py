@@ -46,6 +46,20 @@ def _env(name: str) -> Any:
     return AliasChoices(name, name.lower())
 
 
+# Not relative to the working directory: `arbops kill` typed anywhere must reach the
+# same engine. "~/.local/share" follows $XDG_DATA_HOME when it is set.
+DEFAULT_DATA_DIR = "~/.local/share/arbops"
+
+
+def absolute_data_dir(value: Path | str) -> Path:
+    """The data dir as an absolute path; a relative one is taken from where the
+    command runs, once, so every later step (and the engine registry) agrees."""
+    text = str(value)
+    if text == DEFAULT_DATA_DIR and os.environ.get("XDG_DATA_HOME"):
+        return Path(os.environ["XDG_DATA_HOME"]) / "arbops"
+    return Path(os.path.abspath(os.path.expanduser(text)))
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ARBOPS_",
@@ -78,7 +92,8 @@ class Settings(BaseSettings):
     prometheus_enabled: bool = Field(False, validation_alias=_env("PROMETHEUS_ENABLED"))
     prometheus_port: int = Field(9100, ge=1, le=65535, validation_alias=_env("PROMETHEUS_PORT"))
     postgres_dsn: SecretStr | None = Field(None, validation_alias=_env("POSTGRES_DSN"))
-    data_dir: Path = Field(Path("data"), validation_alias=_env("ARBOPS_DATA_DIR"))
+    data_dir: Path = Field(Path(DEFAULT_DATA_DIR), validation_alias=_env("ARBOPS_DATA_DIR"),
+                           validate_default=True)
 
     # --- fees and strategy (R-M3) ----------------------------------------
     upbit_fee_bps: float = Field(5.0, ge=0, le=100)
@@ -103,6 +118,7 @@ class Settings(BaseSettings):
     kpi_checkpoint_interval_s: float = Field(60.0, gt=0)
     real_poll_interval_s: float = Field(1.0, gt=0, le=60)
     outage_escalate_s: float = Field(300.0, gt=0)
+    flatten_alert_interval_s: float = Field(30.0, gt=0)
     report_timezone: str = "Asia/Seoul"
     report_time: str = Field("09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     report_grace_s: float = Field(21600.0, ge=0)
@@ -180,6 +196,11 @@ class Settings(BaseSettings):
     paper_fill_ratio: float = Field(1.0, gt=0, le=1)  # share of an order one book can fill
     paper_cancel_failures: int = Field(0, ge=0)  # next N cancels raise VenueUnavailable
     fault_crash_at: str | None = None  # crash tests only: e.g. "after_send:3" -> SIGKILL
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir(cls, v: Path) -> Path:
+        return absolute_data_dir(v)
 
     @field_validator("report_timezone")
     @classmethod
@@ -279,3 +300,48 @@ def load_settings(env_dir: Path | None = None, **overrides: Any) -> Settings:
             name = env_name(loc) if loc in Settings.model_fields else loc
             problems.append(f"{name}: {err['msg']}")
         raise SettingsError(problems) from None
+
+
+def load_settings_tolerant(env_dir: Path | None = None) -> tuple[Settings, list[str]]:
+    """Settings for a command that must work whatever else is wrong (`arbops kill`,
+    R-K2): every malformed value is replaced by its default and named in a warning,
+    instead of refusing the command. Returns the settings and the warnings."""
+    try:
+        return load_settings(env_dir), []
+    except SettingsError:
+        pass
+    base = env_dir or Path.cwd()
+    mode = os.environ.get("ARBITRAGE_ENV", "paper").strip() or "paper"
+    files = tuple(p for p in (base / ".env", base / f".env.{mode}") if p.is_file()) or None
+    fallback: dict[str, Any] = {}
+    warnings: list[str] = []
+    for _ in range(len(Settings.model_fields)):
+        try:
+            settings = Settings(_env_file=files, **fallback)
+            return settings, warnings
+        except ValidationError as exc:
+            named = (_field_of(str(err["loc"][0])) for err in exc.errors() if err["loc"])
+            bad = {b for b in named if b is not None} - set(fallback)
+            if not bad:
+                break
+            for name in sorted(bad):
+                field = Settings.model_fields[name]
+                fallback[name] = field.default
+                warnings.append(f"ignoring {env_name(name)}: malformed; using its default "
+                                f"({field.default if field.default is not None else 'unset'})")
+    defaults = Settings.model_construct()
+    return (defaults.model_copy(update={"data_dir": absolute_data_dir(defaults.data_dir)}),
+            [*warnings, "settings unreadable; using every default"])
+
+
+def _field_of(loc: str) -> str | None:
+    """The field a validation error's location names (a field or one of its aliases)."""
+    if loc in Settings.model_fields:
+        return loc
+    for name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices) and loc in alias.choices:
+            return name
+        if loc.upper() == f"ARBOPS_{name.upper()}":
+            return name
+    return None

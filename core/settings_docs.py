@@ -56,6 +56,8 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     "real_poll_interval_s": ("data source real: how often the venues' books are polled", ""),
     "outage_escalate_s": ("a venue outage with positions open escalates after this long",
                           "§9 5 min"),
+    "flatten_alert_interval_s": ("after a kill, a CRITICAL alert this often while positions "
+                                 "stay open past the close deadline", ""),
     "report_timezone": ("report and daily-loss day boundary zone", "Asia/Seoul"),
     "report_time": ("when the daily (and Monday weekly) report is pushed, HH:MM", "09:00"),
     "report_grace_s": ("a report missed while down is sent at start-up within this long", ""),
@@ -121,6 +123,7 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     "paper_initial_usd": ("paper quote balance per venue, USD", ""),
     "paper_latency_ms": ("fault injection: delay on every paper exchange call", ""),
     "paper_fill_ratio": ("fault injection: share of an order one book can fill", ""),
-    "fault_crash_at": ("crash tests only: SIGKILL at before_send|after_send|after_fill:N", ""),
+    "fault_crash_at": ("crash tests only: SIGKILL at before_send|after_send|after_fill|run_loop:N, "
+                       "or raise:run_loop:N to raise inside the run", ""),
     "paper_cancel_failures": ("fault injection: the next N cancels fail", ""),
 }

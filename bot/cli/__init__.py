@@ -23,7 +23,7 @@ from core.commands import BY_NAME, COMMANDS, Args, Command, validate_args
 from core.errors import ArbopsError, BadInput, ExitCode
 
 # Where the handlers live, imported only when their command runs (keeps `status` light).
-HANDLER_MODULES = ("bot.cli.control", "bot.cli.runs", "bot.cli.safety", "bot.cli.venues",
+HANDLER_MODULES = ("bot.cli.kill", "bot.cli.control", "bot.cli.runs", "bot.cli.safety", "bot.cli.venues",
                    "bot.cli.reports")
 Handler = Callable[[Any, Any], int]
 
@@ -121,9 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     cmd = BY_NAME[ns.command]
     try:
         args = parse_args(cmd, ns)
-        from core.settings import load_settings
+        from core.settings import load_settings, load_settings_tolerant
 
-        settings = load_settings()
+        if cmd.tolerant_settings:
+            settings, warnings = load_settings_tolerant()
+            for warning in warnings:
+                print(f"arbops {cmd.name}: warning: {warning}", file=sys.stderr)
+        else:
+            settings = load_settings()
         handler = find(cmd.name)
         if handler is None:
             raise ArbopsError(f"`arbops {cmd.name}` has no handler")

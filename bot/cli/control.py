@@ -29,7 +29,7 @@ from core.errors import BadInput, EngineNotRunning, ExitCode, ServiceError
 from core.settings import Settings
 
 if TYPE_CHECKING:
-    from core.service import OperatorService
+    pass
 
 
 
@@ -62,12 +62,14 @@ def _status(settings: Settings) -> dict[str, Any]:
 
 
 async def _offline_status(settings: Settings) -> dict[str, Any]:
-    """Status from the journal when no engine process answers."""
+    """Status from the stores when no engine process answers: the most severe state the
+    state file or the journal holds (R-K6), the ARM and the last run from the journal."""
     import psutil
 
     from core.clock import SystemClock
     from core.journal.sqlite_store import SqliteStore
     from core.safety.live_safety import LiveSafety
+    from core.trading.durable_state import most_severe, parse_flag, read_state_file
     from core.trading.state import HALT_FLAG
 
     db = settings.data_dir / "arbops.sqlite3"
@@ -81,11 +83,12 @@ async def _offline_status(settings: Settings) -> dict[str, Any]:
             arm = await LiveSafety(settings, store, SystemClock()).arm_status()
         finally:
             await store.close()
-    halted = bool(flag and flag.startswith("HALTED"))
+    worst = most_severe({"file": read_state_file(settings.data_dir), "journal": parse_flag(flag)})
+    state = str(worst[1].state) if worst else "ACTIVE"
     return {
         "mode": settings.arbitrage_env,
-        "trading_state": "HALTED" if halted else "ACTIVE",
-        "halted_reason": flag.split(":", 1)[1] if halted and flag and ":" in flag else None,
+        "trading_state": state,
+        "halted_reason": worst[1].reason if worst and state == "HALTED" else None,
         **arm,
         "run": None,
         "last_run": {k: last[k] for k in ("run_id", "status", "exit_code", "stop_reason")}
@@ -144,37 +147,6 @@ def cmd_stop(settings: Settings, args: ReasonArgs) -> int:
     result = EngineClient(settings).ask_or_here("stop", args)
     print(f"run {result['run_id']}: {result['action']}")
     return ExitCode.OK
-
-
-def cmd_kill(settings: Settings, args: ReasonArgs) -> int:
-    t0 = time.perf_counter()
-    client = EngineClient(settings)
-    try:
-        result = client.ask("kill", args)
-        print(f"HALTED ({(time.perf_counter() - t0) * 1000:.0f} ms): {result['message']}")
-        return ExitCode.OK
-    except EngineNotRunning:
-        pass
-    result = client.here(lambda s: _offline_kill(s, args.reason, client.actor))
-    print(f"HALTED (no engine running): flag persisted; {len(result['open_orders'])} open "
-          "orders in the journal")
-    venues = result["venues"]
-    if "resolved" in venues:
-        print(f"  venues: {len(venues['resolved'])} journal order(s) resolved, "
-              f"{len(venues['foreign_cancelled'])} other order(s) cancelled, cancel-all "
-              f"{venues['cancel_all']}; unresolved: {venues['unresolved'] or 'none'}")
-    else:
-        print(f"  venues: {venues['venues']}")
-    for intent in result["open_orders"]:
-        print(f"  still open per journal: {intent['venue']} {intent['symbol']} "
-              f"{intent['side']} {intent['client_order_id']}")
-    return ExitCode.OK
-
-
-async def _offline_kill(service: OperatorService, reason: str, actor: str) -> dict[str, Any]:
-    await service.kill(reason, actor)
-    venues = await service.cancel_on_venues()
-    return {**await service.still_open(), "venues": venues}
 
 
 def cmd_pause(settings: Settings, args: ReasonArgs) -> int:

@@ -92,8 +92,18 @@ async def _run_here(settings: Settings, args: RunArgs, show_progress: bool) -> i
 
 
 def _on_signal(service: OperatorService, sig: signal.Signals) -> None:
-    if service.current is not None:
-        service.current.request_stop(f"signal {sig.name}")
+    run = service.current
+    if run is None:
+        return
+    first = not run.closing
+    what = run.request_stop(f"signal {sig.name}")
+    if first and what == "closing":
+        print(f"\n{sig.name}: stopping gracefully: no new entries, positions close, then the "
+              "final KPI. Ctrl+C again halts at once WITHOUT flattening (HALTED until "
+              "`arbops reset`); `arbops kill` halts and flattens.", file=sys.stderr, flush=True)
+    elif what == "emergency":
+        print(f"\n{sig.name} again: emergency halt: orders cancelled, positions left as they "
+              "are, HALTED until `arbops reset`.", file=sys.stderr, flush=True)
 
 
 def cmd_serve(settings: Settings, args: NoArgs) -> int:

@@ -40,6 +40,7 @@ class Pending:
     expires: float
     used: bool = False
     message_id: int | None = None
+    epoch: int = 0  # the trading state's epoch when this was asked
 
     @property
     def args(self) -> dict[str, Any]:
@@ -55,11 +56,12 @@ class PendingStore:
         self._items: dict[str, Pending] = {}
         self._next_id = 1
 
-    def create(self, user_id: int, chat_id: int | None, plan: Plan) -> Pending:
+    def create(self, user_id: int, chat_id: int | None, plan: Plan, epoch: int = 0) -> Pending:
         self._purge()
         now = self.clock()
         nonce = secrets.token_urlsafe(18)  # 24 chars; callback_data stays < 64 bytes
-        p = Pending(self._next_id, nonce, user_id, chat_id, plan, now, now + self.ttl_s)
+        p = Pending(self._next_id, nonce, user_id, chat_id, plan, now, now + self.ttl_s,
+                    epoch=epoch)
         self._next_id += 1
         self._items[nonce] = p
         return p

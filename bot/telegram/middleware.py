@@ -213,7 +213,8 @@ class CommandGate(BaseMiddleware):
         if isinstance(result, Plan):
             if not cmd.adds_risk:  # defensive: a plan for a one-step command runs now
                 return await self._execute_now(result, ctx, note)
-            pending = deps.pending.create(ctx.user_id, ctx.chat_id, result)
+            pending = deps.pending.create(ctx.user_id, ctx.chat_id, result,
+                                          epoch=deps.service.state.epoch)
             note.args = {"pending": pending.id, **result.args}
             note.done(f"awaiting confirmation #{pending.id}")
             secs = int(deps.pending.ttl_s)

@@ -72,6 +72,7 @@ LIVE_POSITIONS: tuple[PositionState, ...] = (PositionState.ENTERING, PositionSta
 
 class Severity(StrEnum):
     KILL = "KILL"
+    CRITICAL = "CRITICAL"  # needs a person now: still not flat after a kill, an outage
     ALERT = "ALERT"
     RECOVERED = "RECOVERED"
     INFO = "INFO"

@@ -27,7 +27,7 @@ from core.files import write_atomic
 from core.journal.migrations import latest_version
 from core.ports import JournalStore
 from core.safety.failure import Failure
-from core.trading.phase_run import HALT_FLAG
+from core.trading.state import HALT_FLAG
 
 PASS, FAIL, WARN, SKIP = "PASS", "FAIL", "WARN", "SKIP"
 
@@ -132,7 +132,11 @@ async def check_secrets(ctx: PreflightContext, dry_run: bool) -> Outcome:
 
 
 async def check_live_safety(ctx: PreflightContext, dry_run: bool) -> Outcome:
-    halted = await ctx.halted() if ctx.halted is not None else await ctx.store.get_flag(HALT_FLAG)
+    if ctx.halted is not None:
+        halted = await ctx.halted()
+    else:
+        flag = await ctx.store.get_flag(HALT_FLAG)
+        halted = flag if flag and flag.startswith("HALTED") else None
     if halted:
         return FAIL, f"trading is HALTED ({halted}); inspect, then `arbops reset`", {}
     if ctx.arm_failures is None:

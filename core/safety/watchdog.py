@@ -8,6 +8,7 @@ scheduled on the loop (design.md, watch flow; R-K3, R-K4).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from datetime import datetime
@@ -22,6 +23,7 @@ from core.domain.models import TradingState
 from core.monitoring.notifier import AlertGate
 from core.monitoring.perf import ResourceSampler
 from core.settings import Settings
+from core.trading.durable_state import read_state_file
 from guards.book import GuardBook, worst
 from guards.snapshot import Snapshot
 from guards.thresholds import Thresholds
@@ -148,19 +150,49 @@ class Watchdog:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.settings.watchdog_interval_s):
-            try:
-                verdicts = self.sample()
+        try:
+            while not self._stop.wait(self.settings.watchdog_interval_s):
+                if self._loop is None or self._loop.is_closed():
+                    return  # shutting down
+                try:
+                    verdicts = self.sample()
+                except Exception as exc:  # noqa: BLE001 - blind is not healthy: fail closed
+                    logger.exception("watchdog cannot sample the engine")
+                    self._fail_closed(f"watchdog cannot sample the engine's health: "
+                                      f"{type(exc).__name__}: {exc}")
+                    continue
                 top = worst(verdicts)
                 if top is not None and top.action is Action.KILL:
                     # HALT from this thread at once; the loop may be the thing stuck.
                     self.service.halt_now(f"guard {top.name}: {top.reason}")
-                assert self._loop is not None
-                self._loop.call_soon_threadsafe(self._schedule, verdicts)
-            except RuntimeError:  # the loop is closed: we are shutting down
-                return
-            except Exception:  # noqa: BLE001 - the watchdog must outlive its own bugs
-                logger.exception("watchdog sample failed")
+                self._check_state_file()
+                try:
+                    self._loop.call_soon_threadsafe(self._schedule, verdicts)
+                except RuntimeError:  # the loop is closed: we are shutting down
+                    return
+        except BaseException as exc:
+            if not self._stop.is_set():  # the watchdog dying leaves nobody watching
+                self._fail_closed(f"watchdog thread died: {type(exc).__name__}: {exc}")
+            raise
+
+    def _fail_closed(self, reason: str) -> None:
+        """HALT now from this thread, and the kill procedure on the loop (once)."""
+        self.service.halt_now(reason)
+        if self._kill_sent or self._loop is None or self._loop.is_closed():
+            return
+        self._kill_sent = True
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(
+                lambda: self._acting.add(asyncio.ensure_future(
+                    self.service.kill(reason, "watchdog"))))
+
+    def _check_state_file(self) -> None:
+        """A HALT written to the data dir by a kill that could not reach the engine any
+        other way (its socket refused, say) reaches it here, within one sample."""
+        rec = read_state_file(self.settings.data_dir)
+        if (rec is not None and rec.state is TradingState.HALTED
+                and self.service.state.state is not TradingState.HALTED):
+            self._fail_closed(f"HALT in the state file: {rec.reason}")
 
     def _schedule(self, verdicts: list[Verdict]) -> None:
         task = asyncio.ensure_future(self.act(verdicts))

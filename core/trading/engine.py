@@ -400,9 +400,11 @@ class Engine:
         """Check every leg, journal the passing ones in one commit, then send them."""
         exposure = self.exposure_usd()
         prepared: list[Prepared] = []
-        if purpose is not Purpose.FLATTEN and any(
-                self.venue_paused_until.get(str(v), 0.0) > time.monotonic() for v, _, _ in legs):
-            return False  # a venue asked us to wait (429 Retry-After)
+        if any(self.venue_paused_until.get(str(v), 0.0) > time.monotonic() for v, _, _ in legs):
+            # A venue asked us to wait (429 Retry-After): flattening waits too, because
+            # a venue that is not obeyed bans the address (418), and then not even
+            # cancels get through. The kill keeps flattening once the wait is over.
+            return False
         for venue, side, qty in legs:
             book = (snap.upbit if venue is Venue.UPBIT else snap.binance)[slot.base]
             price = _marketable_limit(book.asks if side is Side.BUY else book.bids, qty, side,
@@ -429,6 +431,10 @@ class Engine:
         for p in prepared:
             try:
                 order = await self.gateway.send(p)
+            except RateLimited as exc:
+                self._venue_error(exc, p.intent.venue)
+                logger.warning("rate limited {} {}: {}", p.intent.venue, p.request.symbol, exc)
+                continue
             except OrderRejected as exc:
                 self.failed_fills += 1
                 logger.warning("rejected {} {}: {}", p.intent.venue, p.request.symbol, exc)
@@ -481,8 +487,7 @@ class Engine:
         self.exchange_errors += 1
         self.exchange_errors_by_venue[v] = self.exchange_errors_by_venue.get(v, 0) + 1
         if isinstance(exc, RateLimited):
-            # Wait as told: no new orders to this venue until Retry-After has passed
-            # (cancels and kill-flattening keep the capacity).
+            # Wait as told: no order to this venue until Retry-After has passed.
             self.venue_paused_until[v] = time.monotonic() + exc.retry_after_s
             self.rate_limit_hits += 1
             self.rate_limit_hits_by_venue[v] = self.rate_limit_hits_by_venue.get(v, 0) + 1

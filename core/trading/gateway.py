@@ -205,11 +205,14 @@ class Gateway:
         self.crash.hit("before_send")
         try:
             order = await self._ex[p.intent.venue].create_order(p.request)
-        except OrderRejected as exc:
-            await self._record(self._journal.update_intent, client_order_id=cid, state=IntentState.REJECTED,
-                        reason=str(exc), updated_at=self._clock.time())
+        except (OrderRejected, RateLimited) as exc:
+            # A 429/418 is the venue refusing the request before it runs: the order does
+            # not exist, so it is rejected, never UNKNOWN (which would be looked up).
+            await self._record(self._journal.update_intent, client_order_id=cid,
+                               state=IntentState.REJECTED, reason=str(exc),
+                               updated_at=self._clock.time())
             raise
-        except (VenueUnavailable, RateLimited, ExchangeError, OSError) as exc:
+        except (VenueUnavailable, ExchangeError, OSError) as exc:
             # Durable at once: an UNKNOWN must survive a crash to be resolved by id.
             await self._journal.update_intent(cid, IntentState.UNKNOWN, reason=str(exc),
                                               updated_at=self._clock.time())

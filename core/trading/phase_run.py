@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,17 +22,18 @@ from core.clock import Clock, ManualClock
 from core.crash_points import CrashPoints
 from core.domain.journal_kinds import EventKind, Severity
 from core.domain.models import ExitReason, TradingState, Venue
-from core.errors import ExchangeError
+from core.errors import ExchangeError, RateLimited
 from core.files import write_atomic
 from core.journal.write_behind import WriteBehind
 from core.ports import JournalStore
 from core.settings import Settings
+from core.trading.durable_state import DurableState
 from core.trading.engine import Engine, EngineConfig
 from core.trading.gateway import Gateway, Purpose, TradingVenue
 from core.trading.kpi import build_kpi
 from core.trading.phases import HOURLY_S, evaluate_gate, thresholds_from_settings
 from core.trading.slots import SlotState
-from core.trading.state import HALT_FLAG, TradingStateBox
+from core.trading.state import TradingStateBox
 from core.trading.strategy import Strategy, StrategyParams
 from core.trading.universe import select_universe
 from core.venues.paper_exchange import PaperExchange
@@ -62,6 +63,11 @@ class RunOutcome:
     kpi: dict[str, Any]
 
 
+# How long the run's end waits for the journal (a flush, a reconciliation read) before it
+# reports the journal as not answering and goes on with the files and the alert.
+JOURNAL_FLUSH_TIMEOUT_S = 15.0
+
+
 def new_run_id(mode: str, phase: int, now: float) -> str:
     stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{mode}-p{phase}-{secrets.token_hex(2)}"
@@ -79,8 +85,13 @@ class PhaseRun:
         exchanges: dict[Venue, TradingVenue],
         on_progress: Callable[[PhaseRun], None] | None = None,
         notifier: Any = None,
+        durable: DurableState | None = None,
     ) -> None:
         self.spec = spec
+        # Where HALT is kept (file first, then the journal and Redis); the service
+        # passes its own so a kill and a restart read the same stores.
+        self.durable = durable or DurableState(settings.data_dir, store, state, clock)
+        self.crash = CrashPoints(settings.fault_crash_at)
         self.notifier = notifier
         self.kill_steps: list[dict[str, Any]] = []
         self.kill_trigger: str | None = None
@@ -113,6 +124,14 @@ class PhaseRun:
         self._outage = False
         self._outage_reducing = False
         self._outage_escalated = False
+        # A kill flattens until flat, past the close deadline, until an operator says
+        # to stop (R-K6); this holds why they did.
+        self.flatten_stopped: str | None = None
+        self._last_flatten_alert = 0.0
+        # Journal writes that must land even when the journal refuses them for a while
+        # (the service retries them in the background); by default: now, or logged.
+        self.durably: Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[bool]] = \
+            _write_now
 
     # --- public control -------------------------------------------------------
     def request_stop(self, reason: str) -> str:
@@ -132,6 +151,16 @@ class PhaseRun:
         self._spawn(self._checkpoint(final=False))
         return "emergency"
 
+    def stop_flattening(self, reason: str) -> str:
+        """An operator ends a kill's flattening: the run ends with what is still open
+        listed (the kill switch stays on). Only meaningful after a kill."""
+        if not self.killed:
+            return "not killed"
+        if self.flatten_stopped is None:
+            self.flatten_stopped = reason
+            self.step("flatten", False, f"stopped by the operator: {reason}")
+        return "flattening stopped"
+
     def kill(self, reason: str, metrics: dict[str, Any] | None = None) -> bool:
         """The kill procedure (R-K1). Idempotent: a second kill only returns False."""
         if self.killed:
@@ -139,6 +168,9 @@ class PhaseRun:
         self.kill_started = time.perf_counter()
         # HALTED first, before any other work: the gateway refuses from this instant.
         self.state.set(TradingState.HALTED, f"kill: {reason}", self.clock.time())
+        # Then the file, synchronously: a HALT that only lives in memory is lost by a
+        # crash or kill -9 in the next instant.
+        self.durable.record(TradingState.HALTED, f"kill: {reason}")
         self.killed = True
         self.kill_trigger = reason
         if self.engine is not None:
@@ -194,6 +226,7 @@ class PhaseRun:
                 else:
                     engine.beat()  # no new books (a venue is down): alive, not trading
                 await self._watch_venues()
+                self.crash.hit("run_loop")
                 mono = self.clock.monotonic()
                 if mono - self._last_checkpoint >= self.settings.kpi_checkpoint_interval_s:
                     self._last_checkpoint = mono
@@ -211,13 +244,19 @@ class PhaseRun:
                         await self._close_step(snap, mono)
                     if not engine.busy:
                         break
+                    if self.killed and self.flatten_stopped is not None:
+                        break
                     if mono >= self._close_deadline:
-                        logger.error("close timed out with positions open")
-                        self.stop_reason = f"{self.stop_reason}; close_timeout"
-                        if not self.killed:  # a kill keeps its own reason and its cancel loop
+                        if self.killed:
+                            # Flatten until flat (R-K6): venues recovering from a 429 storm
+                            # or an outage are waited for, never given up on by a clock.
+                            await self._flatten_alert(mono)
+                        else:
+                            logger.error("close timed out with positions open")
+                            self.stop_reason = f"{self.stop_reason}; close_timeout"
                             self._halt("close timed out")
                             await self._cancel_everything()
-                        break
+                            break
                 snap = await self._next_snapshot()
         finally:
             if self._market_task is not None:
@@ -255,7 +294,7 @@ class PhaseRun:
             max_exposure_usd=self.spec.notional_usd * 2 * s.max_concurrent,
             collar_bps=s.price_collar_bps, stale_book_ms=s.stale_book_ms,
             max_orders_per_second=s.max_orders_per_second,
-            crash=CrashPoints(s.fault_crash_at), fence=self.fence,
+            crash=self.crash, fence=self.fence,
         )
         strategy = Strategy(StrategyParams(
             s.upbit_fee_bps, s.binance_fee_bps, s.entry_buffer_bps, s.baseline_halflife_s,
@@ -422,48 +461,73 @@ class PhaseRun:
                 await engine.start_exit(slot, reason, snap, mono, purpose)
 
     async def _cancel_everything(self) -> bool:
-        """Cancel every open order on both venues, retrying with backoff until the
-        close deadline; a failure is reported, never skipped (R-K1)."""
+        """Cancel every open order on both venues, retrying with backoff and waiting as
+        long as a venue's Retry-After says; a failure is reported, never skipped (R-K1).
+        After a kill it keeps going past the deadline until the venues take the cancels
+        or an operator stops the flattening; other stops give up at the deadline."""
         delay = 0.05
         attempts = 0
         # Real time, not the injected clock: a manual clock stops when the loop
         # does, and the retries must still end.
         give_up = time.monotonic() + self.spec.close_timeout_s + 2.0
+        reported = False
         while True:
             attempts += 1
-            failed = []
+            failed: list[str] = []
+            wait = 0.0
             for venue, ex in self.ex.items():
                 try:
                     await ex.cancel_all_orders()
+                except RateLimited as exc:
+                    failed.append(f"{venue}: {exc}")
+                    wait = max(wait, exc.retry_after_s)
                 except ExchangeError as exc:
                     failed.append(f"{venue}: {exc}")
             if not failed:
                 if self.killed:
                     self.step("cancel_all", True, f"every open order cancelled "
-                              f"(attempt {attempts})")
+                              f"(attempt {attempts}{', after the deadline' if reported else ''})")
                 return True
             logger.warning("cancel-all attempt {} failed: {}", attempts, "; ".join(failed))
-            if time.monotonic() >= give_up or attempts >= 200:
+            if (time.monotonic() >= give_up or attempts >= 200) and not reported:
+                reported = True
                 if self.killed:
                     self.step("cancel_all", False, f"still failing after {attempts} attempts: "
-                              + "; ".join(failed))
+                              + "; ".join(failed) + "; retrying until the venues answer")
+            if reported and (not self.killed or self.flatten_stopped is not None):
                 return False
-            await asyncio.sleep(delay)
+            await asyncio.sleep(max(delay, wait))
             delay = min(delay * 2, 1.0)
+
+    async def _flatten_alert(self, mono: float) -> None:
+        """Past the close deadline after a kill: say so, at intervals, until flat."""
+        if mono - self._last_flatten_alert < self.settings.flatten_alert_interval_s:
+            return
+        self._last_flatten_alert = mono
+        engine = self.engine
+        left = len(engine.open_positions()) if engine is not None else 0
+        body = (f"run {self.run_id} HALTED and still flattening: {left} position(s) or "
+                "order(s) open; retrying as the venues allow. `arbops stop` ends flattening.")
+        logger.critical(body)
+        if self.notifier is not None:
+            await self.notifier.notify(Severity.CRITICAL, "kill switch", body)
 
     def _halt(self, reason: str) -> None:
         self.state.set(TradingState.HALTED, reason, self.clock.time())
         if self.engine is not None:
             self.engine.accept_entries = False
-        self._spawn(self._persist_halt(reason))
+        self.durable.record(TradingState.HALTED, reason)
 
     async def _persist_halt(self, reason: str) -> None:
-        try:
-            await self.store.set_flag(HALT_FLAG, f"HALTED:{reason}", self.clock.time())
-            if self.killed:
-                self.step("persist_flag", True, "kill flag stored in SQLite")
-        except Exception as exc:  # noqa: BLE001 - reported, and HALTED holds in memory
-            self.step("persist_flag", False, f"could not store the kill flag: {exc}")
+        """Record where the HALT written by kill() is kept; the stores that have not
+        taken it yet keep being retried in the background."""
+        status = await self.durable.settle(1.0)
+        held = self.durable.holds()
+        waiting = {k: v for k, v in status.items() if k not in held}
+        detail = f"HALT kept by {', '.join(held) or 'no store'}"
+        if waiting:
+            detail += "; still writing: " + "; ".join(f"{k} ({v})" for k, v in waiting.items())
+        self.step("persist_flag", "file" in held, detail)
 
     # --- KPI ----------------------------------------------------------------------
     def kpi(self, final: bool, exit_code: int | None, gate: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -479,7 +543,8 @@ class PhaseRun:
         }
         return build_kpi(
             final=final, run=run, engine=self.engine, exit_code=exit_code,
-            kill_switch_triggered=self.killed, stop_reason=self.stop_reason,
+            # a second signal's emergency halt is the kill switch too (R-K1)
+            kill_switch_triggered=self.killed or self.emergency, stop_reason=self.stop_reason,
             trading_state=str(self.state.state), fx_mid=snap.fx.mid if snap else 0.0, gate=gate,
         )
 
@@ -490,15 +555,29 @@ class PhaseRun:
         await asyncio.to_thread(write_atomic, self.kpi_path, data)
         await self.store.save_kpi(self.run_id, False, self.clock.time(), _dumps(data))
 
+    async def finish_after_crash(self) -> RunOutcome:
+        """The end of a run whose loop died (after kill()): the kill's cancels run to
+        completion, then the usual end, with the positions still open listed."""
+        if self._market_task is not None:
+            self._market_task.cancel()
+        return await self._finish()
+
     async def _finish(self) -> RunOutcome:
+        """The run's end, whatever refuses to help: venues are asked, files are written,
+        the alert goes out; journal writes that fail are retried until they land
+        (R-K1: the kill procedure always completes its record)."""
         engine = self.engine
         assert engine is not None
         engine.resources.sample()
         await asyncio.gather(*self._bg, return_exceptions=True)
-        await self.journal.close()  # everything the run learned is committed first
+        try:  # everything the run learned is committed first, if the journal lets it
+            await asyncio.wait_for(self.journal.close(), JOURNAL_FLUSH_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - start-up recovery re-reads the venues
+            logger.error("journal flush at the run's end failed: {}", exc)
         still_open = await self._verify_flat()
         reconciliation = await self._reconcile()
-        clean = not (self.killed or self.emergency or still_open)
+        halted = self.killed or self.emergency
+        clean = not (halted or still_open)
         gate = None
         if self.hourly_gates:  # phase 3 continuous: the last hour's gate decides
             gate = self.hourly_gates[-1]
@@ -511,7 +590,9 @@ class PhaseRun:
         data = self.kpi(final=True, exit_code=exit_code, gate=gate)
         data["trading"]["still_open_on_venues"] = still_open
         data["reconciliation"] = reconciliation
-        if self.killed:
+        if halted:
+            if self.kill_trigger is None:  # an emergency halt (second signal) is reported
+                self.kill_trigger = str(self.stop_reason)  # like a kill (R-K1)
             # Written provisionally first (final: false) so the incident can cite
             # it; the file says final only once every kill step is in it.
             data["kill"] = {"trigger": self.kill_trigger, "steps": self.kill_steps}
@@ -521,14 +602,15 @@ class PhaseRun:
             data["kill"]["incident"] = str(await self._incident(still_open))
             data["final"] = True
         write_atomic(self.kpi_path, data)
-        await self.store.save_kpi(self.run_id, True, self.clock.time(), _dumps(data))
         status = "killed" if self.killed else "stopped" if self.emergency else (
             "completed" if exit_code == 0 else "failed")
-        await self.store.finish_run(
+        final_json = _dumps(data)
+        await self.durably("final KPI", lambda: self.store.save_kpi(
+            self.run_id, True, self.clock.time(), final_json))
+        await self.durably("run row", lambda: self.store.finish_run(
             self.run_id, ended_at=self.clock.time(), status=status, stop_reason=self.stop_reason,
             exit_code=exit_code, kpi_path=str(self.kpi_path),
-            gate_json=_dumps(gate) if gate else None,
-        )
+            gate_json=_dumps(gate) if gate else None))
         logger.info("run {} ended: {} exit {} ({})", self.run_id, status, exit_code, self.stop_reason)
         return RunOutcome(self.run_id, exit_code, self.kpi_path, data)
 
@@ -554,30 +636,51 @@ class PhaseRun:
         return {"telegram_test_alert": telegram, "metrics_served": metrics}
 
     async def _reconcile(self) -> dict[str, Any]:
-        """Journal vs venues after every phase; a drift is an alert."""
+        """Journal vs venues after every phase; a drift is an alert. A journal that does
+        not answer makes it a failed reconciliation, said, not a failed run end."""
         from core.venues.reconcile import reconcile_run
 
-        result = await reconcile_run(self.store, self.ex, self.run_id)
-        await self.store.record_event(self.clock.time(), self.run_id, EventKind.RECONCILED, result)
+        try:
+            result = await asyncio.wait_for(reconcile_run(self.store, self.ex, self.run_id),
+                                            JOURNAL_FLUSH_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - reported in the KPI and the alert
+            result = {"run_id": self.run_id, "ok": False, "drift": [],
+                      "problems": [f"not reconciled: {type(exc).__name__}: {exc}"]}
+        await self.durably("reconciliation", lambda: self.store.record_event(
+            self.clock.time(), self.run_id, EventKind.RECONCILED, result))
         if not result["ok"] and self.notifier is not None:
             await self.notifier.notify(Severity.ALERT, "reconciliation",
                                        f"run {self.run_id}: " + "; ".join(result["problems"]))
         return result
 
     async def _verify_flat(self) -> list[dict[str, Any]]:
-        """What is still open: the engine's positions and every venue's open orders."""
+        """What is still open: the engine's positions and every venue's open orders.
+        After a kill, a venue that cannot list its orders is asked again once it answers
+        (waiting as it says) until an operator stops the flattening."""
         engine = self.engine
         assert engine is not None
-        leftovers: list[dict[str, Any]] = list(engine.open_positions())
-        for venue, ex in self.ex.items():
-            try:
-                for order in await ex.fetch_open_orders():
-                    leftovers.append({"venue": str(venue), "open_order": order.client_order_id,
-                                      "symbol": order.symbol, "side": str(order.side),
-                                      "remaining": order.remaining})
-            except ExchangeError as exc:
-                leftovers.append({"venue": str(venue), "error": f"could not list orders: {exc}"})
-        if self.killed:
+        delay = 0.5
+        while True:
+            leftovers: list[dict[str, Any]] = list(engine.open_positions())
+            unreachable = False
+            for venue, ex in self.ex.items():
+                try:
+                    for order in await ex.fetch_open_orders():
+                        leftovers.append({"venue": str(venue), "open_order": order.client_order_id,
+                                          "symbol": order.symbol, "side": str(order.side),
+                                          "remaining": order.remaining})
+                except ExchangeError as exc:
+                    unreachable = True
+                    delay = max(delay, getattr(exc, "retry_after_s", 0.0))
+                    leftovers.append({"venue": str(venue),
+                                      "error": f"could not list orders: {exc}"})
+            if not (unreachable and self.killed and self.flatten_stopped is None):
+                break
+            logger.warning("verify flat: a venue does not answer; asking again in {:.1f} s",
+                           delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        if self.killed or self.emergency:
             self.step("verify_flat", not leftovers,
                       "no open orders, positions flat" if not leftovers
                       else f"{len(leftovers)} item(s) still open: clean up by hand (runbook 6.1)")
@@ -622,3 +725,13 @@ def _dumps(data: Any) -> str:
     import json
 
     return json.dumps(data)
+
+
+async def _write_now(what: str, write: Callable[[], Awaitable[Any]]) -> bool:
+    """A journal write done at once; a failure is logged and reported, not raised."""
+    try:
+        await write()
+        return True
+    except Exception:  # noqa: BLE001 - the caller records the step as failed
+        logger.exception("journal write '{}' failed", what)
+        return False

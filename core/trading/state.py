@@ -21,6 +21,10 @@ class TradingStateBox:
     changed_at: float = 0.0
     changed_perf: float = 0.0  # perf_counter at the change: kill-latency measurement
     history: list[tuple[float, TradingState, str]] = field(default_factory=list)
+    # Advanced by every kill, pause, disarm and reset, so a confirmation asked for in an
+    # older epoch can tell the state changed since and refuse (an old /reset Confirm
+    # must not clear a newer kill).
+    epoch: int = 0
 
     def set(self, state: TradingState, reason: str, now: float) -> bool:
         """Move to state; HALTED only leaves through reset(). Returns whether it changed."""
@@ -31,11 +35,18 @@ class TradingStateBox:
         self.state, self.reason, self.changed_at = state, reason, now
         self.changed_perf = time.perf_counter()
         self.history.append((now, state, reason))
+        self.epoch += 1
         return True
 
     def reset(self, now: float, reason: str = "reset") -> None:
         self.state, self.reason, self.changed_at = TradingState.ACTIVE, reason, now
         self.history.append((now, TradingState.ACTIVE, reason))
+        self.epoch += 1
+
+    def advance_epoch(self) -> int:
+        """A command that changes what a pending confirmation was asked about."""
+        self.epoch += 1
+        return self.epoch
 
     @property
     def allows_entries(self) -> bool:

@@ -150,6 +150,14 @@ def test_offline_status_kill_refuses_run_until_reset(data_dir):
     assert status["trading_state"] == "ACTIVE"
     assert status["run"] is None
 
+    import asyncio
+
+    from core.journal.sqlite_store import SqliteStore
+
+    async def journal() -> None:  # a data dir an engine has used
+        await (await SqliteStore.open(data_dir / "arbops.sqlite3")).close()
+
+    asyncio.run(journal())
     res = run_cli(["kill", "--reason", "e2e-test"], data_dir)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "HALTED" in res.stdout

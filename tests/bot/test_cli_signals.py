@@ -11,6 +11,7 @@ The last two tests are deterministic fast-mode reproductions of engine bugs foun
 """
 from __future__ import annotations
 
+import json
 import signal
 import time
 from pathlib import Path
@@ -226,11 +227,19 @@ def test_double_sigint_is_an_emergency_halt_until_reset(data_dir):
         assert time.monotonic() - sent <= STOP_DEADLINE_S
         assert code == 1, proc.output()
         assert "Traceback" not in proc.stdout() + proc.stderr()
+        # The first Ctrl+C said what a second one would do (issue: it did not).
+        assert "again halts at once" in proc.stderr(), proc.stderr()
+        printed = proc.stdout()
 
     data = read_json(kpi)
     assert data["final"] is True
     summary = data["summary"]
     assert summary["exit_code"] == 1
+    # An emergency halt is the kill switch (R-K1): said in the KPI and the summary, with
+    # what was left open and an incident report.
+    assert summary["kill_switch_triggered"] is True
+    assert "TRIGGERED" in printed and "still open" in printed, printed
+    assert Path(data["kill"]["incident"]).is_file()
     assert "SIGINT" in summary["stop_reason"]
     assert "emergency" in summary["stop_reason"]
     assert data["trading"]["open_positions"] != [], "what is still open must be listed"
@@ -248,9 +257,13 @@ def test_double_sigint_is_an_emergency_halt_until_reset(data_dir):
     refused = run_cli(["run", "--duration-seconds", "5"], data_dir)
     assert refused.returncode == 2 and "HALTED" in refused.stderr
 
+    # reset's preview and reconcile agree on what is open (they did not: 0 vs drift)
+    rec = json.loads(run_cli(["reconcile", "--json"], data_dir).stdout)
     reset = run_cli(["reset", "--confirm", "RESET"], data_dir)
     assert reset.returncode == 0, reset.stdout + reset.stderr
     assert "still open per journal" in reset.stdout
+    n_positions = int(reset.stdout.split(" orders, ", 1)[1].split(" positions", 1)[0])
+    assert n_positions == rec["open_positions"] > 0, (reset.stdout, rec)
     status = run_cli(["status", "--json"], data_dir)
     assert '"trading_state": "ACTIVE"' in status.stdout
 

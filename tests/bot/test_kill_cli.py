@@ -265,11 +265,24 @@ def test_kill_through_a_running_serve(data_dir: Path) -> None:
 
 
 # --- kill with no service running ---------------------------------------------------------
+def _journal(data_dir: Path) -> None:
+    """A data dir an engine has used: its journal exists."""
+    import asyncio
+
+    from core.journal.sqlite_store import SqliteStore
+
+    async def make() -> None:
+        await (await SqliteStore.open(data_dir / "arbops.sqlite3")).close()
+
+    asyncio.run(make())
+
+
 @pytest.mark.timeout(60)
 def test_kill_with_no_service_running_halts_on_its_own(data_dir: Path) -> None:
+    _journal(data_dir)
     res = run_cli(["kill", "--reason", "offline test"], data_dir)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "HALTED" in res.stdout and "no engine running" in res.stdout
+    assert "HALTED" in res.stdout and "no engine was running" in res.stdout
     assert "Traceback" not in res.stdout + res.stderr
 
     flag = query_one(data_dir, "SELECT value FROM flags WHERE key = 'trading_state'")
@@ -292,3 +305,16 @@ def test_kill_with_no_service_running_halts_on_its_own(data_dir: Path) -> None:
     again = run_cli(["kill", "--reason", "offline again"], data_dir)
     assert again.returncode == 0 and "HALTED" in again.stdout
     assert len(incident_files(data_dir)) == 1  # already HALTED: no second report
+
+
+@pytest.mark.timeout(60)
+def test_kill_where_nothing_ever_ran_says_so_and_exits_1(data_dir: Path) -> None:
+    """No engine registered and no journal: the CLI never claims it halted an engine,
+    but the HALT is written to the data dir all the same (fail closed)."""
+    res = run_cli(["kill", "--reason", "nothing here"], data_dir)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "no engine found" in res.stdout
+    assert "Traceback" not in res.stdout + res.stderr
+    assert not (data_dir / "arbops.sqlite3").exists()
+    status = status_json(data_dir)
+    assert status["trading_state"] == "HALTED" and "nothing here" in status["halted_reason"]

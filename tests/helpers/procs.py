@@ -63,6 +63,9 @@ def arbops_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[s
         if k.upper() not in _SCRUB_EXACT and not k.upper().startswith("ARBOPS_")
     }
     env["ARBOPS_DATA_DIR"] = str(data_dir)
+    # The user's engine registry and default data dir: per test, never the real home.
+    env["XDG_STATE_HOME"] = str(Path(data_dir) / ".xdg-state")
+    env["XDG_DATA_HOME"] = str(Path(data_dir) / ".xdg-data")
     env["PYTHONUNBUFFERED"] = "1"
     if extra:
         env.update(extra)

@@ -133,3 +133,46 @@ async def test_two_prompts_start_at_most_one_run(tmp_path: Path) -> None:
         await settle(env)
         assert runs_started(env) == 1
         await fake.wait_text(OPERATOR, "already running")
+
+
+async def ask(env: Env, user: int, text: str) -> dict[str, Any]:
+    """`user` sends a risk-adding command; the prompt with its buttons."""
+    before = len([t for t in env.fake.texts(user) if "Confirm /" in t])
+    env.fake.send_text(user, text)
+    await env.fake.wait_for(
+        lambda: len([t for t in env.fake.texts(user) if "Confirm /" in t]) > before,
+        what=f"the prompt for {text}")
+    return env.fake.last_markup_message(user)
+
+
+@pytest.mark.parametrize(("prepare", "asked", "newer"), [
+    ("kill", "/reset", "/kill a newer kill"),
+    ("pause", "/resume", "/pause a newer pause"),
+    (None, "/arm 50", "/disarm"),
+])
+async def test_a_confirmation_is_refused_once_a_newer_command_changed_the_state(
+        tmp_path: Path, prepare: str | None, asked: str, newer: str) -> None:
+    """An operator's Confirm pressed after another operator's newer kill, pause or
+    disarm is refused: it was asked about a state that no longer holds."""
+    async with telegram_env(tmp_path) as env:
+        fake, service = env.fake, env.service
+        if prepare == "kill":
+            await service.kill("first", "tester")
+        elif prepare == "pause":
+            service.pause("first")
+        msg = await ask(env, OPERATOR, asked)
+        state_before = str(service.state.state)
+        armed_before = (await service.full_status())["armed"]
+        fake.send_text(OPERATOR2, newer)
+        await fake.wait_for(lambda: service.state.epoch > 0 and len(env.audit()) >= 2,
+                            what="the newer command")
+        await settle(env)
+        epoch = service.state.epoch
+        fake.press(OPERATOR, fake.buttons(msg)["✅ Confirm"], msg)
+        await fake.wait_text(OPERATOR, "state changed since this was asked")
+        await settle(env)
+        assert service.state.epoch == epoch
+        assert str(service.state.state) == state_before  # HALTED / REDUCING kept
+        assert (await service.full_status())["armed"] is armed_before is False
+        outcomes = [r["outcome"] for r in env.audit() if r["command"].startswith("confirm")]
+        assert outcomes and outcomes[-1] == "refused: state changed since asked"

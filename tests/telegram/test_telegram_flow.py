@@ -359,3 +359,35 @@ async def test_incident_new_opens_a_report_file(tmp_path: Path) -> None:
         assert "# Incident: spread <looked> wrong" in text
         assert f"opened by hand (telegram:{OPERATOR})" in text
         assert str(env.service.state.state) == "ACTIVE"
+
+
+async def test_kill_with_the_journal_locked_answers_halted_and_says_where(
+        tmp_path: Path) -> None:
+    """Another process holds the journal's lock: /kill still HALTs at once and says so
+    (not "internal error"), naming the stores that hold it and the one still pending."""
+    import subprocess
+    import sys
+
+    from bot.app import DB_NAME
+
+    async with telegram_env(tmp_path) as env:
+        fake, service = env.fake, env.service
+        code = ("import sqlite3, sys, time\n"
+                "c = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)\n"
+                "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True)\n"
+                "time.sleep(4); c.execute('COMMIT')\n")
+        lock = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / DB_NAME)],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            assert lock.stdout is not None and lock.stdout.readline().strip() == "locked"
+            fake.send_text(VIEWER, "/kill journal locked")
+            text = await fake.wait_text(VIEWER, "HALTED", timeout=5)
+            assert "Kept by: file" in text and "not yet: journal" in text, text
+            assert str(service.state.state) == "HALTED"
+        finally:
+            lock.wait(30)
+            assert lock.stdout is not None
+            lock.stdout.close()
+        # The journal takes the flag once the lock is gone.
+        await fake.wait_for(lambda: service.durable.status["journal"] == "HALTED",
+                            timeout=15, what="the journal mirror")

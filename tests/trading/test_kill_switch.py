@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import sqlite3
 import threading
@@ -94,9 +95,11 @@ class Killer:
             self.extra(run)
 
 
-async def run_and_kill(service: OperatorService, killer: Killer, seconds: float = 120
-                       ) -> RunOutcome:
+async def run_and_kill(service: OperatorService, killer: Killer, seconds: float = 120,
+                       close_timeout_s: float | None = None) -> RunOutcome:
     spec = service.plan_run(RunArgs(phase=1, duration_seconds=seconds, seed=7, universe="top10"))
+    if close_timeout_s is not None:
+        spec = dataclasses.replace(spec, close_timeout_s=close_timeout_s)
     outcome = await service.run_phase(spec, killer)
     assert killer.kill_task is not None, "no position ever opened: the kill never ran"
     await killer.kill_task
@@ -264,22 +267,40 @@ async def _advance_manual_clock_after_kill(service: OperatorService, killer: Kil
             service.clock.advance(0.1)  # type: ignore[attr-defined]
 
 
-async def never_cancelling_kill(tmp_path: Path) -> tuple[OperatorService, Killer, RunOutcome]:
-    """A killed run whose cancels always fail (the caller closes the service's store)."""
-    service = await build_service(settings_for(tmp_path, paper_cancel_failures=10_000), fast=True)
+class Alerts:
+    """A notifier that keeps what it was asked to send."""
 
-    def freeze_fills(run: PhaseRun) -> None:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, str]] = []
+
+    async def notify(self, severity: str, title: str, body: str) -> None:
+        self.sent.append((str(severity), title, body))
+
+
+async def never_cancelling_kill(tmp_path: Path) -> tuple[OperatorService, Killer, RunOutcome]:
+    """A killed run whose cancels always fail: it keeps trying past the deadline (with
+    CRITICAL alerts) until the operator stops the flattening, here once the cancels
+    have been reported as still failing (the caller closes the service's store)."""
+    service = await build_service(settings_for(tmp_path, paper_cancel_failures=10**9,
+                                               flatten_alert_interval_s=0.5), fast=True)
+    service.notifier = Alerts()
+
+    def freeze_fills_then_give_up(run: PhaseRun) -> None:
         # Once the kill is in, nothing fills any more: the orders stay open, so the
         # only way out would be a cancel, and every cancel fails.
         if killer.kill_task is not None:
             for ex in run.ex.values():
                 ex.fill_ratio = 1e-12
+        failed = [s for s in run.kill_steps if s["step"] == "cancel_all" and not s["ok"]]
+        alerted = any(a[0] == "CRITICAL" for a in service.notifier.sent)
+        if failed and alerted and run.flatten_stopped is None:
+            service.stop("giving up on the cancels", "tester")
 
-    killer = Killer(service, freeze_fills)
+    killer = Killer(service, freeze_fills_then_give_up)
     stop = asyncio.Event()
     mover = asyncio.ensure_future(_advance_manual_clock_after_kill(service, killer, stop))
     try:
-        outcome = await asyncio.wait_for(run_and_kill(service, killer), 60)
+        outcome = await asyncio.wait_for(run_and_kill(service, killer, close_timeout_s=2.0), 60)
     except BaseException:
         await service.store.close()
         raise
@@ -300,6 +321,10 @@ async def test_kill_with_cancels_that_never_succeed_reports_failed_and_stays_hal
         cancel = steps["cancel_all"]
         assert cancel and not any(s["ok"] for s in cancel), cancel
         assert "still failing" in cancel[-1]["detail"]
+        # It kept going past the deadline, said so, and stopped only when told to.
+        assert any(a[0] == "CRITICAL" and "still flattening" in a[2]
+                   for a in service.notifier.sent)
+        assert steps["flatten"][-1]["detail"].startswith("stopped by the operator")
         attempts = int(cancel[0]["detail"].split("after ", 1)[1].split(" attempts", 1)[0])
         assert attempts >= 3, cancel  # it kept retrying before giving up
         assert steps["verify_flat"][-1]["ok"] is False
@@ -336,13 +361,38 @@ async def test_close_timeout_after_a_kill_keeps_the_kill_reason(tmp_path: Path) 
         await service.store.close()
 
 
-async def test_fast_mode_kill_with_failing_cancels_ends_in_bounded_real_time(
+async def test_a_kill_flattens_past_the_deadline_until_the_venues_take_the_cancels(
     tmp_path: Path,
 ) -> None:
-    async with service_on(settings_for(tmp_path, paper_cancel_failures=10_000)) as service:
-        killer = Killer(service)
-        outcome = await asyncio.wait_for(run_and_kill(service, killer), 12)
-        assert outcome.kpi["summary"]["kill_switch_triggered"] is True
+    """Cancels failing for longer than the close deadline: the kill does not give up on
+    a clock; once the venue takes them the run ends flat (R-K6)."""
+    async with service_on(settings_for(tmp_path, paper_cancel_failures=10**9,
+                                       flatten_alert_interval_s=0.5)) as service:
+        service.notifier = Alerts()
+
+        def venues_recover_after_the_deadline(run: PhaseRun) -> None:
+            # Nothing fills and no cancel goes through until the kill has reported the
+            # cancels failing past its deadline; then the venues answer again.
+            recovered = any(st["step"] == "cancel_all" and not st["ok"]
+                            for st in run.kill_steps)
+            if killer.kill_task is not None:
+                for ex in run.ex.values():
+                    ex.fill_ratio = 0.3 if recovered else 1e-12
+                    if recovered:
+                        ex.cancel_failures_left = 0
+
+        killer = Killer(service, venues_recover_after_the_deadline)
+        outcome = await asyncio.wait_for(
+            run_and_kill(service, killer, close_timeout_s=2.0), 60)
+        kpi = outcome.kpi
+        steps = steps_of(kpi)
+        cancel = steps["cancel_all"]
+        assert not cancel[0]["ok"] and cancel[-1]["ok"], cancel
+        assert "after the deadline" in cancel[-1]["detail"]
+        assert kpi["trading"]["still_open_on_venues"] == []
+        assert steps["verify_flat"][-1]["ok"] is True
+        for ex in killer.venues.values():
+            assert await ex.fetch_open_orders() == []
 
 
 # --- the watchdog sees a stuck event loop -------------------------------------------------
@@ -406,6 +456,10 @@ async def test_watchdog_halts_while_the_loop_is_blocked_then_the_run_ends_killed
         assert "heartbeat" in flag
         assert seen["after_block_state"] == "HALTED"
         assert (seen["after_block_flag"] or "").startswith("HALTED")
+        from core.trading.durable_state import read_state_file
+
+        rec = read_state_file(tmp_path)  # the file, written from the watchdog thread
+        assert rec is not None and str(rec.state) == "HALTED" and "heartbeat" in rec.reason
 
         kpi = outcome.kpi
         assert kpi["summary"]["kill_switch_triggered"] is True

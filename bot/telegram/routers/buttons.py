@@ -41,6 +41,13 @@ async def on_button(query: CallbackQuery, ctx: Ctx, note: AuditNote, deps: Teleg
     elif ctx.role < entry.min_role:
         note.done(f"refused: needs {ROLE_NAMES[entry.min_role]}")
         result = Reply("refused: not allowed now; nothing changed")
+    elif pending.epoch != ctx.service.state.epoch:
+        # A kill, pause, disarm or reset came after this was asked: what it would
+        # change is not what the operator saw (an old /reset must not undo a newer /kill).
+        note.done("refused: state changed since asked")
+        result = Reply("refused: the trading state changed since this was asked "
+                       f"(now {h(ctx.service.state.state)}); ask again. Nothing changed.",
+                       outcome="refused: state changed since asked")
     else:
         try:
             result = await plan.execute(ctx)

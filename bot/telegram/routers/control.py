@@ -24,7 +24,12 @@ async def cmd_kill(message: Message, command: CommandObject, ctx: Ctx) -> Reply:
     elif r.already_halted:
         text = "🛑 already HALTED; nothing else to do. Inspect, then /reset."
     else:
-        text = f"🛑 <b>HALTED</b>: {h(r.message)}. Incident report written."
+        text = f"🛑 <b>HALTED</b>: {h(r.message)}. Incident report follows."
+    held = [k for k, v in r.stores.items() if v == "HALTED"]
+    waiting = {k: v for k, v in r.stores.items() if v != "HALTED"}
+    text += f"\nKept by: {h(', '.join(held) or 'memory only')}"
+    if waiting:  # HALTED all the same: the engine refuses every order from this instant
+        text += "; not yet: " + h("; ".join(f"{k} ({v})" for k, v in waiting.items()))
     return Reply(text, outcome=f"ok: {r.message}" + (" (already halted)" if r.already_halted
                                                      else ""))
 
