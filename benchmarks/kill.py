@@ -90,6 +90,65 @@ def cli_kill(runs: int) -> list[float]:
     return times
 
 
+def _wait_running(env: dict[str, str], data_dir: Path) -> None:
+    from core.control_channel import request_sync, socket_path_for
+
+    for _ in range(300):
+        try:
+            reply = request_sync(socket_path_for(data_dir), "progress", {}, timeout=1.0)
+            if reply.get("ok") and reply["result"].get("run"):
+                return
+        except Exception:  # noqa: BLE001 - not up yet
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the run never started")
+
+
+def kill_under(fault: str) -> tuple[float, float]:
+    """`arbops kill` against a running phase with `fault` (none, frozen, locked):
+    process start -> HALTED in the state file, and -> the CLI's exit, in ms."""
+    from core.domain.models import TradingState
+    from core.trading.durable_state import read_state_file
+
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+        d = Path(tmp)
+        env = {**os.environ, "ARBOPS_DATA_DIR": tmp, "ARBOPS_LOG_LEVEL": "WARNING",
+               "XDG_STATE_HOME": f"{tmp}/.state"}
+        run = subprocess.Popen([ARBOPS, "run", "--duration-seconds", "300"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        lock = None
+        try:
+            _wait_running(env, d)
+            if fault == "frozen":
+                os.kill(run.pid, 19)  # SIGSTOP
+            elif fault == "locked":
+                code = ("import sqlite3,sys,time\nc=sqlite3.connect(sys.argv[1],timeout=30,"
+                        "isolation_level=None)\nc.execute('BEGIN EXCLUSIVE');print(1,flush=True)"
+                        "\ntime.sleep(12)\nc.execute('COMMIT')\n")
+                lock = subprocess.Popen([sys.executable, "-c", code, f"{tmp}/arbops.sqlite3"],
+                                        stdout=subprocess.PIPE, text=True)
+                assert lock.stdout is not None and lock.stdout.readline()
+            t0 = time.perf_counter()
+            cli = subprocess.Popen([ARBOPS, "kill", "--reason", "bench"], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            persisted = None
+            while persisted is None:
+                rec = read_state_file(d)
+                if rec is not None and rec.state is TradingState.HALTED:
+                    persisted = (time.perf_counter() - t0) * 1000
+                time.sleep(0.0005)
+            cli.wait(60)
+            return persisted, (time.perf_counter() - t0) * 1000
+        finally:
+            if lock is not None:
+                lock.kill()
+                lock.wait()
+                assert lock.stdout is not None
+                lock.stdout.close()
+            run.kill()
+            run.wait(15)
+
+
 def main() -> None:
     from loguru import logger
 
@@ -107,6 +166,17 @@ def main() -> None:
         print(f"| {label} | {med[key]:.1f} {unit} | {min(vals):.1f} | {max(vals):.1f} |")
     print(f"| `arbops kill` process start -> HALTED printed | {statistics.median(cli):.0f} ms "
           f"| {min(cli):.0f} | {max(cli):.0f} |")
+    print("\n`arbops kill` against a running phase: process start -> HALT persisted (state file)"
+          " / -> the command's exit, ms")
+    print("| engine | persisted median | min | max | CLI done median |")
+    print("|---|---|---|---|---|")
+    for fault, label in (("none", "healthy"), ("frozen", "frozen (SIGSTOP)"),
+                         ("locked", "SQLite locked by another process")):
+        timed = [kill_under(fault) for _ in range(RUNS)]
+        pers = [t[0] for t in timed]
+        done = [t[1] for t in timed]
+        print(f"| {label} | {statistics.median(pers):.0f} | {min(pers):.0f} | {max(pers):.0f} "
+              f"| {statistics.median(done):.0f} |")
 
 
 if __name__ == "__main__":
