@@ -104,6 +104,10 @@ class VenueProfile:
     asset_price: Callable[[Any, str, str], Awaitable[float]] | None = None
     # Read per-pair ticks from the venue (Upbit's /v1/orderbook/instruments).
     pair_ticks: bool = False
+    # REST books: many symbols in one request (Upbit), else one request per symbol.
+    books_in_one_request: bool = False
+    # Reconciliation: a quote balance this close to the journal's is not drift.
+    quote_tolerance: str = "0"
     # ccxt order fields for a market buy sized in quote: (budget, executed cost).
     cost_budget: Callable[[Mapping[str, Any]], float | None] = field(
         default=lambda info: None)
@@ -182,6 +186,7 @@ BINANCE = VenueProfile(
                                books_in_one_subscription=False,
                                book_resync="snapshot+update_id"),
     cost_budget=_binance_budget,
+    quote_tolerance="0.02",
     fills_from="trades",
     asset_price=_binance_asset_price,
 )
@@ -224,6 +229,8 @@ UPBIT = VenueProfile(
                                books_in_one_subscription=True,
                                book_resync="full_snapshot"),
     pair_ticks=True,
+    books_in_one_request=True,
+    quote_tolerance="20",
     cost_budget=_upbit_budget,
 )
 

@@ -141,6 +141,7 @@ class BudgetStats:
     sent: int = 0
     refused: int = 0  # RateLimited raised without a request
     slept: dict[Role, int] = field(default_factory=lambda: dict.fromkeys(Role, 0))
+    waiting: dict[Role, int] = field(default_factory=lambda: dict.fromkeys(Role, 0))  # now
     waits_s: dict[Role, deque[float]] = field(default_factory=lambda: {
         r: deque(maxlen=10_000) for r in Role})
     rate_limited: int = 0  # 429/418 answers seen
@@ -213,7 +214,11 @@ class VenueBudget:
                 raise RateLimited(f"{self.venue}: {why}; {wait:.2f} s to wait "
                                   f"(not sent)", wait)
             self.stats.slept[role] += 1
-            await self._sleep(wait)
+            self.stats.waiting[role] += 1
+            try:
+                await self._sleep(wait)
+            finally:
+                self.stats.waiting[role] -= 1
 
     def _spend(self, role: Role, units: Units) -> None:
         now = self._now()

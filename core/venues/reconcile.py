@@ -16,8 +16,10 @@ from core.domain.journal_kinds import EventKind
 from core.domain.models import Venue
 from core.errors import ExchangeError
 from core.ports import ExchangePort, JournalStore
+from core.venues.profiles import PROFILES
 
-QUOTE_TOLERANCE = {"KRW": Decimal(20), "USDT": Decimal("0.02")}
+# A quote balance within this of the journal's is rounding, not drift (per venue profile).
+QUOTE_TOLERANCE = {p.quote: Decimal(p.quote_tolerance) for p in PROFILES.values()}
 BASE_TOLERANCE_REL = Decimal("1e-6")
 
 
