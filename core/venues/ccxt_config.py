@@ -1,4 +1,4 @@
-"""ccxt constructor config for each venue (venues.md §1): pure data, no ccxt import.
+"""ccxt constructor config for each venue: pure data, no ccxt import.
 
 Everything venue-specific comes from the venue's profile: which `urls['api']`
 keys to point at the base URL (for Binance every API family, so at the
