@@ -3,6 +3,7 @@ venues -> service. Surfaces receive the service; nothing else builds one.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from core.clock import Clock, ManualClock, SystemClock
@@ -34,28 +35,48 @@ def paper_venues(settings: Settings, clock: Clock, spec: RunSpec) -> tuple[Any, 
     return market, _paper_on(settings, clock, market)
 
 
-def real_venues(settings: Settings, timeout_ms: int = 10_000) -> dict[Venue, Any]:
+def real_venues(settings: Settings, budgets: Any = None, role: str = "trading",
+                alert: Any = None, timeout_ms: int = 10_000) -> dict[Venue, Any]:
     """ccxt venues from the settings (keys, API bases); nothing is sent yet. A kill
-    passes a shorter timeout: every venue call it makes must end within its 10 s."""
-    from core.venues.ccxt_exchange import CcxtExchange
+    passes a shorter timeout: every venue call it makes must end within its 10 s.
 
-    def secret(value: Any) -> str | None:
-        return value.get_secret_value() if value is not None else None
+    `budgets` (core.venues.rate_budget.VenueBudgets) is the process's one budget per
+    venue: pass the same object to every client built in this process so they share
+    it (a fresh one is made when omitted, for one-off commands)."""
+    from core.venues.ccxt_exchange import CcxtExchange
+    from core.venues.profiles import PROFILES
+    from core.venues.rate_budget import Role
+
+    budgets = budgets if budgets is not None else venue_budgets()
+
+    def setting(name: str) -> Any:
+        value = getattr(settings, name)
+        return value.get_secret_value() if hasattr(value, "get_secret_value") else value
 
     return {
-        Venue.UPBIT: CcxtExchange(Venue.UPBIT, settings.upbit_api_base,
-                                  secret(settings.upbit_access_key),
-                                  secret(settings.upbit_secret_key), settings.upbit_fee_bps,
-                                  timeout_ms),
-        Venue.BINANCE: CcxtExchange(Venue.BINANCE, settings.binance_api_base,
-                                    secret(settings.binance_api_key),
-                                    secret(settings.binance_api_secret),
-                                    settings.binance_fee_bps, timeout_ms),
+        venue: CcxtExchange(venue, setting(p.keys.api_base), setting(p.keys.key),
+                            setting(p.keys.secret), setting(p.keys.fee_bps),
+                            budget=budgets[venue], role=Role(role), alert=alert,
+                            timeout_ms=timeout_ms)
+        for venue, p in PROFILES.items()
     }
 
 
-def venues_for(settings: Settings, clock: Clock, spec: RunSpec) -> tuple[Any, dict[Venue, Any]]:
-    """Market data and venues for a run: sim + paper; real data + paper; or live."""
+def venue_budgets() -> Any:
+    """One request budget per venue, to share between every client of this process."""
+    import time
+
+    from core.venues.profiles import PROFILES
+    from core.venues.rate_budget import VenueBudgets
+
+    return VenueBudgets({str(v): p.rate for v, p in PROFILES.items()}, time.monotonic)
+
+
+def venues_for(settings: Settings, clock: Clock, spec: RunSpec, budgets: Any = None,
+               alert: Any = None) -> tuple[Any, dict[Venue, Any]]:
+    """Market data and venues for a run: sim + paper; real data + paper; or live.
+    Real market data has its own ccxt clients (role market data), never the
+    trading ones, so polling books cannot delay an order."""
     if spec.data_source == "sim":
         if spec.mode == "live":
             raise ValueError("live never runs on the simulated market")
@@ -63,12 +84,14 @@ def venues_for(settings: Settings, clock: Clock, spec: RunSpec) -> tuple[Any, di
     if spec.data_source == "real":
         from core.venues.ccxt_market_data import CcxtMarketData
 
-        feed_venues = real_venues(settings)
+        budgets = budgets if budgets is not None else venue_budgets()
+        feed_venues = real_venues(settings, budgets, "market_data", alert)
+        for ex in feed_venues.values():
+            ex.owned_by_market = True  # market.close() closes them
         market = CcxtMarketData(feed_venues, clock, settings.real_poll_interval_s)
         if spec.mode == "live":
-            return market, feed_venues  # the service closes them after the run
-        for ex in feed_venues.values():
-            ex.owned_by_market = True
+            # The service closes the trading venues after the run.
+            return market, real_venues(settings, budgets, "trading", alert)
         return market, _paper_on(settings, clock, market)
     if spec.data_source == "replay" and spec.replay_path is not None:
         from core.venues.replay_market import ReplayMarket
@@ -97,11 +120,14 @@ async def build_service(settings: Settings, *, fast: bool = False) -> OperatorSe
     clock: Clock = ManualClock() if fast else SystemClock()
     store = await SqliteStore.open(settings.data_dir / DB_NAME)
 
+    budgets = venue_budgets()  # every client of this process spends the same budgets
+    alert = venue_alerts(lambda: service.notifier)
+
     def factory(spec: RunSpec) -> tuple[Any, dict[Venue, Any]]:
-        return venues_for(settings, clock, spec)
+        return venues_for(settings, clock, spec, budgets, alert)
 
     service = OperatorService(settings, store, clock, factory, fast=fast)
-    service.real_venues = lambda: real_venues(settings)
+    service.real_venues = lambda: real_venues(settings, budgets, "trading", alert)
     if settings.telegram_bot_token is not None:
         from core.safety.telegram_probe import telegram_get_me
 
@@ -109,6 +135,24 @@ async def build_service(settings: Settings, *, fast: bool = False) -> OperatorSe
             settings.telegram_api_base, settings.telegram_bot_token.get_secret_value())
     await service.load_persistent_state()
     return service
+
+
+def venue_alerts(notifier: Callable[[], Any]) -> Callable[[str, str], None]:
+    """What a venue adapter calls to ALERT the operator (a clock re-sync, a key
+    problem, a closed market): queued on the notifier, never awaited by the caller."""
+    import asyncio
+
+    from core.domain.journal_kinds import Severity
+
+    pending: set[asyncio.Task[Any]] = set()
+
+    def alert(title: str, body: str) -> None:
+        task = asyncio.get_running_loop().create_task(
+            notifier().notify(Severity.ALERT, title, body))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    return alert
 
 
 def start_watchdog(service: OperatorService) -> Watchdog:

@@ -80,7 +80,7 @@ async def _record(settings: Settings, args: RecordArgs, seconds: float, path: An
     else:
         from core.venues.ccxt_market_data import CcxtMarketData
 
-        venues = real_venues(settings)
+        venues = real_venues(settings, role="market_data")  # recording only reads books
         market = CcxtMarketData(venues, clock, settings.real_poll_interval_s)
     try:
         if hasattr(market, "prepare"):

@@ -158,8 +158,24 @@ class Trade:
     amount: float
     cost: float
     fee_cost: float
-    fee_currency: str
+    fee_currency: str  # the asset the venue charged the fee in (quote, base, BNB...)
     timestamp_ms: int
+    # The fee's value in the pair's quote at the fill (None: the fee is in the quote).
+    fee_quote: float | None = None
+
+    @property
+    def fee_in_quote(self) -> float:
+        """The fee valued in the pair's quote at the fill: as charged when the venue
+        took quote, at the fill's price when it took the base, else as the venue
+        adapter valued it (fee_quote)."""
+        if self.fee_quote is not None:
+            return self.fee_quote
+        base, _, quote = self.symbol.partition("/")
+        if self.fee_currency in ("", quote):
+            return self.fee_cost
+        if self.fee_currency == base:
+            return self.fee_cost * self.price
+        raise ValueError(f"a fee in {self.fee_currency} ({self.id}) has no value in {quote}")
 
 
 @dataclass(slots=True)

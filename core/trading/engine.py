@@ -220,16 +220,23 @@ class Engine:
                 fee_currency=trade.fee_currency, fx=fx, position_id=slot.position_id,
                 ts=trade.timestamp_ms / 1000.0,
             )
-            self.ledger.apply_fill(
-                venue, slot.base, quote, trade.side, trade.amount, trade.cost, trade.fee_cost, fx
-            )
             to_usd = 1.0 / fx if quote == "KRW" else 1.0
+            # The fee in the asset the venue charged, valued at the fill (R-M5).
+            fee_usd = trade.fee_in_quote * to_usd
+            self.ledger.apply_fill(
+                venue, slot.base, quote, trade.side, trade.amount, trade.cost, trade.fee_cost, fx,
+                fee_asset=trade.fee_currency, fee_usd=fee_usd,
+            )
             sign = 1.0 if trade.side is Side.SELL else -1.0
+            in_quote = trade.fee_currency in ("", quote)
+            quote_fee = trade.fee_cost if in_quote else 0.0
             if quote == "KRW":
-                slot.krw_flow += sign * trade.cost - trade.fee_cost
+                slot.krw_flow += sign * trade.cost - quote_fee
             else:
-                slot.usdt_flow += sign * trade.cost - trade.fee_cost
-            slot.fees_usd += trade.fee_cost * to_usd
+                slot.usdt_flow += sign * trade.cost - quote_fee
+            if not in_quote:
+                slot.fixed_fees_usd += fee_usd
+            slot.fees_usd += fee_usd
             slot.base_flow += -sign * trade.amount
             if wo.purpose is Purpose.ENTRY:
                 slot.open_qty[venue] += trade.amount
@@ -299,7 +306,8 @@ class Engine:
 
     def _slot_pnl(self, slot: Slot, fx: float) -> float:
         mark = self._marks.get(slot.base, 0.0)
-        return slot.usdt_flow + slot.krw_flow / fx + slot.base_flow * mark
+        return (slot.usdt_flow + slot.krw_flow / fx + slot.base_flow * mark
+                - slot.fixed_fees_usd)
 
     async def _close_round_trip(self, slot: Slot, mono: float, fx: float) -> None:
         pnl = self._slot_pnl(slot, fx)

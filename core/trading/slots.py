@@ -54,6 +54,7 @@ class Slot:
     usdt_flow: float = 0.0
     base_flow: float = 0.0  # net base across both venues (zero when legs match)
     fees_usd: float = 0.0
+    fixed_fees_usd: float = 0.0  # fees in neither quote (base, BNB): USD at the fill
     last_exit_mono: float = -1e18
 
     def reset(self) -> None:
@@ -63,6 +64,7 @@ class Slot:
         self.working.clear()
         self.exit_reason = None
         self.krw_flow = self.usdt_flow = self.base_flow = self.fees_usd = 0.0
+        self.fixed_fees_usd = 0.0
 
     @property
     def has_position(self) -> bool:

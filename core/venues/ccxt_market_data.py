@@ -1,9 +1,17 @@
 """Market data `real` (R-M8): order books polled from the venues through ccxt.
 
-REST polling within the venues' limits: Upbit serves every subscribed book
-(and the USDT/KRW FX book) in one request; Binance one depth request per
-symbol. A venue that fails to answer is marked down (the engine goes
-REDUCING for it) and its books are left out until it answers again.
+REST polling, the fallback until the streams land, with its own ccxt clients
+(role market data): every request spends the venue's budget for market data,
+at most half of each published limit, so the poller never delays an order and
+never sends inside a Retry-After window (core.venues.rate_budget). A venue
+whose profile says so serves every subscribed book in one request (Upbit, with
+the USDT/KRW FX book); the others one request per symbol, paced by the budget.
+Each venue is polled in its own loop at its own pace. Each book is
+stamped with the time its own request left, never when the batch ended, so
+the stale-book check sees its true age. A venue that fails to answer is
+marked down (the engine goes REDUCING for it) and its books are left out
+until it answers again; a book the budget could not afford this round keeps
+its previous copy and stamp.
 """
 from __future__ import annotations
 
@@ -15,12 +23,23 @@ from typing import Any
 from loguru import logger
 
 from core.clock import Clock
-from core.domain.models import FX_SYMBOL, MarketSnapshot, OrderBook, SymbolStats, Venue
-from core.errors import ExchangeError
+from core.domain.models import (
+    FX_SYMBOL,
+    MarketSnapshot,
+    OrderBook,
+    SymbolStats,
+    Venue,
+    pair_symbols,
+)
+from core.errors import ExchangeError, RateLimited
 from core.ports import SnapshotListener
+from core.venues.ccxt_client import last_sent_mono, patience
+from core.venues.profiles import profile_of
+from core.venues.rate_budget import Role
 from core.venues.snapshot_feed import SnapshotFeed
 
 DEPTH = 10
+PREPARE_PATIENCE_S = 90.0
 
 
 class CcxtMarketData:
@@ -34,10 +53,19 @@ class CcxtMarketData:
         self._seq = 0
         self.down: dict[Venue, str] = {}  # venue -> why, while it does not answer
         self.down_since: dict[Venue, float] = {}
+        self._last: dict[str, OrderBook] = {}  # symbol -> the last book fetched
+        # The interval each venue's budget allows, measured on its last poll.
+        self.pace_s: dict[Venue, float] = {}
+        self._books: dict[Venue, dict[str, OrderBook]] = {}
 
     # --- MarketData ---------------------------------------------------------------
     async def prepare(self, candidates: int = 60) -> None:
-        """Volumes from tickers, spread and depth from books, for universe selection."""
+        """Volumes from tickers, spread and depth from books, for universe selection.
+        Before a run: its requests wait for the budget as long as it takes."""
+        with patience(PREPARE_PATIENCE_S):
+            await self._prepare(candidates)
+
+    async def _prepare(self, candidates: int) -> None:
         up, bn = self.venues[Venue.UPBIT], self.venues[Venue.BINANCE]
         await up.load_markets()
         await bn.load_markets()
@@ -51,13 +79,15 @@ class CcxtMarketData:
             common.append((base, float(t.get("quoteVolume") or 0.0),
                            float(bn_t[f"{base}/USDT"].get("quoteVolume") or 0.0)))
         common.sort(key=lambda c: -min(c[1] / 1400.0, c[2]))
+        common = common[:candidates]
+        books = {v: await self._fetch_books(v, [pair_symbols(b)[v] for b, _, _ in common])
+                 for v in (Venue.UPBIT, Venue.BINANCE)}
         stats = []
-        for base, up_vol, bn_vol in common[:candidates]:
-            try:
-                ub = await up.fetch_order_book(f"{base}/KRW", DEPTH)
-                bb = await bn.fetch_order_book(f"{base}/USDT", DEPTH)
-            except ExchangeError as exc:
-                logger.warning("no book for {} while ranking: {}", base, exc)
+        for base, up_vol, bn_vol in common:
+            ub, bb = (books[v][pair_symbols(base)[v]] for v in (Venue.UPBIT, Venue.BINANCE))
+            if not isinstance(ub, OrderBook) or not isinstance(bb, OrderBook):
+                logger.warning("no book for {} while ranking: {}", base,
+                               ub if not isinstance(ub, OrderBook) else bb)
                 continue
             stats.append(SymbolStats(base, up_vol, bn_vol, max(_spread_bps(ub), _spread_bps(bb)),
                                      min(_depth_quote(ub) / _fx_guess(up_t), _depth_quote(bb))))
@@ -82,12 +112,54 @@ class CcxtMarketData:
         return await self._feed.wait_next(after_seq)
 
     async def run(self) -> None:
+        """Each venue polled in its own loop at its own pace; a snapshot is
+        published whenever either brings new books (each keeps its own stamp)."""
+        await asyncio.gather(*(self._run_venue(v) for v in self.venues))
+
+    async def _run_venue(self, venue: Venue) -> None:
+        ex = self.venues[venue]
         while True:
             started = time.monotonic()
-            snap = await self.poll()
+            before = self._spent(ex)
+            self._books[venue] = await self._venue_books(venue) or {}
+            snap = self._snapshot()
             if snap is not None:
                 self._feed.publish(snap)
-            await asyncio.sleep(max(self.interval_s - (time.monotonic() - started), 0.0))
+            # No faster than the venue's market-data share allows when spread evenly
+            # (Binance top50: ~5 s), so polling never bursts into its cap.
+            self.pace_s[venue] = self._pace(ex, before)
+            interval = max(self.interval_s, self.pace_s[venue])
+            await asyncio.sleep(max(interval - (time.monotonic() - started), 0.0))
+
+    def _snapshot(self) -> MarketSnapshot | None:
+        if len(self._books) < len(self.venues):
+            return None  # the first snapshot waits for every venue's first answer
+        up = dict(self._books.get(Venue.UPBIT) or {})
+        fx = up.pop(FX_SYMBOL, None)
+        if fx is None:
+            return None  # without the FX book no premium can be computed (R-M1)
+        self._seq += 1
+        return MarketSnapshot(
+            seq=self._seq, ts_ms=int(self.clock.time() * 1000), fx=fx,
+            upbit={s.split("/")[0]: b for s, b in up.items()},
+            binance={s.split("/")[0]: b for s, b in (self._books.get(Venue.BINANCE) or {}).items()},
+        )
+
+    @staticmethod
+    def _spent(ex: Any) -> dict[str, float]:
+        budget = getattr(ex, "budget", None)
+        role = getattr(ex, "role", Role.MARKET_DATA)
+        return budget.spent(role) if budget is not None else {}
+
+    def _pace(self, ex: Any, before: dict[str, float]) -> float:
+        budget = getattr(ex, "budget", None)
+        if budget is None:
+            return 0.0
+        role = getattr(ex, "role", Role.MARKET_DATA)
+        now = budget.spent(role)
+        # The poller's own spending at the market-data share, whatever its role.
+        return float(budget.interval_for(Role.MARKET_DATA, {
+            k: v - before.get(k, 0.0) for k, v in now.items()}))
 
     async def close(self) -> None:
         """Close the venue clients this feed owns (when they are not also the
@@ -98,42 +170,67 @@ class CcxtMarketData:
 
     # --- polling ----------------------------------------------------------------------
     async def poll(self) -> MarketSnapshot | None:
-        up_books, bn_books = await asyncio.gather(self._upbit_books(), self._binance_books())
-        fx = up_books.pop(FX_SYMBOL, None) if up_books is not None else None
-        if fx is None:
-            return None  # without the FX book no premium can be computed (R-M1)
-        self._seq += 1
-        return MarketSnapshot(
-            seq=self._seq, ts_ms=int(self.clock.time() * 1000), fx=fx,
-            upbit={s.split("/")[0]: b for s, b in (up_books or {}).items()},
-            binance={s.split("/")[0]: b for s, b in (bn_books or {}).items()},
-        )
+        """Every venue's books once (a one-off read: recording, benchmarks)."""
+        venues = list(self.venues)
+        got = await asyncio.gather(*(self._venue_books(v) for v in venues))
+        for venue, books in zip(venues, got, strict=True):
+            self._books[venue] = books or {}
+        return self._snapshot()
 
-    async def _upbit_books(self) -> dict[str, OrderBook] | None:
-        ex = self.venues[Venue.UPBIT]
-        symbols = [FX_SYMBOL, *(f"{b}/KRW" for b in self._subscribed)]
-        try:
-            raw = await ex.ccxt.fetch_order_books(symbols, DEPTH)
-        except Exception as exc:  # noqa: BLE001 - any failure marks the venue down
-            self._mark_down(Venue.UPBIT, exc)
+    async def _venue_books(self, venue: Venue) -> dict[str, OrderBook] | None:
+        """The subscribed books of one venue (and the FX book where it lives), or
+        None when the venue did not answer (it is marked down). A book the budget
+        could not afford this round keeps its previous copy and stamp."""
+        symbols = [pair_symbols(b)[venue] for b in self._subscribed]
+        if FX_SYMBOL.endswith("/" + profile_of(venue).quote):
+            symbols.insert(0, FX_SYMBOL)
+        got = await self._fetch_books(venue, symbols)
+        books: dict[str, OrderBook] = {}
+        failures: list[BaseException] = []
+        for symbol, result in got.items():
+            if isinstance(result, OrderBook):
+                books[symbol] = self._last[symbol] = result
+                continue
+            failures.append(result)
+            if isinstance(result, RateLimited) and symbol in self._last:
+                books[symbol] = self._last[symbol]  # over budget: the older copy
+        hard = [f for f in failures if not isinstance(f, RateLimited)]
+        if hard or (failures and len(failures) == len(symbols)):
+            self._mark_down(venue, (hard or failures)[0])
             return None
-        self._mark_up(Venue.UPBIT)
-        ts = int(self.clock.time() * 1000)
-        return {s: _book(s, ob, ts, self._seq + 1) for s, ob in raw.items()}
+        self._mark_up(venue)
+        return books
 
-    async def _binance_books(self) -> dict[str, OrderBook] | None:
-        ex = self.venues[Venue.BINANCE]
-        symbols = [f"{b}/USDT" for b in self._subscribed]
-        try:
-            books = await asyncio.gather(*(ex.fetch_order_book(s, DEPTH) for s in symbols))
-        except Exception as exc:  # noqa: BLE001 - any failure marks the venue down
-            self._mark_down(Venue.BINANCE, exc)
-            return None
-        self._mark_up(Venue.BINANCE)
-        ts = int(self.clock.time() * 1000)
-        for b in books:
-            b.timestamp_ms, b.seq = ts, self._seq + 1
-        return dict(zip(symbols, books, strict=True))
+    async def _fetch_books(self, venue: Venue, symbols: list[str]
+                           ) -> dict[str, OrderBook | BaseException]:
+        """Each symbol's book (or why not), stamped when its request left, in one
+        request or one per symbol as the venue's profile says."""
+        ex = self.venues[venue]
+        seq = self._seq + 1
+        if profile_of(venue).books_in_one_request:
+            try:
+                raw = await ex.ccxt.fetch_order_books(symbols, DEPTH)
+            except Exception as exc:  # noqa: BLE001 - reported per symbol, then judged
+                return dict.fromkeys(symbols, exc)
+            ts = self._sent_stamp(ex)
+            return {s: _book(s, raw[s], ts, seq) if s in raw else
+                    ExchangeError(f"{venue}: no book for {s}") for s in symbols}
+
+        async def one(symbol: str) -> OrderBook:
+            book: OrderBook = await ex.fetch_order_book(symbol, DEPTH)
+            book.timestamp_ms, book.seq = self._sent_stamp(ex), seq
+            return book
+
+        got = await asyncio.gather(*(one(s) for s in symbols), return_exceptions=True)
+        return dict(zip(symbols, got, strict=True))
+
+    def _sent_stamp(self, ex: Any) -> int:
+        """This context's last request's departure on the injected clock, in ms."""
+        sent = last_sent_mono()
+        budget = getattr(ex, "budget", None)
+        now = budget.now() if budget is not None else time.monotonic()
+        age = 0.0 if sent is None else max(now - sent, 0.0)
+        return int((self.clock.time() - age) * 1000)
 
     def _mark_down(self, venue: Venue, exc: BaseException) -> None:
         if venue not in self.down:

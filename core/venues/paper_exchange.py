@@ -36,6 +36,10 @@ from core.venues.rules import VenueRules, rules_for_market
 from core.venues.sim_venue_markets import sim_market
 
 IntentProbe = Callable[[str], bool]
+# (order, fill qty, fill cost, fee in quote at the configured rate) -> (asset, amount):
+# the asset a venue built on this matching charges the fee in (the emulator's Binance
+# takes a buy's fee from the base received, or BNB). None: the quote, as paper does.
+FeeRule = Callable[[Order, float, float, float], tuple[str, float]]
 
 
 @dataclasses.dataclass(slots=True)
@@ -56,6 +60,7 @@ class PaperExchange:
         fill_ratio: float = 1.0,
         cancel_failures: int = 0,
         intent_probe: IntentProbe | None = None,
+        fee_rule: FeeRule | None = None,
     ) -> None:
         self.venue = venue
         self.quote = QUOTE[venue]
@@ -67,6 +72,7 @@ class PaperExchange:
         self.cancel_failures_left = cancel_failures
         self.fail_after_execute = 0
         self._intent_probe = intent_probe
+        self.fee_rule = fee_rule
         self._markets: dict[str, Market] = {}
         self._rules: dict[str, VenueRules] = {}
         self._balances: dict[str, list[float]] = {}  # asset -> [free, used]
@@ -177,13 +183,19 @@ class PaperExchange:
             self.cancel_failures_left -= 1
             raise VenueUnavailable(f"{self.venue}: cancel failed (injected outage)")
         order = self._lookup(order_id, client_order_id)
-        work = self._working.pop(order.id, None)
+        self.cancel_now(order.id)
+        return _copy(order)
+
+    def cancel_now(self, order_id: str) -> None:
+        """Cancel a working order at once (no-op when it is done), without a delay:
+        for a venue built on this matching that applies cancels on its own schedule."""
+        order = self._orders[order_id]
+        work = self._working.pop(order_id, None)
         if work is not None:
-            self._fill_ratio_of.pop(order.id, None)
-            self._immediate_or_cancel.discard(order.id)
+            self._fill_ratio_of.pop(order_id, None)
+            self._immediate_or_cancel.discard(order_id)
             self._release(order, work)
             order.status = OrderStatus.CANCELED
-        return _copy(order)
 
     async def cancel_all_orders(self, symbol: str | None = None) -> list[Order]:
         out = []
@@ -207,6 +219,13 @@ class PaperExchange:
         return None
 
     # --- per-order behaviour, for a venue built on this matching (the emulator) ----
+    def free(self, asset: str) -> float:
+        return self._balances.get(asset, [0.0, 0.0])[0]
+
+    def trades_of(self, symbol: str) -> list[Trade]:
+        """Every fill on this symbol, oldest first (a venue's trade list)."""
+        return [t for o in self._orders.values() if o.symbol == symbol for t in o.trades]
+
     def reserved(self, order_id: str) -> float:
         """Quote (buy) or base (sell) a working order still locks; 0 once it is done."""
         work = self._working.get(order_id)
@@ -218,6 +237,20 @@ class PaperExchange:
     def set_fill_ratio(self, order_id: str, ratio: float) -> None:
         """Fill at most this share of what the book offers this order, each match."""
         self._fill_ratio_of[order_id] = ratio
+
+    def match_now(self, order_id: str) -> None:
+        """Match a working order against the current book at once, the way a venue
+        fills a market order on arrival (paper orders wait for the next book)."""
+        work = self._working.get(order_id)
+        snap = self._market.latest()
+        if work is None or snap is None:
+            return
+        if snap.seq != self._consumed_seq:
+            self._consumed.clear()
+            self._consumed_seq = snap.seq
+        book = self._book(work.order.symbol)
+        if book is not None:
+            self._match(work, book, snap)
 
     def make_immediate_or_cancel(self, order_id: str) -> None:
         """A limit order that is cancelled after its first match (IOC/FOK), the way
@@ -293,11 +326,14 @@ class PaperExchange:
         order = work.order
         base = order.symbol.split("/")[0]
         cost = price * qty
-        fee = cost * self._fee
+        fee_asset, fee = self.quote, cost * self._fee
+        if self.fee_rule is not None:
+            fee_asset, fee = self.fee_rule(order, qty, cost, fee)
+        quote_fee = fee if fee_asset == self.quote else 0.0
         quote_bal = self._balances.setdefault(self.quote, [0.0, 0.0])
         base_bal = self._balances.setdefault(base, [0.0, 0.0])
         if order.side is Side.BUY:
-            spend = cost + fee
+            spend = cost + quote_fee
             used = min(spend, work.reserved)
             quote_bal[1] -= used
             quote_bal[0] -= spend - used
@@ -306,7 +342,11 @@ class PaperExchange:
         else:
             base_bal[1] -= qty
             work.reserved -= qty
-            quote_bal[0] += cost - fee
+            quote_bal[0] += cost - quote_fee
+        if fee_asset != self.quote:
+            self._balances.setdefault(fee_asset, [0.0, 0.0])[0] -= fee
+        if not order.trades:
+            order.fee_currency = fee_asset
         order.filled += qty
         order.cost += cost
         order.fee_cost += fee
@@ -321,7 +361,7 @@ class PaperExchange:
                 amount=qty,
                 cost=cost,
                 fee_cost=fee,
-                fee_currency=self.quote,
+                fee_currency=fee_asset,
                 timestamp_ms=ts,
             )
         )

@@ -2,8 +2,9 @@
 
 After every phase, on a schedule and on demand: open orders must be zero on
 both venues, positions flat in the journal, and each asset's balance change
-since the run started must equal what the journal's fills say, within a
-tolerance. A drift is reported (and alerted by the caller), never hidden.
+since the run started must equal what the journal's fills say (each fee in the
+asset the venue charged it in), within a tolerance. A drift is reported (and
+alerted by the caller), never hidden.
 """
 from __future__ import annotations
 
@@ -15,21 +16,26 @@ from core.domain.journal_kinds import EventKind
 from core.domain.models import Venue
 from core.errors import ExchangeError
 from core.ports import ExchangePort, JournalStore
+from core.venues.profiles import PROFILES
 
-QUOTE_TOLERANCE = {"KRW": Decimal(20), "USDT": Decimal("0.02")}
+# A quote balance within this of the journal's is rounding, not drift (per venue profile).
+QUOTE_TOLERANCE = {p.quote: Decimal(p.quote_tolerance) for p in PROFILES.values()}
 BASE_TOLERANCE_REL = Decimal("1e-6")
 
 
 def expected_changes(fills: list[dict[str, Any]]) -> dict[str, dict[str, Decimal]]:
-    """Per venue and asset, what the journal's fills changed (fees included)."""
+    """Per venue and asset, what the journal's fills changed, each fee taken from
+    the asset it was charged in (Binance: a buy's from the base, or BNB)."""
     out: dict[str, dict[str, Decimal]] = {}
     for f in fills:
         base, quote = f["symbol"].split("/")
         amount, cost, fee = Decimal(f["amount"]), Decimal(f["cost"]), Decimal(f["fee"])
+        fee_asset = f.get("fee_currency") or quote
         venue = out.setdefault(f["venue"], {})
         sign = Decimal(1) if f["side"] == "buy" else Decimal(-1)
         venue[base] = venue.get(base, Decimal(0)) + sign * amount
-        venue[quote] = venue.get(quote, Decimal(0)) - sign * cost - fee
+        venue[quote] = venue.get(quote, Decimal(0)) - sign * cost
+        venue[fee_asset] = venue.get(fee_asset, Decimal(0)) - fee
     return out
 
 

@@ -18,8 +18,10 @@ from core.domain.journal_kinds import UNRESOLVED_INTENTS
 from core.domain.models import OrderStatus, Venue
 from core.errors import ExchangeError, OrderNotFound
 from core.ports import ExchangePort, JournalStore
+from core.venues.ccxt_client import patience
 
 UNRESOLVED = list(UNRESOLVED_INTENTS)
+RECOVERY_PATIENCE_S = 90.0  # a venue's budget frees within its window (Binance: 60 s)
 STATE_OF = {OrderStatus.CLOSED: "FILLED", OrderStatus.CANCELED: "CANCELED",
             OrderStatus.EXPIRED: "CANCELED", OrderStatus.REJECTED: "REJECTED",
             OrderStatus.OPEN: "OPEN"}
@@ -88,7 +90,17 @@ async def _record_missing_fill(store: JournalStore, intent: dict[str, Any], orde
 async def recover_live(store: JournalStore, venues: Mapping[Venue, ExchangePort], now: float,
                        cancel_foreign: bool = True, act: bool = True) -> RecoveryReport:
     """Resolve the journal against the venues. `act=False` only reads: open orders
-    stay open (and are reported), nothing is cancelled."""
+    stay open (and are reported), nothing is cancelled.
+
+    Nothing trades yet, so its requests wait for the venue's budget as long as it
+    takes (another process on this IP, an earlier one that crashed, may have spent
+    most of it) rather than fail and leave the journal unresolved."""
+    with patience(RECOVERY_PATIENCE_S):
+        return await _recover_live(store, venues, now, cancel_foreign, act)
+
+
+async def _recover_live(store: JournalStore, venues: Mapping[Venue, ExchangePort], now: float,
+                        cancel_foreign: bool, act: bool) -> RecoveryReport:
     report = RecoveryReport()
     known: set[str] = set()
     for intent in await store.intents_in_states(UNRESOLVED):

@@ -92,6 +92,20 @@ def upbit_tick(price: Decimal, symbol: str | None = None) -> Decimal:
     return UPBIT_KRW_TICKS[-1][1]
 
 
+def upbit_band(price: Decimal, symbol: str | None = None) -> tuple[Decimal, Decimal]:
+    """The price band [low, high) whose tick applies at `price`."""
+    if symbol is not None:
+        for lo, hi, _tick in UPBIT_KRW_TICK_EXCEPTIONS.get(_upbit_symbol(symbol), ()):
+            if lo <= price < hi:
+                return lo, hi
+    hi = Decimal("Infinity")
+    for lo, _tick in UPBIT_KRW_TICKS:
+        if price >= lo:
+            return lo, hi
+        hi = lo
+    return UPBIT_KRW_TICKS[-1][0], hi
+
+
 def upbit_market_buy_cost(amount: float, ref_price: float) -> float:
     """KRW to spend for about `amount` base at `ref_price`; truncated so we never overspend."""
     a, r = _dec(amount), _dec(ref_price)
@@ -173,17 +187,30 @@ class UpbitKrwRules(_RulesBase):
     venue = Venue.UPBIT
 
     def __init__(
-        self, symbol: str, *, tick_size: Num | None = None, min_total: Num = UPBIT_MIN_TOTAL_KRW
+        self, symbol: str, *, tick_size: Num | None = None, min_total: Num = UPBIT_MIN_TOTAL_KRW,
+        pair_tick: tuple[Num, Num] | None = None,
     ) -> None:
         self.symbol = _upbit_symbol(symbol)
         if not self.symbol.endswith("/KRW"):
             raise ValueError(f"UpbitKrwRules covers KRW markets only, got {symbol!r}")
-        # A fixed tick, e.g. from /v1/orderbook/instruments, beats the published table.
+        # A fixed tick (a simulated market's) beats the published table.
         self.tick_size = _dec(tick_size) if tick_size else None
         self.min_total = _dec(min_total)
+        # The pair's own tick as /v1/orderbook/instruments gave it, (tick, price then):
+        # it holds within the band of that price; outside it the table decides.
+        self.pair_tick: tuple[Decimal, Decimal, Decimal] | None = None
+        if pair_tick is not None:
+            tick, ref = _dec(pair_tick[0]), _dec(pair_tick[1])
+            if tick > 0 and ref > 0:
+                lo, hi = upbit_band(ref, self.symbol)
+                self.pair_tick = (lo, hi, tick)
 
     def tick(self, price: Decimal) -> Decimal:
-        return self.tick_size if self.tick_size is not None else upbit_tick(price, self.symbol)
+        if self.tick_size is not None:
+            return self.tick_size
+        if self.pair_tick is not None and self.pair_tick[0] <= price < self.pair_tick[1]:
+            return self.pair_tick[2]
+        return upbit_tick(price, self.symbol)
 
     def round_price(self, price: float, side: Side) -> float:
         # Each band's lower bound is on every smaller tick, so rounding across a band edge is safe.

@@ -32,7 +32,7 @@ async def test_book_balance_ticker_and_headers() -> None:
         assert (await b.fetch_time()) > 0
 
 
-async def test_limit_and_market_orders_fill_after_a_step() -> None:
+async def test_limit_fills_after_a_step_and_a_market_order_on_arrival() -> None:
     async with running() as emu, client(emu, "binance") as b:
         await b.load_markets()
         ob = await b.fetch_order_book("BTC/USDT")
@@ -45,7 +45,9 @@ async def test_limit_and_market_orders_fill_after_a_step() -> None:
         mkt = await b.create_order(
             "BTC/USDT", "market", "sell", 0.005, None, {"clientOrderId": "bn-mkt-1"}
         )
-        assert mkt["status"] == "open" and mkt["filled"] == 0
+        # A market order is matched on arrival, as the venue does (FULL: with its fills).
+        assert mkt["status"] == "closed" and mkt["filled"] == 0.005
+        assert mkt["trades"] and all(t["fee"]["currency"] == "USDT" for t in mkt["trades"])
         emu.step()
         got = await b.fetch_order(None, "BTC/USDT", {"clientOrderId": "bn-lim-1"})
         assert got["id"] == lim["id"] and got["status"] == "closed" and got["filled"] == 0.01

@@ -40,7 +40,8 @@ async def _fetch_by_cid(ex: Any, venue: str, cid: str) -> dict[str, Any]:
     ],
 )
 async def test_request_faults(venue: str, kind: str, expected: type[Exception]) -> None:
-    async with running() as emu, client(emu, venue) as ex:
+    # No grace for requests in flight: this client sends one request at a time.
+    async with running(limits={"inflight_grace_s": 0.0}) as emu, client(emu, venue) as ex:
         await ex.load_markets()
         added = await admin(
             emu, "POST", "/admin/faults", {"venue": venue, "kind": kind, "count": 1, "seconds": 7}
@@ -53,6 +54,15 @@ async def test_request_faults(venue: str, kind: str, expected: type[Exception]) 
             assert headers["Retry-After"] == "7" and "-1003" in ex.last_http_response
         if kind == "http_429" and venue == "upbit":
             assert headers["Remaining-Req"].endswith("sec=0")
+        if kind == "maintenance":
+            assert (await ex.fetch_order_book(SYMBOL[venue]))["bids"]  # count=1
+            return
+        # A client that does not wait out the answer is banned (418), as the venues do.
+        with pytest.raises(ccxt.DDoSProtection):
+            await ex.fetch_order_book(SYMBOL[venue])
+        limits = await admin(emu, "GET", "/admin/limits")
+        assert limits[venue]["in_window"] == 1 and limits[venue]["http_418"] >= 1
+        await admin(emu, "DELETE", "/admin/limits")  # the ban lifted (by the operator)
         assert (await ex.fetch_order_book(SYMBOL[venue]))["bids"]  # count=1: next call is fine
         assert (await admin(emu, "GET", "/admin/faults"))["faults"] == []
 

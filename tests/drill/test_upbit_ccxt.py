@@ -81,6 +81,9 @@ async def test_cancels_and_open_orders() -> None:
             await u.cancel_order(ids[1])
         res = await u.private_delete_orders_open({"pairs": "KRW-BTC"})
         assert res["success"]["count"] == 1 and res["success"]["orders"][0]["identifier"] == "up-c2"
+        # An acceptance: the venue cancels at its next book.
+        assert {o["clientOrderId"] for o in await u.fetch_open_orders()} == {"up-c2", "up-eth"}
+        emu.step()
         assert [o["clientOrderId"] for o in await u.fetch_open_orders()] == ["up-eth"]
         with pytest.raises(ccxt.OrderNotFound):
             await u.fetch_order(str(uuid.uuid4()))

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from bot.app import real_venues
+from bot.app import real_venues, venue_budgets
 from core.clock import SystemClock
 from core.journal.sqlite_store import SqliteStore
 from core.settings import Settings
@@ -33,15 +33,17 @@ async def main(data_dir: Path, url: str, seconds: float, crash_at: str | None) -
         guard_memory_anomaly_mb=4000.0)
     store = await SqliteStore.open(data_dir / "arbops.sqlite3")
     clock = SystemClock()
-    venues = real_venues(settings)
-    market = CcxtMarketData(venues, clock, settings.real_poll_interval_s)
+    budgets = venue_budgets()  # as bot/app.py wires it: one budget, separate clients
+    venues = real_venues(settings, budgets, "trading")
+    market = CcxtMarketData(real_venues(settings, budgets, "market_data"), clock,
+                            settings.real_poll_interval_s)
     spec = RunSpec(mode="live", phase=1, top_n=10, duration_s=seconds, notional_usd=50.0,
                    data_source="real", kpi_path=data_dir / "kpi.json")
     run = PhaseRun(spec, settings, store, TradingStateBox(), clock, market, venues)
     try:
         outcome = await run.execute()
     finally:
-        for ex in venues.values():
+        for ex in [*venues.values(), *market.venues.values()]:
             await ex.close()
         await store.close()
     print(json.dumps({"exit_code": outcome.exit_code,

@@ -10,6 +10,7 @@ from pathlib import Path
 from bot.app import build_service, real_venues
 from core.clock import SystemClock
 from core.commands import RunArgs
+from core.domain.journal_kinds import EventKind
 from core.domain.models import FX_SYMBOL, Venue
 from core.venues.ccxt_market_data import DEPTH, CcxtMarketData
 from tests.helpers.procs import arbops_env, run_cli, short_data_dir
@@ -63,7 +64,7 @@ async def test_paper_phase_on_real_data_completes(tmp_path: Path) -> None:
         assert run["status"] in ("completed", "failed")  # the gate may FAIL a short run
         events = db_rows(tmp_path, "SELECT kind FROM events WHERE run_id=?", (out.run_id,))
         kinds = {e["kind"] for e in events}
-        assert {"starting_balances_recorded", "reconciled"} <= kinds
+        assert {EventKind.STARTING_BALANCES_RECORDED, EventKind.RECONCILED} <= kinds
         # A paper run on real data is not a live run: no start-up recovery against venues.
         assert "recovery" not in kinds
         # Paper venues: nothing was sent to the (emulated) exchanges.

@@ -14,6 +14,7 @@ import pytest
 
 from bot.app import build_service
 from core.commands import RunArgs
+from core.domain.journal_kinds import EventKind
 from core.domain.models import OrderRequest, OrderType, Side, Venue
 from core.journal.sqlite_store import SqliteStore
 from core.settings import Settings
@@ -178,7 +179,7 @@ async def test_reconcile_ccxt_venues_against_emulator(tmp_path: Path) -> None:
             await store.create_run(run, "live", 1, "top10", "real", time.time())
             start = {str(v): {a: b.total for a, b in (await ex.fetch_balance()).items()}
                      for v, ex in venues.items()}
-            await store.record_event(time.time(), run, "starting_balances_recorded", start)
+            await store.record_event(time.time(), run, EventKind.STARTING_BALANCES_RECORDED, start)
             # One leg per venue, journaled, sent, filled on the next emulator book.
             for v, side in ((Venue.UPBIT, Side.SELL), (Venue.BINANCE, Side.BUY)):
                 cid = f"leg-{v}"
@@ -268,7 +269,7 @@ async def test_cli_reconcile_and_balance_of_a_live_run_against_the_emulator() ->
                 run = "20260101T000000Z-live-p1-f00d"
                 await store.create_run(run, "live", 1, "top10", "real", time.time())
                 bal = await admin(emu, "GET", "/admin/balances")
-                await store.record_event(time.time(), run, "starting_balances_recorded", {
+                await store.record_event(time.time(), run, EventKind.STARTING_BALANCES_RECORDED, {
                     v: {a: x["total"] for a, x in assets.items()} for v, assets in bal.items()})
                 await store.finish_run(run, time.time(), "completed", "duration_elapsed", 0,
                                        None)

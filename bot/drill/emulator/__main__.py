@@ -19,8 +19,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval", type=float, default=0.1, help="sim step seconds")
     ap.add_argument("--no-autostep", action="store_true", help="step only via POST /admin/step")
     ap.add_argument("--faults", default=None, help="JSON list of fault specs applied at start-up")
+    ap.add_argument("--limits", default=None,
+                    help='JSON request-limit overrides, e.g. {"enforce": false}')
+    ap.add_argument("--bnb-discount", action="store_true",
+                    help="Binance charges fees in BNB (the account's discount on)")
     args = ap.parse_args(argv)
     faults = json.loads(args.faults) if args.faults else None
+    limits = json.loads(args.limits) if args.limits else None
     try:
         asyncio.run(
             serve_forever(
@@ -31,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
                 interval_s=args.interval,
                 autostep=not args.no_autostep,
                 faults=faults,
+                limits=limits,
+                bnb_discount=args.bnb_discount,
             )
         )
     except KeyboardInterrupt:

@@ -9,10 +9,16 @@ POST   /admin/step      {"n":1} -> {"seq": n}
 POST   /admin/fund      {"venue","asset","amount"} -> balances of that venue
 GET    /admin/state     -> {"seq","universe","autostep","interval_s","markets":{...}}
 GET    /admin/requests  (?venue=) -> {"requests":[{"ts_ms","venue","method","path","status"}]}
+GET    /admin/limits    -> {"config":{...}, "binance":{stats}, "upbit":{stats}}
+POST   /admin/limits    {LimitConfig fields} -> the same; DELETE /admin/limits lifts bans/windows
+POST   /admin/clock     {"venue","offset_ms"} -> the venue's clock runs offset_ms ahead of ours
+POST   /admin/market    {"venue","symbol","status"} -> e.g. HALT: orders get "Market is closed."
 """
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from typing import Any
 
 from aiohttp import web
@@ -49,7 +55,57 @@ class AdminApi:
             web.post("/admin/fund", self.fund),
             web.get("/admin/state", self.state),
             web.get("/admin/requests", self.requests),
+            web.get("/admin/limits", self.limits),
+            web.post("/admin/limits", self.set_limits),
+            web.delete("/admin/limits", self.reset_limits),
+            web.post("/admin/clock", self.clock),
+            web.post("/admin/market", self.market_status),
         ]
+
+    def _limits_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"config": dataclasses.asdict(self.core.limit_config)}
+        for name, vs in self.core.venues.items():
+            assert vs.limits is not None
+            out[name] = vs.limits.stats.to_json(time.monotonic())
+        return out
+
+    async def limits(self, request: web.Request) -> web.Response:
+        return web.json_response(self._limits_json())
+
+    async def set_limits(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        try:
+            self.core.limit_config.update(body if isinstance(body, dict) else {})
+        except (ValueError, TypeError) as exc:
+            raise _bad(str(exc).replace('"', "'")) from None
+        return web.json_response(self._limits_json())
+
+    async def reset_limits(self, request: web.Request) -> web.Response:
+        for vs in self.core.venues.values():
+            assert vs.limits is not None
+            vs.limits.reset()
+        return web.json_response(self._limits_json())
+
+    async def clock(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        venue = body.get("venue") if isinstance(body, dict) else None
+        if venue not in self.core.venues or not isinstance(body.get("offset_ms"), int):
+            raise _bad("venue (binance|upbit) and offset_ms (integer) are required")
+        self.core.venues[venue].clock_offset_ms = body["offset_ms"]
+        return web.json_response({"venue": venue, "offset_ms": body["offset_ms"]})
+
+    async def market_status(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        venue = body.get("venue") if isinstance(body, dict) else None
+        if venue not in self.core.venues or not isinstance(body.get("symbol"), str):
+            raise _bad("venue and symbol are required")
+        status = str(body.get("status") or "TRADING")
+        statuses = self.core.venues[venue].market_status
+        if status == "TRADING":
+            statuses.pop(body["symbol"], None)
+        else:
+            statuses[body["symbol"]] = status
+        return web.json_response({"venue": venue, "market_status": statuses})
 
     async def list_faults(self, request: web.Request) -> web.Response:
         return web.json_response({"faults": [f.to_json() for f in self.core.faults.active()]})

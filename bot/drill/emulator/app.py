@@ -2,8 +2,9 @@
 port, plus /admin.
 
 The middleware routes by prefix (/api/v3 = Binance, /v1 = Upbit, /bot = Telegram,
-/admin), applies request-level faults, turns ApiError into venue-shaped responses,
-adds the venues' rate-limit headers and logs every venue request.
+/admin), enforces the venues' request limits (bot.drill.emulator.limits), applies
+request-level faults, turns ApiError into venue-shaped responses, adds the venues'
+rate-limit headers and logs every venue request.
 """
 
 from __future__ import annotations
@@ -16,9 +17,16 @@ from aiohttp import web
 
 from bot.drill.emulator import binance_api, upbit_api
 from bot.drill.emulator.admin_api import AdminApi
-from bot.drill.emulator.errors import ApiError, binance_error, not_found_json, plain_error
+from bot.drill.emulator.errors import (
+    BN_BAD_KEY,
+    ApiError,
+    binance_error,
+    not_found_json,
+    plain_error,
+    upbit_error,
+)
 from bot.drill.emulator.faults import REQUEST_KINDS, Fault
-from bot.drill.emulator.state import EmulatorCore, VenueState
+from bot.drill.emulator.state import EmulatorCore
 from bot.drill.emulator.telegram_api import BotApiStandIn
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -47,9 +55,13 @@ async def _wait_or_stop(core: EmulatorCore, seconds: float) -> None:
 async def _apply_fault(
     core: EmulatorCore, venue: str, fault: Fault, request: web.Request, handler: Handler
 ) -> web.StreamResponse | None:
-    """The response a request-level fault produces, or None to carry on normally."""
+    """The response a request-level fault produces, or None to carry on normally.
+    An injected 429 or 418 binds the client like a real one: its window opens in
+    the venue's limits, so a client that ignores it is banned."""
     kind = fault.kind
     retry = str(max(1, int(fault.seconds or 1)))
+    limits = core.venues[venue].limits
+    assert limits is not None
     if kind == "latency":
         await _wait_or_stop(core, fault.seconds or 1.0)
         return None
@@ -65,49 +77,59 @@ async def _apply_fault(
         return plain_error(
             fault.status or 503, "Service Unavailable: system maintenance"
         ).response()
-    if venue == "binance":
-        if kind == "http_429":
+    if kind == "auth_error":
+        return _auth_error(venue, fault.name).response()
+    group, _ = upbit_api.remaining_req_group(request.method, request.path)
+    if kind == "http_429":
+        if venue == "binance":
+            limits.open_window("*", float(retry))
             msg = (
                 "Too many requests; current limit of IP(127.0.0.1) request weight is 6000 per "
                 "1 MINUTE. Please use WebSocket Streams for live updates to avoid bans."
             )
             return binance_error(429, -1003, msg, {"Retry-After": retry}).response()
+        # Upbit's 429 names no wait: the group's one-second window is all it binds.
+        limits.open_window(group, 1.0)
+        headers = {"Remaining-Req": f"group={group}; min=0; sec=0"}
+        if fault.body == "json":  # ccxt reads a JSON-bodied 429 as a generic error
+            err = upbit_error(429, "too_many_requests", "요청 수 제한을 초과했습니다.")
+            err.headers.update(headers)
+            return err.response()
+        return plain_error(429, "Too many API requests.", headers).response()
+    limits.ban_for(float(retry))
+    if venue == "binance":
         ban_until = int(time.time() * 1000) + int(retry) * 1000
         msg = f"Way too much request weight used; IP banned until {ban_until}."
         return binance_error(418, -1003, msg, {"Retry-After": retry}).response()
-    group, _ = upbit_api.remaining_req_group(request.method, request.path)
-    if kind == "http_429":
-        headers = {"Remaining-Req": f"group={group}; min=0; sec=0"}
-        return plain_error(429, "Too many API requests.", headers).response()
     return plain_error(418, f"IP blocked for {retry} seconds.", {"Retry-After": retry}).response()
 
 
-def _rate_headers(vs: VenueState, request: web.Request, resp: web.StreamResponse) -> None:
-    now = time.monotonic()
+def _auth_error(venue: str, name: str | None) -> ApiError:
+    """A 401 as the venue words it (fault kind auth_error)."""
+    if venue == "binance":
+        codes = {"-2015": BN_BAD_KEY, "-2014": "API-key format invalid.",
+                 "-1022": "Signature for this request is not valid."}
+        code = name if name in codes else "-2015"
+        return binance_error(401, int(code), codes[code])
+    messages = {
+        "invalid_query_payload": "JWT 페이로드의 쿼리가 일치하지 않습니다.",
+        "nonce_used": "이미 요청한 nonce값이 다시 사용되었습니다.",
+        "no_authorization_i_p": "This is not a verified IP.",
+        "expired_access_key": "This key has expired.",
+        "jwt_verification": "Jwt 토큰 검증에 실패했습니다.",
+    }
+    key = name if name in messages else "jwt_verification"
+    return upbit_error(401, key, messages[key])
+
+
+def _request_cost(venue: str, request: web.Request) -> tuple[int, str, bool]:
+    """(Binance weight, Upbit group, is an order) of a venue request."""
     method, path = request.method, request.path
-    if vs.venue.value == "binance":
-        w = binance_api.weight(method, path, dict(request.query))
-        vs.weights.append((now, w))
-        while vs.weights and now - vs.weights[0][0] > 60.0:
-            vs.weights.popleft()
-        resp.headers["X-MBX-USED-WEIGHT-1M"] = str(sum(x for _, x in vs.weights))
-        if path == "/api/v3/order" and method == "POST":
-            vs.order_times.append(now)
-            while vs.order_times and now - vs.order_times[0] > 86_400.0:
-                vs.order_times.popleft()
-            recent = sum(1 for t in vs.order_times if now - t <= 10.0)
-            resp.headers["X-MBX-ORDER-COUNT-10S"] = str(recent)
-            resp.headers["X-MBX-ORDER-COUNT-1D"] = str(len(vs.order_times))
-        return
-    if "Remaining-Req" in resp.headers:
-        return
-    group, limit = upbit_api.remaining_req_group(method, path)
-    sec = int(now)
-    key = (group, sec)
-    used = vs.second_counts.get(key, 0) + 1
-    vs.second_counts = {k: v for k, v in vs.second_counts.items() if k[1] == sec}
-    vs.second_counts[key] = used
-    resp.headers["Remaining-Req"] = f"group={group}; min=1800; sec={max(0, limit - used)}"
+    if venue == "binance":
+        is_order = path == "/api/v3/order" and method == "POST"
+        return binance_api.weight(method, path, dict(request.query)), "", is_order
+    group, _ = upbit_api.remaining_req_group(method, path)
+    return 1, group, group == "order"
 
 
 def _http_exception_response(venue: str, exc: web.HTTPException, path: str) -> web.Response:
@@ -129,9 +151,12 @@ def build_app(core: EmulatorCore, autostep: bool) -> web.Application:
                 return await handler(request)
             except web.HTTPException as exc:
                 return _http_exception_response(venue, exc, request.path)
-        vs = core.venues[venue]
+        limits = core.venues[venue].limits
+        assert limits is not None
+        weight, group, is_order = _request_cost(venue, request)
         resp: web.StreamResponse | None = None
         try:
+            limits.check(request.method, request.path, weight, group, is_order)
             fault = core.faults.take(venue, request.method, request.path, REQUEST_KINDS)
             if fault is not None:
                 resp = await _apply_fault(core, venue, fault, request, handler)
@@ -141,7 +166,9 @@ def build_app(core: EmulatorCore, autostep: bool) -> web.Application:
             resp = exc.response()
         except web.HTTPException as exc:
             resp = _http_exception_response(venue, exc, request.path)
-        _rate_headers(vs, request, resp)
+        for key, value in limits.headers(group, is_order).items():
+            if key not in resp.headers:  # a 429 states its own Remaining-Req
+                resp.headers[key] = value
         core.log_request(venue, request.method, request.path, resp.status)
         return resp
 

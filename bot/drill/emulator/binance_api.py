@@ -19,7 +19,7 @@ from bot.drill.emulator.errors import (
     bn_insufficient,
     plain_error,
 )
-from bot.drill.emulator.numfmt import parse_num
+from bot.drill.emulator.numfmt import dec_str, parse_num
 from bot.drill.emulator.state import EmulatorCore, OrderRecord, VenueState
 from core.domain.models import OrderRequest, OrderType, Side
 from core.errors import OrderRejected, RuleViolation
@@ -50,6 +50,8 @@ class BinanceApi:
             web.get(p + "/exchangeInfo", self.exchange_info),
             web.get(p + "/depth", self.depth),
             web.get(p + "/ticker/24hr", self.ticker_24hr),
+            web.get(p + "/ticker/price", self.ticker_price),
+            web.get(p + "/myTrades", self.my_trades),
             web.get(p + "/account", self.account),
             web.post(p + "/order", self.create_order),
             web.get(p + "/order", self.get_order),
@@ -69,6 +71,7 @@ class BinanceApi:
             request.headers.get("X-MBX-APIKEY"),
             request.rel_url.raw_query_string,
             body,
+            now_ms=self.core.now_ms("binance"),
         )
         return dict(params)
 
@@ -109,7 +112,7 @@ class BinanceApi:
         return web.json_response({})
 
     async def time(self, request: web.Request) -> web.Response:
-        return web.json_response({"serverTime": self.core.now_ms()})
+        return web.json_response({"serverTime": self.core.now_ms("binance")})
 
     async def exchange_info(self, request: web.Request) -> web.Response:
         q = request.query
@@ -125,7 +128,8 @@ class BinanceApi:
                 ) from None
         if wanted is not None and any(s not in self.infos for s in wanted):
             raise binance_error(400, -1121, "Invalid symbol.")
-        infos = [self.infos[s] for s in (wanted or self.infos)]
+        infos = [{**self.infos[s], "status": self.vs.market_status.get(self.symbols[s], "TRADING")}
+                 for s in (wanted or self.infos)]
         return web.json_response(shapes.exchange_info(infos, self.core.now_ms()))
 
     async def depth(self, request: web.Request) -> web.Response:
@@ -162,6 +166,19 @@ class BinanceApi:
             if any(s not in self.symbols for s in wanted):
                 raise binance_error(400, -1121, "Invalid symbol.")
         return web.json_response([self._ticker(s) for s in wanted])
+
+    async def ticker_price(self, request: web.Request) -> web.Response:
+        """Last prices; BNBUSDT too (BNB is not simulated: a fixed price), for fees."""
+        sid = request.query.get("symbol")
+        if sid == "BNBUSDT":
+            return web.json_response({"symbol": sid, "price": f"{self.core.bnb_usdt:.8f}"})
+        sids = [self._symbol(dict(request.query)) or ""] if sid else list(self.symbols)
+        rows = []
+        for s in sids:
+            book = self.core.book("binance", self.symbols[s].split("/")[0])
+            assert book is not None
+            rows.append({"symbol": s, "price": dec_str(book.mid)})
+        return web.json_response(rows[0] if sid else rows)
 
     def _ticker(self, sid: str) -> dict[str, Any]:
         base = self.symbols[sid].split("/")[0]
@@ -226,8 +243,13 @@ class BinanceApi:
         side = Side.BUY if side_s == "BUY" else Side.SELL
         cid = p.get("newClientOrderId") or f"emu{secrets.token_hex(10)}"
         rec.client_order_id = cid
-        if cid in vs.by_client:
+        # A client order id must be unique among the account's open orders; once
+        # the order is done the id may be used again (lookups find the newest).
+        prev = vs.by_client.get(cid)
+        if prev is not None and prev.paper_id is not None and vs.engine.is_working(prev.paper_id):
             raise binance_error(400, -2010, BN_DUPLICATE)
+        if vs.market_status.get(self.symbols[sid], "TRADING") != "TRADING":
+            raise binance_error(400, -1013, "Market is closed.")
         book = core.book("binance", self.symbols[sid].split("/")[0])
         assert book is not None
         ref = book.best_ask if side is Side.BUY else book.best_bid
@@ -286,22 +308,40 @@ class BinanceApi:
             raise binance_error(400, -2010, str(exc)) from None
         if otype is OrderType.LIMIT and rec.time_in_force in ("IOC", "FOK"):
             vs.engine.make_immediate_or_cancel(order.id)
-        self._order_faults(rec, order.id, path)
+        self._order_faults(rec, order.id, path, immediate=otype is OrderType.MARKET)
+        order = await vs.order_of(rec)  # with the fills made on arrival
         body = shapes.order_created(
             rec, order, sid, p.get("newOrderRespType", "FULL"), core.now_ms()
         )
         return web.json_response(body)
 
-    def _order_faults(self, rec: OrderRecord, paper_id: str, path: str) -> None:
+    def _order_faults(self, rec: OrderRecord, paper_id: str, path: str, immediate: bool) -> None:
         faults = self.core.faults
         pf = faults.take("binance", "POST", path, ("partial_fill",))
         if pf is not None:
             self.vs.engine.set_fill_ratio(paper_id, pf.ratio or 0.5)
             rec.fault = "partial_fill"
+        if immediate:
+            self.vs.engine.match_now(paper_id)  # a market order fills on arrival, or expires
         f5 = faults.take("binance", "POST", path, ("http_5xx_after_execute",))
         if f5 is not None:
             rec.fault = "http_5xx_after_execute"
             raise plain_error(f5.status or 503, "Service Unavailable")
+
+    async def my_trades(self, request: web.Request) -> web.Response:
+        """GET /api/v3/myTrades: the account's fills on a symbol (of one order with
+        orderId), each with its commission and the asset it was charged in."""
+        p = await self._signed(request)
+        sid = self._symbol(p) or ""
+        oid = p.get("orderId")
+        paper_of = {r.paper_id: r for r in self.vs.records if r.paper_id is not None}
+        rows = []
+        for t in self.vs.engine.trades_of(self.symbols[sid]):
+            rec = paper_of.get(t.order_id)
+            if rec is None or (oid is not None and rec.order_id != oid):
+                continue
+            rows.append(shapes.my_trade(t, rec, sid))
+        return web.json_response(rows)
 
     async def get_order(self, request: web.Request) -> web.Response:
         p = await self._signed(request)
@@ -370,6 +410,10 @@ def weight(method: str, path: str, query: dict[str, str]) -> int:
         return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
     if sub == "/ticker/24hr":
         return 2 if "symbol" in query else 80
+    if sub == "/ticker/price":
+        return 2 if "symbol" in query else 4
+    if sub == "/myTrades":
+        return 20
     if sub == "/order":
         return 4 if method == "GET" else 1
     if sub == "/openOrders":

@@ -7,7 +7,7 @@ from typing import Any
 from bot.drill.emulator.numfmt import dec_str
 from bot.drill.emulator.state import OrderRecord
 from bot.drill.emulator.ticker_stats import Ohl
-from core.domain.models import Market, Order, OrderBook, OrderStatus, Side
+from core.domain.models import Market, Order, OrderBook, OrderStatus, Side, Trade
 
 _BIG = "9000000.00000000"
 
@@ -159,6 +159,11 @@ def _base_fields(rec: OrderRecord, order: Order, sym_id: str) -> dict[str, Any]:
     }
 
 
+def trade_id(t: Trade) -> int:
+    tail = t.id.rsplit("t", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
 def fills(order: Order) -> list[dict[str, Any]]:
     return [
         {
@@ -166,10 +171,29 @@ def fills(order: Order) -> list[dict[str, Any]]:
             "qty": dec_str(t.amount, 8),
             "commission": dec_str(t.fee_cost, 8),
             "commissionAsset": t.fee_currency,
-            "tradeId": int(t.id.rsplit("t", 1)[-1]) if t.id.rsplit("t", 1)[-1].isdigit() else 0,
+            "tradeId": trade_id(t),
         }
         for t in order.trades
     ]
+
+
+def my_trade(t: Trade, rec: OrderRecord, sym_id: str) -> dict[str, Any]:
+    """One row of GET /api/v3/myTrades."""
+    return {
+        "symbol": sym_id,
+        "id": trade_id(t),
+        "orderId": int(rec.order_id or 0),
+        "orderListId": -1,
+        "price": dec_str(t.price),
+        "qty": dec_str(t.amount, 8),
+        "quoteQty": dec_str(t.cost, 8),
+        "commission": dec_str(t.fee_cost, 8),
+        "commissionAsset": t.fee_currency,
+        "time": t.timestamp_ms,
+        "isBuyer": t.side is Side.BUY,
+        "isMaker": False,
+        "isBestMatch": True,
+    }
 
 
 def order_created(

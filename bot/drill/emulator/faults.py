@@ -1,7 +1,7 @@
 """Fault injection: what the next N requests to a venue suffer.
 
-Request-level kinds (latency, http_429, http_418, timeout, maintenance) are
-applied by the middleware to any matching venue request; order-level kinds
+Request-level kinds (latency, http_429, http_418, timeout, maintenance,
+auth_error) are applied by the middleware to any matching venue request; order-level kinds
 (partial_fill, insufficient_funds, http_5xx_after_execute) are consumed by order
 creation only. `count` None means until cleared.
 """
@@ -13,7 +13,7 @@ import itertools
 from typing import Any
 
 VENUES = ("binance", "upbit")
-REQUEST_KINDS = ("latency", "http_429", "http_418", "timeout", "maintenance")
+REQUEST_KINDS = ("latency", "http_429", "http_418", "timeout", "maintenance", "auth_error")
 ORDER_KINDS = ("partial_fill", "insufficient_funds", "http_5xx_after_execute")
 KINDS = REQUEST_KINDS + ORDER_KINDS
 
@@ -30,6 +30,8 @@ class Fault:
     path: str | None = None  # only requests whose path contains this
     method: str | None = None  # only this HTTP method
     execute: bool = False  # timeout: run the request first, then hang
+    name: str | None = None  # auth_error: Upbit error name or Binance code ("-2015")
+    body: str | None = None  # http_429/418: "json" answers Upbit with a JSON error body
     hits: int = 0
 
     def matches(self, venue: str, method: str, path: str) -> bool:
@@ -81,6 +83,8 @@ class FaultBook:
                 path=spec.get("path"),
                 method=spec.get("method"),
                 execute=bool(spec.get("execute", False)),
+                name=spec.get("name"),
+                body=spec.get("body"),
             )
             self._faults.append(f)
             added.append(f)

@@ -58,11 +58,17 @@ async def start_emulator(
     quote_usd: float = 20_000.0,
     per_base_usd: float = 1_000.0,
     jump_rate_per_min: float = 1.0,
+    limits: dict[str, Any] | None = None,
+    bnb_discount: bool = False,
+    upbit_ticks: dict[str, float] | None = None,
 ) -> EmulatorHandle:
     """Serve both venues on one port. port=0 picks a free one (see handle.port).
 
     bases overrides the universe (default: the top_n by core.trading.universe.select_universe);
     each venue is funded with quote_usd of quote and per_base_usd of every base.
+    limits overrides the venues' request limits (bot.drill.emulator.limits.LimitConfig
+    fields; {"enforce": False} turns them off); bnb_discount charges Binance fees in
+    BNB (funded with per_base_usd of it); upbit_ticks gives Upbit pairs their own tick.
     """
     merged = dict(DEFAULT_KEYS)
     merged.update(keys or {})
@@ -75,6 +81,9 @@ async def start_emulator(
         quote_usd=quote_usd,
         per_base_usd=per_base_usd,
         jump_rate_per_min=jump_rate_per_min,
+        limits=limits,
+        bnb_discount=bnb_discount,
+        upbit_ticks=upbit_ticks,
     )
     for spec in faults or []:
         core.faults.add(spec)

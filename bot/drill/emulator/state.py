@@ -12,6 +12,7 @@ from typing import Any
 
 from bot.drill.emulator.auth import UpbitAuth
 from bot.drill.emulator.faults import FaultBook
+from bot.drill.emulator.limits import LimitConfig, VenueLimits
 from bot.drill.emulator.ticker_stats import TickerStats
 from core.clock import SystemClock
 from core.domain.models import MarketSnapshot, Order, OrderBook, OrderRequest, Venue
@@ -24,6 +25,26 @@ DEFAULT_KEYS: dict[str, tuple[str, str]] = {
     "upbit": ("upbit-test-key", "upbit-test-secret"),
 }
 FEE_BPS = {"binance": 10.0, "upbit": 5.0}
+BNB_DISCOUNT = 0.25  # Binance: fees paid in BNB are 25 % lower
+BNB_USDT = 600.0  # the emulator's BNB price (BNB is not a simulated market)
+
+
+def binance_fee_rule(vs: VenueState, bnb_discount: bool, bnb_usdt: float) -> Any:
+    """Binance charges a fill's commission in the asset received - the base on a
+    BUY, the quote on a SELL - or, with the account's BNB discount on and BNB
+    enough, in BNB at a 25 % discount."""
+
+    def rule(order: Order, qty: float, cost: float, quote_fee: float) -> tuple[str, float]:
+        # The venue states commissions to 8 decimals, and debits what it states.
+        if bnb_discount:
+            bnb = round(quote_fee * (1.0 - BNB_DISCOUNT) / bnb_usdt, 8)
+            if vs.engine.free("BNB") >= bnb:
+                return "BNB", bnb
+        if order.side.value == "buy":
+            return order.symbol.split("/")[0], round(qty * (quote_fee / cost if cost else 0.0), 8)
+        return order.symbol.split("/")[1], round(quote_fee, 8)
+
+    return rule
 
 
 @dataclasses.dataclass(slots=True)
@@ -66,9 +87,20 @@ class VenueState:
         self.by_client: dict[str, OrderRecord] = {}
         self.used_identifiers: set[str] = set()  # Upbit: never reusable
         self.order_ids = itertools.count(1_000_001)
-        self.order_times: collections.deque[float] = collections.deque()  # for count headers
-        self.weights: collections.deque[tuple[float, int]] = collections.deque()
-        self.second_counts: dict[tuple[str, int], int] = {}
+        self.limits: VenueLimits | None = None
+        self.clock_offset_ms = 0  # the venue's clock vs ours (Binance checks timestamps)
+        self.market_status: dict[str, str] = {}  # symbol -> status other than TRADING
+        self.tick_overrides: dict[str, float] = {}  # Upbit symbol -> its own tick
+        # Cancels accepted but not yet done (Upbit's batch cancel): applied at the
+        # next book, after it has matched - an accepted cancel can lose to a fill.
+        self.pending_cancels: list[OrderRecord] = []
+
+    def apply_pending_cancels(self, _snap: MarketSnapshot) -> None:
+        for rec in self.pending_cancels:
+            if rec.paper_id is not None and self.engine.is_working(rec.paper_id):
+                rec.user_canceled = True
+                self.engine.cancel_now(rec.paper_id)
+        self.pending_cancels.clear()
 
     def record(self, rec: OrderRecord) -> OrderRecord:
         self.records.append(rec)
@@ -107,8 +139,16 @@ class EmulatorCore:
         per_base_usd: float = 1_000.0,
         bases: list[str] | None = None,
         jump_rate_per_min: float = 1.0,
+        limits: dict[str, Any] | None = None,
+        bnb_discount: bool = False,
+        bnb_usdt: float = BNB_USDT,
+        upbit_ticks: dict[str, float] | None = None,
     ) -> None:
         self.clock = SystemClock()
+        self.limit_config = LimitConfig()
+        self.limit_config.update(limits or {})
+        self.bnb_discount = bnb_discount
+        self.bnb_usdt = bnb_usdt
         self.sim = SimMarket(seed, interval_s=interval_s, clock=self.clock, levels=levels,
                              jump_rate_per_min=jump_rate_per_min)
         self.universe = (
@@ -129,13 +169,22 @@ class EmulatorCore:
         self.venues: dict[str, VenueState] = {}
         for venue in (Venue.BINANCE, Venue.UPBIT):
             engine = PaperExchange(venue, self.sim, self.clock, FEE_BPS[venue.value])
-            self.venues[venue.value] = VenueState(venue, engine)
+            vs = self.venues[venue.value] = VenueState(venue, engine)
+            vs.limits = VenueLimits(venue.value, self.limit_config)
+        for vs in self.venues.values():  # after the matchers: fills come first
+            self.sim.add_listener(vs.apply_pending_cancels)
+        bn = self.venues["binance"]
+        bn.engine.fee_rule = binance_fee_rule(bn, bnb_discount, bnb_usdt)
+        self.venues["upbit"].tick_overrides = {
+            f"{b}/KRW": float(t) for b, t in (upbit_ticks or {}).items()}
         first = self.sim.step()
         for name, vs in self.venues.items():
             vs.engine.list_markets(self.universe, first)
             vs.engine.fund(vs.engine.quote, quote_usd * (first.fx.mid if name == "upbit" else 1.0))
             for base in self.universe:
                 vs.engine.fund(base, per_base_usd / first.binance[base].mid)
+        if bnb_discount:
+            bn.engine.fund("BNB", per_base_usd / bnb_usdt)
         self.stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -173,8 +222,10 @@ class EmulatorCore:
             return snap.fx
         return (snap.binance if venue == "binance" else snap.upbit).get(base)
 
-    def now_ms(self) -> int:
-        return int(time.time() * 1000)
+    def now_ms(self, venue: str | None = None) -> int:
+        """Now on a venue's clock (its offset from ours is settable: /admin/clock)."""
+        offset = self.venues[venue].clock_offset_ms if venue in self.venues else 0
+        return int(time.time() * 1000) + offset
 
     def log_request(self, venue: str, method: str, path: str, status: int) -> None:
         self.requests.append(

@@ -24,7 +24,7 @@ from bot.drill.emulator.numfmt import dec_str, parse_num
 from bot.drill.emulator.state import FEE_BPS, EmulatorCore, OrderRecord, VenueState
 from core.domain.models import FX_SYMBOL, OrderRequest, OrderType, Side
 from core.errors import OrderRejected, RuleViolation
-from core.venues.rules import UpbitKrwRules, upbit_tick
+from core.venues.rules import UpbitKrwRules
 
 _FEE = FEE_BPS["upbit"] / 1e4
 _NAMES = {
@@ -41,7 +41,13 @@ class UpbitApi:
         self.vs: VenueState = core.venues["upbit"]
         self.codes: dict[str, str] = {f"KRW-{b}": f"{b}/KRW" for b in core.universe}
         self.codes["KRW-USDT"] = FX_SYMBOL  # the FX book: quoted, not tradable here
-        self.rules = {code: UpbitKrwRules(sym) for code, sym in self.codes.items()}
+
+    def rules(self, code: str) -> UpbitKrwRules:
+        """A pair's own tick (start_emulator(upbit_ticks=...), or set on the venue
+        state) binds its orders at every price and is what /v1/orderbook/instruments
+        reports; else the published table applies."""
+        symbol = self.codes[code]
+        return UpbitKrwRules(symbol, tick_size=self.vs.tick_overrides.get(symbol))
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -125,7 +131,7 @@ class UpbitApi:
     async def instruments(self, request: web.Request) -> web.Response:
         out = []
         for code in self._markets_param(request):
-            tick = upbit_tick(Decimal(repr(self._book(code).best_bid)), self.codes[code])
+            tick = self.rules(code).tick(Decimal(repr(self._book(code).best_bid)))
             out.append(
                 {
                     "market": code,
@@ -231,7 +237,7 @@ class UpbitApi:
         book = self._book(code)
         ref = book.best_ask if side is Side.BUY else book.best_bid
         try:
-            self.rules[code].check(
+            self.rules(code).check(
                 side, otype, volume if ord_type != "price" else None, price, cost, ref
             )
         except RuleViolation as exc:
@@ -257,11 +263,13 @@ class UpbitApi:
         if pf is not None:
             vs.engine.set_fill_ratio(order.id, pf.ratio or 0.5)
             rec.fault = "partial_fill"
+        if otype is OrderType.MARKET:
+            vs.engine.match_now(order.id)  # fills on arrival; the unspent rest is released
         f5 = core.faults.take("upbit", "POST", path, ("http_5xx_after_execute",))
         if f5 is not None:
             rec.fault = "http_5xx_after_execute"
             raise plain_error(f5.status or 503, "Service Unavailable")
-        return self._json(rec, order)
+        return self._json(rec, await vs.order_of(rec))
 
     def _find(self, p: dict[str, str]) -> OrderRecord:
         oid, ident = p.get("uuid"), p.get("identifier")
@@ -349,8 +357,9 @@ class UpbitApi:
                 continue
             if side is not None and rec.side != side.value:
                 continue
-            rec.user_canceled = True
-            await self.vs.engine.cancel_order(rec.paper_id, rec.symbol or "")
+            # An acceptance, not a cancel: it is applied at the next book (after
+            # matching), so the order may still fill; read it back to know.
+            self.vs.pending_cancels.append(rec)
             done.append({"uuid": rec.order_id, "market": code, "identifier": rec.client_order_id})
             if len(done) >= count:
                 break

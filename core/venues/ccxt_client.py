@@ -1,0 +1,119 @@
+"""ccxt clients that spend the process's venue budget on every request.
+
+A thin subclass of the venue's ccxt class hooks three of ccxt's own seams:
+`fetch2` (every request, before it is signed: wait for the budget, or refuse
+without sending), `on_rest_response` (every answer: the venue's usage headers
+and rate-limit blocks feed the budget) and `handle_errors` (a 429 or 418 is a
+rate limit whatever its body says; ccxt would read an Upbit JSON-bodied 429 as
+a generic error). ccxt's own per-instance throttle is off: one budget per venue
+replaces it, shared by every client of the process.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from core.venues.rate_budget import Role, Units, VenueBudget, retry_after_s
+
+_UNITS: contextvars.ContextVar[Units] = contextvars.ContextVar("arbops_request_units",
+                                                               default=())
+# When this context's last request left (budget monotonic clock): a book is no
+# older than the request that fetched it, so that is its conservative stamp.
+_SENT: contextvars.ContextVar[float | None] = contextvars.ContextVar("arbops_request_sent",
+                                                                     default=None)
+
+
+_PATIENCE: contextvars.ContextVar[float | None] = contextvars.ContextVar("arbops_patience",
+                                                                         default=None)
+
+
+def last_sent_mono() -> float | None:
+    """The monotonic time the last request made in this context was sent."""
+    return _SENT.get()
+
+
+@contextlib.contextmanager
+def patience(max_wait_s: float) -> Iterator[None]:
+    """Let the requests made inside wait up to max_wait_s for budget (a batch
+    cancel may go once per two seconds at Upbit: a kill waits for its turn)."""
+    token = _PATIENCE.set(max_wait_s)
+    try:
+        yield
+    finally:
+        _PATIENCE.reset(token)
+_CLASSES: dict[str, type] = {}  # ccxt class per venue, built once (a type, not state)
+
+
+@dataclass(slots=True)
+class Gate:
+    budget: VenueBudget
+    role: Role
+    max_wait_s: float  # longest a request may wait for budget before RateLimited
+
+
+def make_client(ccxt_id: str, config: dict[str, Any], gate: Gate) -> Any:
+    cls = _CLASSES.get(ccxt_id)
+    if cls is None:
+        cls = _CLASSES[ccxt_id] = _budgeted(ccxt_id)
+    client = cls(config)
+    client.enableRateLimit = False  # the shared budget paces instead
+    client.arbops_gate = gate
+    return client
+
+
+def _budgeted(ccxt_id: str) -> type:
+    import ccxt
+    import ccxt.async_support as ccxt_async
+
+    base = getattr(ccxt_async, ccxt_id)
+
+    class VenueRateLimit(ccxt.RateLimitExceeded):
+        """A 429 (or 418: `banned`) with the venue's Retry-After in seconds."""
+
+        def __init__(self, message: str, retry_after_s: float, banned: bool) -> None:
+            super().__init__(message)
+            self.retry_after_s = retry_after_s
+            self.banned = banned
+
+    class Budgeted(base):  # type: ignore[misc, valid-type]
+        arbops_gate: Gate
+
+        async def fetch2(self, path: Any, api: Any = "public", method: str = "GET",
+                         params: Any = None, config: Any = None) -> Any:
+            params = {} if params is None else params
+            config = {} if config is None else config
+            api_name = api[0] if isinstance(api, list | tuple) else str(api)
+            cost = self.calculate_rate_limiter_cost(api, method, path, params, config)
+            gate = self.arbops_gate
+            units = gate.budget.units(api_name, method, str(path), float(cost))
+            await gate.budget.acquire(gate.role, units, _PATIENCE.get() or gate.max_wait_s)
+            _SENT.set(gate.budget.now())
+            token = _UNITS.set(units)
+            try:
+                return await super().fetch2(path, api, method, params, config)
+            finally:
+                _UNITS.reset(token)
+
+        def on_rest_response(self, code: Any, reason: Any, url: Any, method: Any,
+                             response_headers: Any, response_body: Any, request_headers: Any,
+                             request_body: Any) -> Any:
+            self.arbops_gate.budget.observe(int(code or 0), response_headers or {},
+                                            str(response_body or ""), _UNITS.get())
+            return super().on_rest_response(code, reason, url, method, response_headers,
+                                             response_body, request_headers, request_body)
+
+        def handle_errors(self, code: Any, reason: Any, url: Any, method: Any, headers: Any,
+                          body: Any, response: Any, request_headers: Any,
+                          request_body: Any) -> Any:
+            if code in (429, 418):
+                wait = retry_after_s(headers or {}, 1.0)
+                raise VenueRateLimit(f"{self.id} {code} {method} {url}: {str(body)[:200]}",
+                                     wait, banned=code == 418)
+            return super().handle_errors(code, reason, url, method, headers, body, response,
+                                         request_headers, request_body)
+
+    Budgeted.__name__ = f"Budgeted{base.__name__}"
+    return Budgeted
