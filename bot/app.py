@@ -1,4 +1,4 @@
-"""The one place the object graph is built (design.md): settings -> store ->
+"""The one place the object graph is built (docs/architecture.md): settings -> store ->
 venues -> service. Surfaces receive the service; nothing else builds one.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""APScheduler wiring for `arbops serve` (design.md "Push" flow).
+"""APScheduler wiring for `arbops serve` (docs/architecture.md, "Flows").
 
 An AsyncIOScheduler on the service's event loop runs the report jobs of
 core/monitoring/jobs.py: the daily report at `report_time` (default 09:00) in

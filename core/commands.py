@@ -1,4 +1,4 @@
-"""The one command table both surfaces are generated from (design.md conv. 2-3).
+"""The one command table both surfaces are generated from (docs/architecture.md, "One command registry").
 
 Each command names its argument model, the minimum role, whether it adds risk
 (two-step confirmation) and its help text. The CLI builds its parser from this

@@ -2,7 +2,7 @@
 
 ExchangePort mirrors the subset of ccxt's unified API the engine uses, so the
 paper exchange and the ccxt adapters are interchangeable and share one contract
-test suite (design.md convention 4).
+test suite (docs/architecture.md).
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Surfaces parse and authorize; this class decides and acts, and returns plain
 typed results. It never formats for a surface and never imports one
-(freqtrade's RPC class is the model, design.md convention 1).
+(freqtrade's RPC class is the model, docs/architecture.md).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Typed, frozen settings (design.md convention 8).
+"""Typed, frozen settings.
 
 Runbook names are kept as they are (ARBITRAGE_ENV, LIVE_ARM_*, venue keys,
 TELEGRAM_*, REDIS_URL, PROMETHEUS_*); arbops' own settings are ARBOPS_<NAME>.

@@ -1,4 +1,4 @@
-"""What a guard says: an action, and the numbers behind it (design.md conv. 5)."""
+"""What a guard says: an action, and the numbers behind it."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,10 +1,10 @@
-"""Layer rules (design.md "Layers"): imports point downwards only.
+"""Layer rules (docs/architecture.md, "Layers"): imports point downwards only.
 
 - `guards` imports nothing from `core` or `bot` (and, being pure decisions, no asyncio
   and no I/O libraries);
 - `core` never imports `bot`, aiogram or a CLI library (typer, click);
 - `bot` never imports ccxt, aiosqlite or redis;
-- inside `core`, packages import only packages below them (design.md):
+- inside `core`, packages import only packages below them (docs/architecture.md):
   domain < kernel < venues / journal / monitoring < trading < safety < service,
   where the kernel and the service are the modules at core/'s top level and the three
   packages of one level do not import each other;

@@ -4,7 +4,7 @@ Works with no Telegram and no Redis (R-U2). The parser, the confirmation step of
 risk-adding command and the exit code all come from the table's row; each module
 here only carries a command out and prints its result (`cmd_<name>`, and for a
 command with a confirmation, an optional `preview_<name>` shown before the prompt).
-`status`, `kill` and `--help` stay light (no aiogram, no ccxt; design.md). Exit
+`status`, `kill` and `--help` stay light (no aiogram, no ccxt; docs/architecture.md). Exit
 codes are core.errors.ExitCode: 0 success, 1 failed, 2 bad input or a refusal.
 """
 from __future__ import annotations

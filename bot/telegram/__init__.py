@@ -1,4 +1,4 @@
-"""The Telegram control surface (R-U1, R-O3, R-O5; spec section 7).
+"""The Telegram control surface (R-U1, R-O3, R-O5; docs/requirements.md).
 
 Layout: one aiogram Router per command group under `routers/`, wired in one
 place (`bot/telegram_app.py`); cross-cutting concerns as middleware

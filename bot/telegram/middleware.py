@@ -1,4 +1,4 @@
-"""Cross-cutting concerns (design.md convention 3).
+"""Cross-cutting concerns (docs/architecture.md).
 
 Outer, in order: `AuditMiddleware` (one audit row per update, every attempt,
 secrets masked) and `AllowlistMiddleware` (the USER must be in

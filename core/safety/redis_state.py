@@ -9,7 +9,7 @@ that is gone, stolen, or cannot be confirmed until its lease would have run out 
 
 Without Redis: the flock of core.safety.instance_lock, behind the same interface.
 
-`redis` is imported lazily: `arbops status/kill` must stay light (design.md).
+`redis` is imported lazily: `arbops status/kill` must stay light.
 """
 from __future__ import annotations
 

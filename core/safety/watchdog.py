@@ -3,7 +3,7 @@
 It runs in a thread, not an asyncio task, so a stuck event loop (a tick that
 never returns) is still seen: a stale heartbeat HALTs at once from the thread
 (the gateway refuses from that instant) and the rest of the kill procedure is
-scheduled on the loop (design.md, watch flow; R-K3, R-K4).
+scheduled on the loop (docs/architecture.md, the watch flow; R-K3, R-K4).
 """
 from __future__ import annotations
 

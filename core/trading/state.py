@@ -1,7 +1,7 @@
 """ACTIVE / REDUCING / HALTED (R-S7), switched synchronously.
 
 The gateway reads this on every order, so a HALT takes effect at the instant
-it is set, before anything is awaited (design.md, kill flow).
+it is set, before anything is awaited (docs/architecture.md, the kill flow).
 """
 from __future__ import annotations
 

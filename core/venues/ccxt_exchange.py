@@ -155,7 +155,7 @@ class CcxtExchange:
             if r.type is OrderType.MARKET and r.side is Side.BUY and r.cost is not None:
                 raw = await self.ccxt.create_market_buy_order_with_cost(r.symbol, r.cost, params)
             else:
-                price = r.price if r.type is OrderType.LIMIT else None  # venues.md pitfall
+                price = r.price if r.type is OrderType.LIMIT else None  # ccxt's Upbit market buy takes the KRW cost, not a price
                 raw = await self.ccxt.create_order(r.symbol, str(r.type), str(r.side), r.amount,
                                                    price, params)
         except Exception as exc:

@@ -20,7 +20,7 @@ Opt = float | None
 Prepared = tuple[Opt, Opt, Opt]  # (amount, price, cost) exactly as they go on the wire
 _ZERO = Decimal(0)
 
-# venues.md §8, in force since 2025-07-31. Descending; a band includes its lower bound.
+# Upbit's KRW tick table, in force since 2025-07-31. Descending; a band includes its lower bound.
 UPBIT_KRW_TICKS: list[tuple[Decimal, Decimal]] = [
     (Decimal(lo), Decimal(tick))
     for lo, tick in (

@@ -1,5 +1,5 @@
 """Bad input to the real `arbops` console script: exit 2, a clear message on stderr,
-no traceback, nothing written (spec §7 exit codes). Fast: nothing here trades."""
+no traceback, nothing written (exit codes: core/errors.py ExitCode). Fast: nothing here trades."""
 from __future__ import annotations
 
 import json

@@ -1,5 +1,5 @@
 """The CLI against a real `arbops run` subprocess over the local control channel
-(spec §7: status JSON contract, exit codes; one engine per data dir; HALTED persists
+(the status JSON contract, exit codes; one engine per data dir; HALTED persists
 until reset; REDUCING via pause)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ExchangePort contract (design.md convention 4): one suite, every implementation.
+"""ExchangePort contract (docs/architecture.md): one suite, every implementation.
 
 Each behaviour runs against four venue harnesses:
 

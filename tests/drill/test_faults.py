@@ -1,4 +1,4 @@
-"""Each injected fault produces the documented ccxt exception (venues.md §5, §9)."""
+"""Each injected fault produces the documented ccxt exception."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Telegram surface end to end (R-U1, R-O5, spec section 7): the real aiogram Bot
+"""The Telegram surface end to end (R-U1, R-O5, docs/requirements.md): the real aiogram Bot
 and Dispatcher, polling the local Bot API stand-in, driving a real OperatorService
 (SQLite journal, paper venues, sim market)."""
 from __future__ import annotations

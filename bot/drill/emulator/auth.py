@@ -1,4 +1,4 @@
-"""Request authentication exactly as the venues check it (venues.md §3, §7).
+"""Request authentication exactly as the venues check it.
 
 Binance: HMAC-SHA256 over the raw query/body string before `&signature=`,
 X-MBX-APIKEY, timestamp within recvWindow. Upbit: HS256 JWT (stdlib only) with a

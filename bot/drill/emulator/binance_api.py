@@ -1,4 +1,4 @@
-"""Binance spot REST subset under /api/v3 (venues.md §2-§5)."""
+"""Binance spot REST subset under /api/v3."""
 
 from __future__ import annotations
 
@@ -401,7 +401,7 @@ def _filter_error(exc: RuleViolation) -> ApiError:
 
 
 def weight(method: str, path: str, query: dict[str, str]) -> int:
-    """Binance IP weight of a request (venues.md §2)."""
+    """Binance IP weight of a request."""
     sub = path[len(PREFIX) :]
     if sub == "/exchangeInfo" or sub == "/account":
         return 20

@@ -1,4 +1,4 @@
-"""Binance spot response bodies (venues.md §2), built from sim objects."""
+"""Binance spot response bodies, built from sim objects."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Venue-shaped error responses, raised from handlers as ApiError (venues.md §5, §9)."""
+"""Venue-shaped error responses, raised from handlers as ApiError."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def plain_error(status: int, text: str, headers: dict[str, str] | None = None) -
     )
 
 
-# Binance messages ccxt maps (venues.md §5).
+# Binance messages ccxt maps.
 BN_INSUFFICIENT = "Account has insufficient balance for requested action."
 BN_UNKNOWN_ORDER = "Unknown order sent."
 BN_NO_SUCH_ORDER = "Order does not exist."

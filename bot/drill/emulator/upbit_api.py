@@ -1,4 +1,4 @@
-"""Upbit REST subset under /v1 (venues.md §6-§9)."""
+"""Upbit REST subset under /v1."""
 
 from __future__ import annotations
 
@@ -381,7 +381,7 @@ def _rule_error(exc: RuleViolation, side: str) -> ApiError:
 
 
 def remaining_req_group(method: str, path: str) -> tuple[str, int]:
-    """(group, per-second limit) of an Upbit request (venues.md §8)."""
+    """(group, per-second limit) of an Upbit request."""
     if path.startswith("/v1/market"):
         return "market", 10
     if path.startswith("/v1/orderbook"):

@@ -1,4 +1,4 @@
-"""Upbit response bodies (venues.md §6): quotation numbers, exchange decimal strings."""
+"""Upbit response bodies: quotation numbers, exchange decimal strings."""
 
 from __future__ import annotations
 
