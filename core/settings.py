@@ -191,7 +191,12 @@ class Settings(BaseSettings):
     sim_fast: bool = False  # step the market without sleeping: tests and benchmarks only
 
     # --- paper exchange (and fault injection for tests and drills) -------
-    paper_initial_usd: float = Field(20_000.0, gt=0)  # per venue, half quote, half base
+    paper_initial_usd: float = Field(20_000.0, gt=0)  # quote per venue, in USD
+    # Each traded base per venue, in USD at the start; 0 = 20 x the order notional,
+    # at least $1,000 (enough for every round trip of a phase).
+    paper_base_usd: float = Field(0.0, ge=0)
+    # Overrides per venue and asset, in units of the asset: "upbit:BTC=0.5,binance:USDT=5000"
+    paper_funding: str = ""
     paper_latency_ms: float = Field(0.0, ge=0)
     paper_fill_ratio: float = Field(1.0, gt=0, le=1)  # share of an order one book can fill
     paper_cancel_failures: int = Field(0, ge=0)  # next N cancels raise VenueUnavailable
@@ -245,6 +250,14 @@ class Settings(BaseSettings):
                     "secret token (Telegram sends it with every update; without it anyone "
                     "who finds the URL could post commands)"]
         return []
+
+    @field_validator("paper_funding")
+    @classmethod
+    def _paper_funding(cls, value: str) -> str:
+        from core.domain.paper_funding import parse_funding
+
+        parse_funding(value)  # a typo is refused at load, naming the item
+        return value
 
     @field_validator("fault_crash_at")
     @classmethod

@@ -120,7 +120,9 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     "sim_jump_bps": ("premium jump size (std dev), bps", ""),
     "sim_fx_krw": ("starting USDT/KRW rate of the sim", ""),
     "sim_fast": ("step the sim without sleeping (tests and benchmarks only)", ""),
-    "paper_initial_usd": ("paper quote balance per venue, USD", ""),
+    "paper_initial_usd": ("paper quote balance per venue (KRW on Upbit, USDT on Binance), in USD", ""),
+    "paper_base_usd": ("paper balance of each traded base per venue, in USD; 0 = 20 x the order notional, at least $1,000", ""),
+    "paper_funding": ("paper balances per venue and asset in units, overriding the two above: upbit:BTC=0.5,binance:USDT=5000", ""),
     "paper_latency_ms": ("fault injection: delay on every paper exchange call", ""),
     "paper_fill_ratio": ("fault injection: share of an order one book can fill", ""),
     "fault_crash_at": ("crash tests only: SIGKILL at before_send|after_send|after_fill|run_loop:N, "

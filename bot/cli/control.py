@@ -48,9 +48,18 @@ def cmd_status(settings: Settings, args: StatusArgs) -> int:
     if run:
         print(f"run {run['run_id']}: phase {run['phase']} {run['universe']}  "
               f"{run['elapsed_s']:.0f}/{run['duration_s'] or float('inf'):.0f}s  "
-              f"round trips {run['round_trips']}  PnL ${run['pnl_usd']:+.2f}  "
-              f"open {run['open_positions']}")
+              f"round trips {run['round_trips']}  open {run['open_positions']}")
+        print(f"  {pnl_line(run)}")
     return ExitCode.OK
+
+
+def pnl_line(run: dict[str, Any]) -> str:
+    """The three PnL figures, labelled (docs/monitoring.md)."""
+    def usd(key: str) -> str:
+        v = run.get(key)
+        return "n/a" if v is None else f"${float(v):+.2f}"
+    return (f"strategy PnL {usd('pnl_usd')}  inventory revaluation "
+            f"{usd('inventory_pnl_usd')}  total {usd('total_pnl_usd')}")
 
 
 def _status(settings: Settings) -> dict[str, Any]:

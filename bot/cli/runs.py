@@ -62,7 +62,7 @@ def _run_in_service(settings: Settings, args: RunArgs) -> int:
         if run is None or run.get("run_id") != started["run_id"]:
             break
         print(f"  {run['elapsed_s']:.0f}/{run['duration_s'] or float('inf'):.0f}s  round trips "
-              f"{run['round_trips']}  PnL ${run['pnl_usd']:+.2f}", file=sys.stderr)
+              f"{run['round_trips']}  strategy PnL ${run['pnl_usd']:+.2f}", file=sys.stderr)
     last = client.ask("last_run")
     if not last or last["run_id"] != started["run_id"]:
         raise ServiceError("the run ended without a result; see `arbops logs errors`",

@@ -74,7 +74,10 @@ def status_text(st: dict[str, Any]) -> str:
             f"{float(run.get('elapsed_s', 0)):.0f}/{float(run.get('duration_s') or float('inf')):.0f} s"
             + (" (closing)" if run.get("closing") else ""))
         lines.append(
-            f"PnL {money(run.get('pnl_usd'))} · round trips {h(run.get('round_trips'))} · "
+            f"strategy PnL {money(run.get('pnl_usd'))} · inventory "
+            f"{money(run.get('inventory_pnl_usd'))} · total {money(run.get('total_pnl_usd'))}")
+        lines.append(
+            f"round trips {h(run.get('round_trips'))} · "
             f"win {float(run.get('win_rate') or 0) * 100:.0f}% · open {h(run.get('open_positions'))}")
         if lat:
             lines.append("latency ms: " + " ".join(
@@ -111,8 +114,11 @@ def kpi_text(result: dict[str, Any] | None) -> str:
         f"run <code>{h(result.get('run_id'))}</code> exit {h(result.get('exit_code'))}",
         f"{h(run.get('mode'))} phase {h(run.get('phase'))} {h(run.get('universe'))} "
         f"{h(run.get('duration_seconds'))} s",
-        f"round trips {h(s.get('round_trips_completed'))} · PnL {money(s.get('total_pnl_usd'))} · "
-        f"win {float(s.get('win_rate') or 0) * 100:.0f}% · max DD {money(s.get('max_drawdown_usd'))}",
+        f"strategy PnL {money(s.get('strategy_pnl_usd'))} · inventory "
+        f"{money(s.get('inventory_pnl_usd'))} · total {money(s.get('total_pnl_usd'))}",
+        f"round trips {h(s.get('round_trips_completed'))} · "
+        f"win {float(s.get('win_rate') or 0) * 100:.0f}% · max DD (strategy) "
+        f"{money(s.get('max_drawdown_usd'))}",
         f"failed fills {h(s.get('failed_fills_count'))} · kill {h(s.get('kill_switch_triggered'))}"
         f" · stop {h(s.get('stop_reason'))}",
     ]
