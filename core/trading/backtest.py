@@ -43,6 +43,13 @@ NOT_PARAMS = frozenset({
 })
 
 
+# Recordings are sparse (a book every minute or five): an order waits for the next
+# recorded book, so its limit needs room for the price's move until then (inside the
+# gateway's 50-bps collar). An execution assumption, not a strategy parameter; a
+# --param overrides it.
+BACKTEST_EXECUTION = {"limit_slack_bps": "30"}
+
+
 def parse_params(items: list[str] | None) -> dict[str, str]:
     """["baseline_halflife_s=3600", ...] -> {name: text}; a bad item is BadInput."""
     out: dict[str, str] = {}
@@ -77,7 +84,7 @@ def with_params(settings: Settings, params: Mapping[str, str]) -> Settings:
             raise BadInput(f"--param {name}: not a setting a backtest may change")
         try:
             adapter: TypeAdapter[Any] = TypeAdapter(
-                Annotated[info.annotation, *info.metadata])  # type: ignore[name-defined]
+                Annotated[info.annotation, *info.metadata])
             update[name] = adapter.validate_python(text)
         except ValidationError as exc:
             msg = exc.errors()[0]["msg"]
@@ -152,7 +159,7 @@ async def run_backtest(settings: Settings, store: JournalStore, paths: list[Path
                        params: Mapping[str, str] | None = None,
                        on_tick: Callable[[PhaseRun], None] | None = None) -> BacktestOutcome:
     """One backtest: replay, KPI, journal; returns the report as one dict."""
-    s = with_params(settings, params or {})
+    s = with_params(settings, {**BACKTEST_EXECUTION, **(params or {})})
     # A backtest's checkpoints every simulated minute would flood the journal;
     # hourly (of the data's clock) keeps an equity trail without that.
     s = s.model_copy(update={"kpi_checkpoint_interval_s": max(s.kpi_checkpoint_interval_s,
@@ -218,9 +225,9 @@ def report(run_id: str, exit_code: int, kpi: dict[str, Any], trace: Trace,
         prev = smp.strategy_usd
     for p in closed:
         if p.get("closed_at") is not None:
-            d = days.get(_day(float(p["closed_at"])))
-            if d is not None:
-                d["round_trips"] += 1
+            on_day = days.get(_day(float(p["closed_at"])))
+            if on_day is not None:
+                on_day["round_trips"] += 1
     per_day = [{"date": d["date"], "strategy_pnl_usd": round(d["end"] - d["start"], 6),
                 "round_trips": d["round_trips"]} for d in days.values()]
     span = (trace.samples[-1].ts - trace.samples[0].ts) if trace.samples else 0.0

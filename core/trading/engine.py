@@ -279,6 +279,7 @@ class Engine:
                     # Something filled and was unwound: a closed entry like any other,
                     # counted in the round trips and the win rate (its fees are a loss).
                     slot.exit_reason = slot.exit_reason or ExitReason.UNWOUND
+                    self.entries += 1  # it entered (one leg), and it is closed
                     await self._close_round_trip(slot, mono, snap.fx.mid)
                     return
                 # Nothing filled: no position.

@@ -308,6 +308,7 @@ class PhaseRun:
             run_id=self.run_id, universe=self.universe, notional_usd=self.spec.notional_usd,
             max_concurrent=s.max_concurrent, order_timeout_s=s.order_timeout_s,
             entry_cooldown_s=s.entry_cooldown_s, exit_reprice_s=s.exit_reprice_s,
+            limit_slack_bps=s.limit_slack_bps,
         )
         self.engine = Engine(cfg, self.market, self.ex, gateway, self.store, self.state,
                              self.clock, strategy, self.journal)

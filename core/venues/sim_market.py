@@ -1,10 +1,16 @@
 """Seeded synthetic market (R-M8, the default data source).
 
 Per symbol: a geometric random-walk Binance price, and a premium
-``level + x`` where ``level`` is a persistent per-symbol +1..5 % and ``x`` (bps)
-is an Ornstein-Uhlenbeck deviation (theta = ``mean_reversion``; theta 0 is a
+``level + drift + x`` where ``level`` is a persistent per-symbol +1..5 %,
+``drift`` (bps) a slow Ornstein-Uhlenbeck walk of the level (``level_vol_bps`` per
+sqrt(second), half-life ``level_halflife_s``: days, each symbol its own), and ``x``
+(bps) a fast Ornstein-Uhlenbeck deviation (theta = ``mean_reversion``; theta 0 is a
 pure random walk) with compound-Poisson jumps N(0, ``jump_bps``). FX (Upbit
 USDT/KRW) random-walks slightly. Upbit mid = Binance mid x FX x (1 + premium).
+
+The run's defaults (settings, profile "calibrated") reproduce the real BTC premium's
+statistics: 1-minute changes ~4 bps, 5-minute ~7 bps, a level that wanders over days,
+jumps rare; the constructor's own defaults are the jumpy "rehearsal" market.
 
 Determinism: every draw comes from ``random.Random`` instances seeded from
 ``seed``. Price dynamics use one generator and book shapes another, so what
@@ -127,6 +133,8 @@ class SimMarket:
         jump_bps: float = 90.0,
         fx_krw: float = 1380.0,
         levels: int = 10,
+        level_vol_bps: float = 0.0,
+        level_halflife_s: float = 172_800.0,
     ) -> None:
         if not 1 <= n_symbols <= MAX_SYMBOLS:
             raise ValueError(f"n_symbols must be 1..{MAX_SYMBOLS}, got {n_symbols}")
@@ -136,6 +144,8 @@ class SimMarket:
             raise ValueError("mean_reversion, vols and jump parameters must be >= 0")
         if fx_krw <= 0:
             raise ValueError("fx_krw must be > 0")
+        if level_vol_bps < 0 or level_halflife_s <= 0:
+            raise ValueError("level_vol_bps must be >= 0 and level_halflife_s > 0")
         if levels < 1:
             raise ValueError("levels must be >= 1")
         self.seed = seed
@@ -165,6 +175,10 @@ class SimMarket:
             self._ou_a = 1.0
             self._ou_b = premium_vol_bps * math.sqrt(dt)
         self._jump_rate_s = jump_rate_per_min / 60.0
+        self.level_vol_bps = level_vol_bps
+        theta_l = math.log(2.0) / level_halflife_s
+        self._lv_a = math.exp(-theta_l * dt)
+        self._lv_b = level_vol_bps * math.sqrt((1.0 - self._lv_a**2) / (2.0 * theta_l))
         self._fx_a = math.exp(-_FX_REVERSION * dt)
         self._fx_s = _FX_VOL_BPS * 1e-4 * math.sqrt(dt)
 
@@ -198,6 +212,7 @@ class SimMarket:
         ou_sd = self._stationary_sd_bps()
         self._x = [rng.gauss(0.0, ou_sd) for _ in names]  # deviation, bps
         self._next_jump = [self._draw_jump_gap(rng) for _ in names]
+        self._drift = [0.0 for _ in names]  # slow level drift, bps
 
         self._bn_vol: list[float] = []
         self._up_vol_krw: list[float] = []
@@ -296,11 +311,13 @@ class SimMarket:
 
     def upbit_mid(self, base: str) -> float:
         i = self._index[base]
-        return self._px[i] * self._fx * max(0.01, 1.0 + self._level[i] + self._x[i] * 1e-4)
+        return self._px[i] * self._fx * max(
+            0.01, 1.0 + self._level[i] + (self._drift[i] + self._x[i]) * 1e-4)
 
     def premium_level(self, base: str) -> float:
-        """Persistent premium level (fraction, e.g. 0.03 = 3 %)."""
-        return self._level[self._index[base]]
+        """Persistent premium level (fraction, e.g. 0.03 = 3 %), its slow drift included."""
+        i = self._index[base]
+        return self._level[i] + self._drift[i] * 1e-4
 
     def deviation_bps(self, base: str) -> float:
         """Current premium deviation from the level, bps."""
@@ -308,7 +325,7 @@ class SimMarket:
 
     def true_premium(self, base: str) -> float:
         i = self._index[base]
-        return self._level[i] + self._x[i] * 1e-4
+        return self._level[i] + (self._drift[i] + self._x[i]) * 1e-4
 
     # ----------------------------------------------------------------- step
     def step(self) -> MarketSnapshot:
@@ -343,6 +360,11 @@ class SimMarket:
                     x += gauss(0.0, jump_sd)
                     nxt[i] += rng.expovariate(self._jump_rate_s)
             xs[i] = x
+        if self._lv_b > 0.0:
+            drift = self._drift
+            la, lb = self._lv_a, self._lv_b
+            for i in range(self.n_symbols):
+                drift[i] = la * drift[i] + lb * gauss(0.0, 1.0)
 
         self._seq += 1
         seq = self._seq
