@@ -33,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-REAL = ROOT.parent / "shared" / "data" / "real"
+REAL = ROOT / "data" / "real"  # the real recordings, kept with the code
 TRAIN = [f"real_btc_5m_block0{i}_*.jsonl.gz" for i in range(7)]
 VALIDATION = [f"real_btc_5m_block0{i}_*.jsonl.gz" for i in range(7, 10)]
 MIN_ROUND_TRIPS = 5
