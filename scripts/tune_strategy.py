@@ -13,6 +13,8 @@ Procedure (docs/strategy.md):
    PnL; ties go to fewer round trips.
 4. Replay the validation blocks once with the chosen point and report both, whatever
    the validation says. The validation result does not feed back into the choice.
+5. For comparison only, replay a recording of the calibrated sim (BTC, 5-minute
+   books, as many as the training blocks) with the chosen point.
 
 Execution on 5-minute data: an order fills against the next book, 5 minutes later,
 so its limit needs room for that move (limit_slack_bps=30, inside the 50-bps
@@ -57,6 +59,31 @@ def files(real: Path, patterns: list[str]) -> list[Path]:
     return out
 
 
+def sim_recording(path: Path, snapshots: int, seed: int = 7) -> Path:
+    """BTC on the calibrated sim, one book every 5 minutes, as a replay recording."""
+    from core.clock import ManualClock
+    from core.settings import Settings
+    from core.venues.replay_market import Recorder
+    from core.venues.sim_market import SimMarket
+
+    s = Settings(sim_profile="calibrated")
+    clock = ManualClock(start=1_748_455_800.0)  # the training data's first day
+    market = SimMarket(seed, n_symbols=1, interval_s=300.0, clock=clock,
+                       mean_reversion=s.sim_mean_reversion,
+                       premium_vol_bps=s.sim_premium_vol_bps,
+                       jump_rate_per_min=s.sim_jump_rate_per_min, jump_bps=s.sim_jump_bps,
+                       level_vol_bps=s.sim_level_vol_bps,
+                       level_halflife_s=s.sim_level_halflife_s, fx_krw=s.sim_fx_krw)
+    market.subscribe(["BTC"])
+    rec = Recorder(path, "sim:calibrated", market.symbol_stats()[:1], 300.0)
+    market.add_listener(rec)
+    for _ in range(snapshots):
+        clock.advance(300.0)
+        market.step()
+    rec.close()
+    return path
+
+
 async def one(settings: Any, store: Any, paths: list[Path], params: dict[str, str]
               ) -> dict[str, Any]:
     from core.trading.backtest import run_backtest
@@ -78,7 +105,7 @@ async def main() -> int:
 
     logger.remove()
     data_dir = a.data_dir or Path(tempfile.mkdtemp(prefix="arbops-tune-"))
-    settings = Settings(data_dir=data_dir)
+    settings = Settings(data_dir=data_dir, sim_profile="calibrated")
     train, validation = files(a.real, TRAIN), files(a.real, VALIDATION)
     store = await SqliteStore.open(data_dir / "journal.sqlite3")
     t0 = time.perf_counter()
@@ -99,6 +126,8 @@ async def main() -> int:
             return 1
         best = sorted(eligible, key=lambda r: (-r["strategy_pnl_usd"], r["round_trips"]))[0]
         check = await one(settings, store, validation, best["params"])
+        sim = await one(settings, store, [sim_recording(data_dir / "sim.jsonl.gz", 7 * 200)],
+                        best["params"])
     finally:
         await store.close()
     keys = ("strategy_pnl_usd", "inventory_pnl_usd", "total_pnl_usd", "fees_usd",
@@ -111,6 +140,7 @@ async def main() -> int:
         "chosen": best["params"],
         "train": {k: best[k] for k in keys},
         "validation": {k: check[k] for k in keys},
+        "calibrated_sim": {k: sim[k] for k in keys},
         "seconds": round(time.perf_counter() - t0, 1),
     }
     print(json.dumps(summary, indent=2))

@@ -9,8 +9,8 @@ pure random walk) with compound-Poisson jumps N(0, ``jump_bps``). FX (Upbit
 USDT/KRW) random-walks slightly. Upbit mid = Binance mid x FX x (1 + premium).
 
 The run's defaults (settings, profile "calibrated") reproduce the real BTC premium's
-statistics: 1-minute changes ~4 bps, 5-minute ~7 bps, a level that wanders over days,
-jumps rare; the constructor's own defaults are the jumpy "rehearsal" market.
+statistics: 1-minute changes ~4 bps, 5-minute ~6 bps, hourly ~12, a level that
+wanders over days, jumps rare; the constructor's own defaults are the jumpy "rehearsal" market.
 
 Determinism: every draw comes from ``random.Random`` instances seeded from
 ``seed``. Price dynamics use one generator and book shapes another, so what
@@ -409,7 +409,8 @@ class SimMarket:
     def _books(self, i: int, base: str, ts_ms: int, seq: int) -> tuple[OrderBook, OrderBook]:
         fx = self._fx
         bn_mid = self._px[i]
-        up_mid = bn_mid * fx * max(0.01, 1.0 + self._level[i] + self._x[i] * 1e-4)
+        premium = self._level[i] + (self._drift[i] + self._x[i]) * 1e-4
+        up_mid = bn_mid * fx * max(0.01, 1.0 + premium)
         tick = self._bn_tick[i]
         grid = self._bn_grid[i]
         bn = self._side_book(
