@@ -4,6 +4,7 @@ spreads and depth, computed the same way from both."""
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import statistics
 from pathlib import Path
@@ -35,7 +36,7 @@ def _premium_bps(snap: dict[str, Any]) -> float:
 
 
 def _changes(series: list[float]) -> list[float]:
-    return [b - a for a, b in zip(series, series[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(series)]
 
 
 def _ar1(series: list[float]) -> float:
