@@ -231,19 +231,24 @@ class SimMarket:
             up_usd = bn_vol * math.exp(rng.gauss(-1.0, 1.0))
             self._bn_vol.append(bn_vol)
             self._up_vol_krw.append(up_usd * self._fx)
-            # Shaped like the real BTC books at the top (Binance a tick wide with about
-            # $400k in its top five levels a side; Upbit about half a bps with about
-            # $10k), wider and thinner down the volume ranks (log-interpolated).
-            for vol, spread_rng, depth_top, depth, spread, gap in (
-                (bn_vol, (0.001, 3.0), 400_000.0, self._bn_depth, self._bn_spread,
+            # The top of the market (BTC) is shaped like the real BTC books: Binance a
+            # tick wide with about $300k in its top five levels a side, Upbit about
+            # half a bps with about $12k. Below it, wider and thinner with volume.
+            for vol, spread_rng, top_book, depth, spread, gap in (
+                (bn_vol, (1.0, 3.0), (0.001, 300_000.0), self._bn_depth, self._bn_spread,
                  self._bn_gap),
-                (up_usd, (0.5, 10.0), 12_000.0, self._up_depth, self._up_spread, self._up_gap),
+                (up_usd, (3.0, 10.0), (0.5, 12_000.0), self._up_depth, self._up_spread,
+                 self._up_gap),
             ):
                 f = min(1.0, max(0.0, math.log(max(vol, _VOL_LO) / _VOL_LO) / span))
                 lo, hi = spread_rng
-                spread.append(lo * (hi / lo) ** (1.0 - f * rng.uniform(0.85, 1.0)))
-                d = 5_000.0 * (depth_top / 5_000.0) ** f * math.exp(rng.gauss(0.0, 0.15))
-                depth.append(min(depth_top, max(5_000.0, d)))
+                d = 5_000.0 * 40.0**f * math.exp(rng.gauss(0.0, 0.15))
+                if i == 0:  # the top symbol, BTC when there are real names
+                    spread.append(top_book[0] * rng.uniform(1.0, 1.5))
+                    depth.append(top_book[1] * rng.uniform(0.9, 1.1))
+                else:
+                    spread.append(hi - (hi - lo) * f * rng.uniform(0.85, 1.0))
+                    depth.append(min(200_000.0, max(5_000.0, d)))
                 gap.append((1.0 + 3.0 * (1.0 - f)) * 1e-4)
         lv = self.levels
         self._bn_profile = [self._profile(rng, lv) for _ in range(n)]
