@@ -370,6 +370,27 @@ def test_strategy_waits_for_warmup_and_trades_deviation_not_level() -> None:
     assert decision is not None and decision.direction is Direction.BUY_UPBIT
 
 
+def test_the_deviation_is_measured_against_the_baseline_before_the_sample() -> None:
+    """A 1-hour baseline fed a constant premium for 2 h, then a sample 40 bps higher
+    after 5 minutes: the signal's baseline is the old level exactly (the sample is
+    folded in afterwards, moving the next baseline by alpha x the deviation)."""
+    hourly = StrategyParams(5.0, 10.0, 5.0, 3600.0, 3600.0, 10.0, 60.0, 3600.0, 1000.0)
+    s = Strategy(hourly)
+    up, bn = top(141_450, 141_726), top(99.9, 100.0)
+    for i in range(25):  # every 5 minutes for 2 hours
+        level = s.observe("BTC", up, bn, 1380.0, i * 300.0)
+    assert level.warm
+    up_hi = top(141_450 * 1.004, 141_726 * 1.004)
+    sig_hi = s.observe("BTC", up_hi, bn, 1380.0, 25 * 300.0)
+    assert sig_hi.baseline == pytest.approx(level.prem.mid_bps)
+    # Upbit +0.4 % moves a +2.65 % premium by 40 x 1.0265 bps.
+    dev = ((1 + level.prem.mid_bps / 1e4) * 1.004 - 1) * 1e4 - level.prem.mid_bps
+    assert sig_hi.prem.mid_bps - sig_hi.baseline == pytest.approx(dev) and 41 < dev < 41.1
+    alpha = 1.0 - 2.0 ** (-300.0 / 3600.0)
+    after = s.observe("BTC", up_hi, bn, 1380.0, 25 * 300.0)  # same instant: no decay
+    assert after.baseline == pytest.approx(level.prem.mid_bps + alpha * dev)
+
+
 def test_strategy_refuses_a_deviation_smaller_than_the_break_even() -> None:
     s = Strategy(PARAMS)
     up, bn = top(141_450, 141_726), top(99.9, 100.0)
