@@ -155,7 +155,8 @@ def recordings(paths: list[Path]) -> list[Path]:
 
 
 async def run_backtest(settings: Settings, store: JournalStore, paths: list[Path], *,
-                       phase: int = 2, top_n: int = 1, notional_usd: float | None = None,
+                       phase: int = 2, top_n: int | None = None,
+                       notional_usd: float | None = None,
                        params: Mapping[str, str] | None = None,
                        on_tick: Callable[[PhaseRun], None] | None = None) -> BacktestOutcome:
     """One backtest: replay, KPI, journal; returns the report as one dict."""
@@ -172,7 +173,9 @@ async def run_backtest(settings: Settings, store: JournalStore, paths: list[Path
         for v in (Venue.UPBIT, Venue.BINANCE)}
     state = TradingStateBox()
     durable = _MemoryOnlyState(s.data_dir, store, state, clock)
-    spec = RunSpec(mode="backtest", phase=phase, top_n=top_n, duration_s=math.inf,
+    # Every symbol the recordings hold (that passes the universe's filters).
+    spec = RunSpec(mode="backtest", phase=phase, top_n=top_n or len(market.symbol_stats()),
+                   duration_s=math.inf,
                    notional_usd=notional_usd or PHASES[phase].notional_usd,
                    data_source="replay", kpi_path=s.data_dir / "backtests" / "pending.json",
                    replay_path=paths[0], fast=True)

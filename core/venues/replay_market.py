@@ -74,7 +74,12 @@ class ReplayMarket:
         header = read_header(self.path)
         self.header = header
         self.interval_s = interval_s or float(header["interval_s"])
-        self._stats = [SymbolStats(**s) for s in header["stats"]]
+        # Every recording's symbols (the first header's figures where two name one).
+        stats: dict[str, SymbolStats] = {}
+        for p in self.paths:
+            for s in (header if p == self.path else read_header(p))["stats"]:
+                stats.setdefault(s["base"], SymbolStats(**s))
+        self._stats = list(stats.values())
         self._feed = SnapshotFeed()
         self._lines: Iterator[str] | None = None
         self._subscribed: set[str] = set()
