@@ -150,3 +150,20 @@ def test_bad_parameters_are_refused_before_any_replay() -> None:
         out = run_cli(["backtest", "--data", str(d / "missing.jsonl.gz")], d, env, timeout=60)
         assert out.returncode == 2 and "no such file" in out.stderr
         assert not (d / "arbops.sqlite3").exists()  # nothing ran, nothing was written
+
+
+def test_the_printed_report_labels_the_three_figures_and_says_who_lost() -> None:
+    with short_data_dir("abx") as d:
+        env = arbops_env(d, {"ARBOPS_SIM_PROFILE": "calibrated"})
+        # A 1-bps stop-loss on 16 h of real data: the strategy loses, and says so.
+        out = run_cli(["backtest", "--data", str(BLOCK), "--param", "stop_loss_bps=1",
+                       "--param", "take_profit_bps=500"], d, env, timeout=120)
+        assert out.returncode == 0, out.stderr[-3000:]
+        text = out.stdout
+        for label in ("strategy PnL (net of fees):", "inventory revaluation:",
+                      "total equity change:", "turnover:", "max drawdown (strategy)",
+                      "exposure:", "gate (phase 2):", "per day (UTC):", "2025-06-05"):
+            assert label in text, (label, text)
+        strategy = float(text.split("strategy PnL (net of fees):")[1].split()[0]
+                         .replace("$", "").replace(",", ""))
+        assert strategy < 0 and "verdict: the strategy LOST money on this data" in text
