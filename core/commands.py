@@ -169,6 +169,7 @@ class ReportArgs(Args):
 
 class PreflightArgs(Args):
     dry_run: bool = Field(False, description="skip network checks (SKIP never counts as PASS)")
+    json_output: bool = Field(False, alias="json", description="print the report as JSON")
     output: Path | None = Field(None, description="also write the JSON report here")
     phase: int = Field(1, ge=1, le=3, description="the phase whose balances are checked")
 
@@ -273,7 +274,7 @@ COMMANDS: tuple[Command, ...] = (
             confirm_note="scripts use the runbook's LIVE_ARM_ACK/LIVE_ARM_AT/"
                          "LIVE_MAX_NOTIONAL_USD instead"),
     Command("disarm", "drop the ARM (one step)", NoArgs, Role.OPERATOR, method="disarm"),
-    Command("ladder", "the ramp-up ladder: which live phase may start next", NoArgs,
+    Command("ladder", "the ramp-up ladder: which live phase may start next", JsonArgs,
             method="ladder_status"),
     Command("override", "admin: allow a live phase the ladder would refuse (audited)",
             OverrideArgs, Role.ADMIN, adds_risk=True, method="ladder_override",

@@ -697,6 +697,8 @@ class OperatorService:
             "tripped": [{"name": v.name, "action": v.action.name, "reason": v.reason}
                         for v in verdicts if v.tripped],
             "headroom": {v.name: round(v.threshold - v.observed, 3) for v in verdicts},
+            "levels": {v.name: {"observed": round(v.observed, 3), "threshold": v.threshold,
+                                "state": v.action.name} for v in verdicts},
             "memory_headroom_warnings": headroom_warnings(wd.rss_baseline, self.settings),
         }
 

@@ -18,6 +18,7 @@ from loguru import logger
 from core.clock import Clock
 from core.domain.engine_stats import EngineStats
 from core.domain.ledger import Ledger
+from core.domain.premium import premiums
 from core.domain.models import (
     QUOTE,
     Direction,
@@ -533,8 +534,26 @@ class Engine:
                     "direction": str(slot.direction),
                     "open_qty": {str(v): q for v, q in slot.open_qty.items()},
                     "working_orders": [w.client_order_id for w in slot.working.values()],
+                    "opened_at": slot.opened_at or None,
+                    "entry_premium_bps": round(slot.entry_premium_bps, 2),
+                    **self._marked(slot),
                 })
         return out
+
+    def _marked(self, slot: Slot) -> dict[str, float | None]:
+        """The premium an exit would trade at now and the strategy's unrealised PnL at
+        it (bps on the Binance leg's notional), from the last snapshot; None before one."""
+        snap = self.last_snapshot
+        ub = snap.upbit.get(slot.base) if snap else None
+        bb = snap.binance.get(slot.base) if snap else None
+        if snap is None or ub is None or bb is None or not slot.has_position or not (
+                ub.bids and ub.asks and bb.bids and bb.asks):
+            return {"current_premium_bps": None, "pnl_usd": None}
+        prem = premiums(ub, bb, snap.fx.mid)
+        bps = self.strategy.unrealized_bps(slot.direction, slot.entry_premium_bps, prem)
+        notional = slot.open_qty[Venue.BINANCE] * bb.mid
+        return {"current_premium_bps": round(prem.executable(slot.direction, entering=False), 2),
+                "pnl_usd": round(bps / 1e4 * notional, 4)}
 
     @property
     def win_rate(self) -> float:
