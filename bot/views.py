@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -87,13 +88,13 @@ def age(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     """Columns padded to their widest cell; a column whose cells are all numbers
     (or '-') is right-aligned."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     numeric = [bool(rows) and all(_numeric(r[i]) for r in rows) for i in range(len(header))]
 
-    def line(r: tuple[str, ...]) -> str:
+    def line(r: Sequence[str]) -> str:
         return "  ".join(c.rjust(w) if right else c.ljust(w)
                          for c, w, right in zip(r, widths, numeric, strict=True)).rstrip()
 
@@ -205,7 +206,7 @@ def preflight_lines(report: dict[str, Any], *, all_checks: bool = True) -> list[
     for c in report.get("checks") or []:
         if all_checks or c.get("status") != "PASS":
             msg = str(c.get("message") or "")
-            out.append(f"  {str(c.get('status')):<4} {c.get('name')}: "
+            out.append(f"  {c.get('status')!s:<4} {c.get('name')}: "
                        f"{msg if len(msg) <= 200 else msg[:200] + '…'}")
     return out
 

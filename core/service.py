@@ -78,6 +78,8 @@ class OperatorService:
         self._proc_started = time.monotonic()
         self._run_task: asyncio.Task[None] | None = None
         self.run_observers: list[Callable[[], None]] = []  # e.g. metrics, at run end
+        # The surfaces' own health (Telegram's link, the metrics endpoint), for status.
+        self.surface_health: dict[str, Callable[[], dict[str, Any]]] = {}
         self.real_venues: Callable[[], dict[Venue, ExchangePort]] = _no_real_venues
         from core.safety.live_safety import LiveSafety
         from core.safety.redis_state import RedisState, account_id
@@ -410,6 +412,20 @@ class OperatorService:
         return {"run_id": o.run_id, "exit_code": o.exit_code, "kpi_path": str(o.kpi_path),
                 "kpi": o.kpi}
 
+    async def last_kpi(self) -> dict[str, Any]:
+        """The last finished run's result: this process's, else the journal's newest
+        final KPI (so a terminal with no engine running still sees the last run)."""
+        result = self.last_run_result()
+        if result is not None:
+            return result
+        last = await self.store.last_run()
+        if last is None:
+            return {}
+        row = await self.store.latest_kpi(last["run_id"])
+        kpi = json.loads(row["json"]) if row else {}
+        return {"run_id": last["run_id"], "exit_code": last.get("exit_code"),
+                "kpi_path": last.get("kpi_path"), "kpi": kpi, "status": last.get("status")}
+
     def stop(self, reason: str, actor: str) -> dict[str, Any]:
         """The runbook's graceful stop, idempotent on every surface: asking again never
         escalates to the emergency halt (a second signal does; /kill is the operator's
@@ -677,7 +693,34 @@ class OperatorService:
             "pid": os.getpid(),
             "data_dir": str(self.settings.data_dir),
             "guards": self.guard_status(),
+            "surfaces": self.surfaces(),
+            "last_run": self._last_run_brief(),
         }
+
+    def surfaces(self) -> dict[str, dict[str, Any]]:
+        """Telegram, metrics and Redis as this engine sees them; "off" when not set up."""
+        out: dict[str, dict[str, Any]] = {}
+        for name in ("telegram", "metrics"):
+            probe = self.surface_health.get(name)
+            try:
+                out[name] = probe() if probe is not None else {"state": "off"}
+            except Exception as exc:  # noqa: BLE001 - a status read never fails on a probe
+                out[name] = {"state": "unknown", "last_error": f"{type(exc).__name__}: {exc}"}
+        if self.settings.telegram_bot_token is not None and "telegram" not in self.surface_health:
+            out["telegram"] = {"state": "not started (token set)"}
+        redis = self.safety.redis
+        out["redis"] = {"state": "off"} if redis is None else {
+            "state": "in use", "url": "configured"}
+        return out
+
+    def _last_run_brief(self) -> dict[str, Any] | None:
+        o = self.last_outcome
+        if o is None:
+            return None
+        gate = o.kpi.get("gate") if isinstance(o.kpi, dict) else None
+        return {"run_id": o.run_id, "exit_code": o.exit_code, "kpi_path": str(o.kpi_path),
+                "gate": gate.get("result") if isinstance(gate, dict) else None,
+                "stop_reason": (o.kpi.get("summary") or {}).get("stop_reason")}
 
     async def full_status(self) -> dict[str, Any]:
         """status() with the ARM read from the journal (and Redis): for every surface."""
@@ -701,6 +744,11 @@ class OperatorService:
                                 "state": v.action.name} for v in verdicts},
             "memory_headroom_warnings": headroom_warnings(wd.rss_baseline, self.settings),
         }
+
+    def version(self) -> dict[str, str]:
+        from core.version import version_info
+
+        return version_info()
 
     async def audit_rows(self, limit: int) -> list[dict[str, Any]]:
         return await self.store.audit_rows(limit)

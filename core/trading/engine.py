@@ -18,7 +18,6 @@ from loguru import logger
 from core.clock import Clock
 from core.domain.engine_stats import EngineStats
 from core.domain.ledger import Ledger
-from core.domain.premium import premiums
 from core.domain.models import (
     QUOTE,
     Direction,
@@ -29,6 +28,7 @@ from core.domain.models import (
     Venue,
     pair_symbols,
 )
+from core.domain.premium import premiums
 from core.errors import (
     ExchangeError,
     GatewayRefusal,

@@ -13,9 +13,9 @@ from aiogram.types import Message
 
 from bot.telegram.context import Ctx, Reply
 from bot.telegram.format import h, kpi_text, money, pre, status_text
-from bot.views import guard_lines, positions_lines
 from bot.telegram.parsing import parse_model_args
 from bot.telegram.table import ROLE_NAMES, command, flags_for, help_text
+from bot.views import guard_lines, positions_lines
 from core.commands import AuditArgs, IncidentArgs, LogsArgs
 from core.errors import UsageError
 from core.monitoring.incident import open_by_hand
@@ -32,6 +32,12 @@ async def cmd_help(message: Message, ctx: Ctx) -> Reply:
 async def cmd_whoami(message: Message, ctx: Ctx) -> Reply:
     return Reply(f"user <code>{ctx.user_id}</code> · role <b>{ROLE_NAMES[ctx.role]}</b> · "
                  f"chat <code>{h(ctx.chat_id)}</code>")
+
+
+async def cmd_version(message: Message, ctx: Ctx) -> Reply:
+    v = ctx.service.version()
+    return Reply(f"arbops <b>{h(v['version'])}</b> · commit <code>{h(v['commit'])}</code> · "
+                 f"Python {h(v['python'])}")
 
 
 async def cmd_status(message: Message, ctx: Ctx) -> Reply:
@@ -59,7 +65,7 @@ async def cmd_kpi(message: Message, ctx: Ctx) -> Reply:
         parts.append(f"<b>running</b> <code>{h(run['run_id'])}</code>: round trips "
                      f"{h(run['round_trips'])} · PnL {money(run['pnl_usd'])} · win "
                      f"{float(run.get('win_rate') or 0) * 100:.0f}%")
-    parts.append("<b>last finished</b>\n" + kpi_text(service.last_run_result()))
+    parts.append("<b>last finished</b>\n" + kpi_text(await service.last_kpi()))
     return Reply("\n".join(parts))
 
 
@@ -122,7 +128,8 @@ async def cmd_incident(message: Message, command: CommandObject, ctx: Ctx) -> Re
 
 def make_router() -> Router:
     router = Router(name=__name__)
-    for name, fn in (("help", cmd_help), ("whoami", cmd_whoami), ("status", cmd_status),
+    for name, fn in (("help", cmd_help), ("whoami", cmd_whoami), ("version", cmd_version),
+                     ("status", cmd_status),
                      ("positions", cmd_positions), ("kpi", cmd_kpi), ("guards", cmd_guards),
                      ("audit", cmd_audit), ("logs", cmd_logs), ("incident", cmd_incident)):
         command(name)  # KeyError here means the table lost a command this router serves
