@@ -80,6 +80,7 @@ class OperatorService:
         self.run_observers: list[Callable[[], None]] = []  # e.g. metrics, at run end
         # The surfaces' own health (Telegram's link, the metrics endpoint), for status.
         self.surface_health: dict[str, Callable[[], dict[str, Any]]] = {}
+        self.last_incident: str | None = None  # the newest kill's incident report, by path
         self.real_venues: Callable[[], dict[Venue, ExchangePort]] = _no_real_venues
         from core.safety.live_safety import LiveSafety
         from core.safety.redis_state import RedisState, account_id
@@ -486,6 +487,7 @@ class OperatorService:
                      "detail": f"kept by {', '.join(self.durable.holds()) or 'no store'}"},
                     {"step": "still_open_per_journal", "ok": open_ok, "detail": open_note},
                 ])
+            self.last_incident = str(path)
             await self.notifier.notify(Severity.KILL, "kill switch", f"HALTED: {why}; report {path}")
 
         task = asyncio.get_running_loop().create_task(report(), name="kill-report")

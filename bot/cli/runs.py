@@ -31,7 +31,25 @@ def cmd_demo(settings: Settings, args: DemoArgs) -> int:
           f"{args.seconds:.0f} s, seed {args.seed if args.seed is not None else settings.sim_seed})")
     run_args = RunArgs(phase=1, mode="paper", universe=args.universe,
                        duration_seconds=args.seconds, seed=args.seed)
-    return _run(settings, run_args, show_progress=True)
+    code = _run(settings, run_args, show_progress=True)
+    print(demo_epilogue(settings))
+    return code
+
+
+def demo_epilogue(settings: Settings) -> str:
+    """Where the demo's journal went and how to look at it (`make demo` sets the data
+    dir to .arbops/demo, which `arbops status` alone would not read)."""
+    import os
+    from pathlib import Path
+
+    shown = os.path.relpath(settings.data_dir, Path.cwd())
+    if shown.startswith(".."):
+        shown = str(settings.data_dir)
+    env = f"ARBOPS_DATA_DIR={shown} "
+    return (f"The demo's journal, KPI and logs are in {settings.data_dir}. Look at them with:\n"
+            f"  {env}.venv/bin/arbops status\n"
+            f"  {env}.venv/bin/arbops report daily --date today\n"
+            f"  {env}.venv/bin/arbops kpi")
 
 
 def _run(settings: Settings, args: RunArgs, show_progress: bool) -> int:
