@@ -198,7 +198,7 @@ def preflight_lines(report: dict[str, Any], *, all_checks: bool = True) -> list[
     ready = s.get("ready_for_live")
     dry = " (dry run: network checks skipped)" if report.get("dry_run") else ""
     out = [f"preflight phase {text(report.get('phase'))}{dry}: ready for live "
-           f"{'YES' if ready else 'NO'}",
+           f"{'yes' if ready else 'NO'}",
            f"{text(s.get('passed'))} passed · {text(s.get('failed'))} failed · "
            f"{text(s.get('warnings'))} warnings · {text(s.get('skipped'))} skipped"]
     if report.get("blocking"):
