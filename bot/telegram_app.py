@@ -35,7 +35,17 @@ def build_dispatcher(deps: TelegramDeps) -> Any:
         CommandGate,
         TimingMiddleware,
     )
-    from bot.telegram.routers import buttons, control, fallback, info, live, reports, runs, venues
+    from bot.telegram.routers import (
+        buttons,
+        control,
+        fallback,
+        info,
+        live,
+        reports,
+        runs,
+        trades,
+        venues,
+    )
 
     dp = Dispatcher(deps=deps)
     for observer in (dp.message, dp.callback_query):
@@ -46,7 +56,7 @@ def build_dispatcher(deps: TelegramDeps) -> Any:
     from bot.telegram.table import TELEGRAM
 
     served: set[str] = set()
-    for module in (info, control, runs, live, venues, reports, buttons):
+    for module in (info, control, runs, live, venues, reports, trades, buttons):
         router = dp.include_router(module.make_router())
         served.update(hd.flags["table_entry"].name for hd in router.message.handlers
                       if "table_entry" in hd.flags)

@@ -49,6 +49,8 @@ def usd(value: Any, signed: bool = True) -> str:
     if not math.isfinite(v):
         return "-"
     body = f"${abs(v):,.2f}"
+    if body == "$0.00":
+        return body
     if not signed:
         return body if v >= 0 else "-" + body
     return ("-" if v < 0 else "+") + body
@@ -107,8 +109,8 @@ def _numeric(cell: str) -> bool:
 
 # --- the gate --------------------------------------------------------------------------
 def gate_lines(gate: dict[str, Any] | None) -> list[str]:
-    """'phase 1 gate FAIL (2 of 8 checks failed)' and one line per failed check with
-    what was observed and what it needed; a PASS lists how many checks passed."""
+    """'phase 1 gate FAIL (2 of 8 checks failed)' and one line per check, ✓ or ✗, with
+    what was observed and what it needed."""
     if not isinstance(gate, dict) or not gate.get("result"):
         return []
     checks = gate.get("checks") or []
@@ -119,8 +121,8 @@ def gate_lines(gate: dict[str, Any] | None) -> list[str]:
     elif checks:
         head += f" (all {len(checks)} checks passed)"
     out = [head]
-    for c in failed:
-        out.append(f"  ✗ {c.get('name')}: {c.get('reason')}")
+    for c in checks:  # each check says what was observed and what it needed
+        out.append(f"  {'✓' if c.get('passed') else '✗'} {c.get('name')}: {c.get('reason')}")
     if not checks:  # an older KPI file: reasons only
         out.extend(f"  ✗ {r}" for r in gate.get("reasons") or [])
     return out
@@ -308,3 +310,62 @@ def _counts(v: Any) -> str:
 
 def _count(v: Any) -> str:
     return str(len(v)) if isinstance(v, list | tuple | dict) else text(v)
+
+
+# --- trade history: /trades /profit /performance /daily /show_config ---------------------
+def trades_lines(rows: list[dict[str, Any]], tz: ZoneInfo) -> list[str]:
+    if not rows:
+        return ["no closed round trips yet"]
+    body = [(when(r.get("closed_at"), tz)[5:16], str(r.get("base") or "-"),
+             str(r.get("mode") or "-"), _bps(r.get("entry_premium_bps")),
+             usd(r.get("pnl_usd")), usd(r.get("fees_usd"), signed=False),
+             age(r.get("held_s")), str(r.get("exit_reason") or "-")) for r in rows]
+    zone_name = datetime.now(tz).strftime("%Z")
+    return [f"the newest {len(rows)} round trip(s), times in {tz.key} ({zone_name})",
+            *table(("closed", "symbol", "mode", "entry", "PnL", "fees", "held", "exit"), body)]
+
+
+def profit_lines(r: dict[str, Any]) -> list[str]:
+    periods = r.get("periods") or {}
+    body = []
+    for key, label in (("today", "today"), ("week", "this week"), ("all", "all time")):
+        p = periods.get(key) or {}
+        inv = p.get("inventory_pnl_usd")
+        body.append((label, str(p.get("round_trips", 0)), usd(p.get("strategy_pnl_usd")),
+                     usd(inv) if inv is not None else "-",
+                     usd(p.get("total_pnl_usd")) if p.get("total_pnl_usd") is not None
+                     else "-", usd(p.get("fees_usd"), signed=False)))
+    out = [f"profit (days in {r.get('timezone')}, today {r.get('today')})",
+           *table(("period", "trips", "strategy", "inventory", "total", "fees"), body)]
+    if any((periods.get(k) or {}).get("inventory_pnl_usd") is None for k in periods):
+        out.append("inventory '-': the runs' KPI snapshots do not carry it; total needs it")
+    return out
+
+
+def performance_lines(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return ["no closed round trips yet"]
+    body = [(str(r["symbol"]), str(r["round_trips"]),
+             f"{100 * r['wins'] / r['round_trips']:.0f}%" if r["round_trips"] else "-",
+             usd(r["strategy_pnl_usd"]), usd(r["fees_usd"], signed=False)) for r in rows]
+    return ["performance per symbol, all time",
+            *table(("symbol", "trips", "win", "strategy PnL", "fees"), body)]
+
+
+def daily_lines(r: dict[str, Any]) -> list[str]:
+    body = [(str(d["date"]), str(d["round_trips"]),
+             f"{100 * d['wins'] / d['round_trips']:.0f}%" if d["round_trips"] else "-",
+             usd(d["strategy_pnl_usd"]), usd(d["fees_usd"], signed=False))
+            for d in r.get("days") or []]
+    return [f"PnL per day in {r.get('timezone')}, today first",
+            *table(("day", "trips", "win", "strategy PnL", "fees"), body)]
+
+
+def config_lines(r: dict[str, Any], *, all_settings: bool = False) -> list[str]:
+    files = r.get("files") or []
+    rows = r.get("settings") or []
+    shown = [s for s in rows if all_settings or not s.get("default")]
+    out = [f"settings read from: environment{', ' + ', '.join(files) if files else ''}",
+           f"{len(shown)} set (of {len(rows)}; the others are defaults)"]
+    out.extend(f"  {s['name']}={s['value']}  ({s['source']})" for s in shown)
+    return out

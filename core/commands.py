@@ -118,6 +118,18 @@ class JsonArgs(Args):
     json_output: bool = Field(False, alias="json", description="print one JSON object")
 
 
+class TradesArgs(Args):
+    limit: int = Field(10, ge=1, le=200, description="how many round trips, newest first",
+                       json_schema_extra=POSITIONAL)
+    json_output: bool = Field(False, alias="json", description="print one JSON object")
+
+
+class DailyArgs(Args):
+    days: int = Field(7, ge=1, le=90, description="how many days, today first",
+                      json_schema_extra=POSITIONAL)
+    json_output: bool = Field(False, alias="json", description="print one JSON object")
+
+
 class ReasonArgs(Args):
     reason: str = Field("manual", max_length=200, description="why (recorded and reported)")
 
@@ -269,6 +281,16 @@ COMMANDS: tuple[Command, ...] = (
             method="positions"),
     Command("kpi", "the last finished run's KPI and its gate, check by check", JsonArgs,
             method="last_kpi"),
+    Command("trades", "the newest closed round trips: PnL, fees, holding time", TradesArgs,
+            method="recent_trades"),
+    Command("profit", "strategy, inventory and total PnL today, this week, all time",
+            JsonArgs, method="profit"),
+    Command("performance", "PnL and round trips per symbol, all time", JsonArgs,
+            method="performance"),
+    Command("daily", "PnL and round trips per day (report zone), today first", DailyArgs,
+            method="daily_pnl_table"),
+    Command("show_config", "effective settings and where each came from (secrets masked)",
+            JsonArgs, Role.OPERATOR, method="show_config"),
     Command("preflight", "preflight checks (runbook 1.1); exit 0 only when ready for live",
             PreflightArgs, method="preflight", timeout_s=120.0),
     Command("arm", "ARM live trading for one phase start (expires in 600 s)", ArmArgs,

@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -746,6 +747,34 @@ class OperatorService:
                                 "state": v.action.name} for v in verdicts},
             "memory_headroom_warnings": headroom_warnings(wd.rss_baseline, self.settings),
         }
+
+    # --- trade history (journal reads, off the loop) ----------------------------------
+    async def recent_trades(self, limit: int = 10) -> list[dict[str, Any]]:
+        from core.monitoring.reports.trade_views import recent_trades
+
+        return await asyncio.to_thread(recent_trades, Path(self.store.path), limit)
+
+    async def profit(self) -> dict[str, Any]:
+        from core.monitoring.reports.trade_views import profit
+
+        return await asyncio.to_thread(profit, Path(self.store.path), self._tz,
+                                       self.clock.time())
+
+    async def performance(self) -> list[dict[str, Any]]:
+        from core.monitoring.reports.trade_views import performance
+
+        return await asyncio.to_thread(performance, Path(self.store.path), self.clock.time())
+
+    async def daily_pnl_table(self, days: int = 7) -> dict[str, Any]:
+        from core.monitoring.reports.trade_views import daily
+
+        return await asyncio.to_thread(daily, Path(self.store.path), self._tz,
+                                       self.clock.time(), days)
+
+    def show_config(self) -> dict[str, Any]:
+        from core.monitoring.config_view import config_view
+
+        return config_view(self.settings)
 
     def version(self) -> dict[str, str]:
         from core.version import version_info

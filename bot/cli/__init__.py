@@ -24,7 +24,7 @@ from core.errors import ArbopsError, BadInput, ExitCode
 
 # Where the handlers live, imported only when their command runs (keeps `status` light).
 HANDLER_MODULES = ("bot.cli.kill", "bot.cli.control", "bot.cli.runs", "bot.cli.safety", "bot.cli.venues",
-                   "bot.cli.reports")
+                   "bot.cli.reports", "bot.cli.trades")
 Handler = Callable[[Any, Any], int]
 
 
