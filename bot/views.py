@@ -369,3 +369,27 @@ def config_lines(r: dict[str, Any], *, all_settings: bool = False) -> list[str]:
            f"{len(shown)} set (of {len(rows)}; the others are defaults)"]
     out.extend(f"  {s['name']}={s['value']}  ({s['source']})" for s in shown)
     return out
+
+
+def audit_lines(rows: list[dict[str, Any]], tz: ZoneInfo) -> list[str]:
+    if not rows:
+        return ["no audit rows yet"]
+    body = [(when(r.get("ts"), tz), str(r.get("surface") or "-"), str(r.get("user_id") or "-"),
+             str(r.get("role") or "-"), str(r.get("command") or "-"), _args(r.get("args")),
+             str(r.get("outcome") or "-")[:80]) for r in rows]
+    return table(("when", "surface", "user", "role", "command", "args", "outcome"), body)
+
+
+def _args(raw: Any) -> str:
+    """Audited arguments as `key=value` pairs (they are kept as JSON or as text)."""
+    import json
+
+    value = raw
+    if isinstance(raw, str):
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return raw or "-"
+    if isinstance(value, dict):
+        return " ".join(f"{k}={text(v)}" for k, v in value.items()) or "-"
+    return text(value) if value not in ("", None) else "-"

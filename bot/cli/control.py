@@ -224,10 +224,10 @@ def _last_run_row(last: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def cmd_audit(settings: Settings, args: AuditArgs) -> int:
-    for row in EngineClient(settings).ask_or_here("audit", args)["rows"]:
-        ts = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row["ts"]))
-        print(f"{ts}Z {row['surface']:<8} {row['user_id']:<16} {row['role']:<8} "
-              f"{row['command']:<8} {row['args']} -> {row['outcome']}")
+    from bot.views import audit_lines, zone
+
+    rows = EngineClient(settings).ask_or_here("audit", args)["rows"]
+    print("\n".join(audit_lines(rows, zone(settings))))
     return ExitCode.OK
 
 

@@ -74,9 +74,11 @@ def evaluate_gate(phase: int, kpi: dict[str, Any], th: GateThresholds | None = N
     if phase == 1:
         fe, fx = trading["first_entry_s"], trading["first_exit_s"]
         check("entry_in_first_minute", fe is not None and fe <= th.entry_within_s, fe,
-              th.entry_within_s, f"first entry at {fe} s (needs <= {th.entry_within_s} s)")
+              th.entry_within_s, (f"first entry at {fe:.1f} s" if fe is not None
+                                  else "no entry") + f" (needs <= {th.entry_within_s:g} s)")
         check("exit_in_first_2_minutes", fx is not None and fx <= th.exit_within_s, fx,
-              th.exit_within_s, f"first exit at {fx} s (needs <= {th.exit_within_s} s)")
+              th.exit_within_s, (f"first exit at {fx:.1f} s" if fx is not None
+                                 else "no exit") + f" (needs <= {th.exit_within_s:g} s)")
         check("loop_latency", lat < th.phase1_latency_ms, lat, th.phase1_latency_ms,
               f"avg loop latency {lat:.2f} ms (needs < {th.phase1_latency_ms})")
         cpu = perf["cpu_percent"]["avg"]
@@ -91,7 +93,8 @@ def evaluate_gate(phase: int, kpi: dict[str, Any], th: GateThresholds | None = N
         # the metrics endpoint answers. None = not configured, so not checked.
         for name, ok, what in (
                 ("telegram_test_alert", (observed or {}).get("telegram_test_alert"),
-                 "a Telegram test alert delivered (`arbops notify test`)"),
+                 "a Telegram test alert delivered before the run (/notify test or "
+                 "`arbops notify test`)"),
                 ("metrics_served", (observed or {}).get("metrics_served"),
                  "Prometheus metrics served")):
             if ok is not None:
