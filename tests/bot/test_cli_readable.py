@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from bot.app import build_service
+from bot.cli import main
 from core.commands import COMMANDS, RunArgs
 from core.settings import Settings
-from bot.cli import main
 from tests.helpers.procs import arbops_env, run_cli, short_data_dir
 
 
