@@ -139,7 +139,7 @@ class Drill:
                                         str(self.data_dir / "preflight.json"))
         report = json.loads((self.data_dir / "preflight.json").read_text()) if (
             self.data_dir / "preflight.json").exists() else {}
-        summary = preflight_lines(report)[:3] if report else [_last(err) or _last(out)]
+        summary = preflight_lines(report)[:2] if report else [_last(err) or _last(out)]
         if not self.record("preflight ready_for_live (runbook 1.1)", code == 0,
                            "; ".join(line.strip() for line in summary), t0):
             return False
@@ -190,8 +190,9 @@ class Drill:
 
 
 def _last(text: str, contains: str = "") -> str:
+    """The last line holding `contains`, a summary table's row read as one sentence."""
     lines = [ln for ln in text.strip().splitlines() if contains in ln]
-    return lines[-1].strip() if lines else ""
+    return " ".join(lines[-1].replace(" | ", ": ").split()) if lines else ""
 
 
 def run_drill(data_dir: Path | None, paper_seconds: float, live_seconds: float) -> int:
