@@ -93,3 +93,40 @@ async def test_the_live_status_header_names_the_paper_mode(tmp_path: Path) -> No
         assert header.startswith("▶️ PAPER run"), header
         assert "LIVE run" not in "\n".join(fake.texts(OPERATOR))
         env.service.current.request_stop("test over")
+
+
+async def test_after_kill_the_chat_gets_the_incident_report(tmp_path: Path) -> None:
+    """The /kill reply promises the report; it arrives in the same chat, with its path
+    (a file that exists) and, for a run, the run's final card."""
+    async with telegram_env(tmp_path, fast=True, settings_kw=GATE_ROOM) as env:
+        fake = env.fake
+        fake.send_text(OPERATOR, "/kill nothing running")
+        reply = await fake.wait_text(OPERATOR, "HALTED")
+        assert "incident report follows here" in reply
+        report = await fake.wait_text(OPERATOR, "🧾 incident report:", timeout=15)
+        path = Path(report.split("incident report: ", 1)[1].split("\n", 1)[0])
+        assert path.is_file() and path.parent.name == "incidents", report
+        fake.send_text(OPERATOR, "/reset")
+        await fake.wait_text(OPERATOR, "Confirm /reset")
+        fake.press_confirm(OPERATOR)
+        await fake.wait_for(lambda: str(env.service.state.state) == "ACTIVE", what="reset")
+
+        fake.send_text(OPERATOR, "/run 1 paper 600")
+        await fake.wait_for(lambda: sum("Confirm /run" in t for t in fake.texts(OPERATOR)),
+                            what="the Confirm prompt")
+        fake.press_confirm(OPERATOR)
+        await fake.wait_for(lambda: env.service.status()["run"] is not None and
+                            env.service.status()["run"].get("round_trips", 0) > 0,
+                            timeout=30, what="a trading run")
+        run_id = env.service.status()["run"]["run_id"]
+        mark = len(fake.texts(OPERATOR))
+        fake.send_text(OPERATOR, "/kill drill")
+        await fake.wait_text(OPERATOR, "The final KPI and the incident report follow here")
+        card = await fake.wait_for(
+            lambda: next((t for t in fake.texts(OPERATOR)[mark:]
+                          if t.startswith("🧾 incident report:")), None),
+            timeout=60, what="the run's incident report")
+        assert run_id in card and "kill switch TRIGGERED" in card, card
+        path = Path(card.split("incident report: ", 1)[1].split("\n", 1)[0])
+        assert path.is_file(), card
+        assert not REPR.search(card), card
