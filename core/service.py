@@ -723,11 +723,26 @@ class OperatorService:
         gate = o.kpi.get("gate") if isinstance(o.kpi, dict) else None
         return {"run_id": o.run_id, "exit_code": o.exit_code, "kpi_path": str(o.kpi_path),
                 "gate": gate.get("result") if isinstance(gate, dict) else None,
-                "stop_reason": (o.kpi.get("summary") or {}).get("stop_reason")}
+                "stop_reason": (o.kpi.get("summary") or {}).get("stop_reason"),
+                "status": "completed" if o.exit_code == 0 else "ended"}
 
     async def full_status(self) -> dict[str, Any]:
-        """status() with the ARM read from the journal (and Redis): for every surface."""
-        return {**self.status(), **await self.safety.arm_status()}
+        """status() with the ARM read from the journal (and Redis), and the last run from
+        the journal when this process has not finished one: for every surface."""
+        st = {**self.status(), **await self.safety.arm_status()}
+        if st["last_run"] is None and st["run"] is None:
+            last = await self.store.last_run()
+            if last is not None:
+                gate = None
+                try:
+                    parsed = json.loads(last["gate_json"]) if last.get("gate_json") else None
+                    gate = parsed.get("result") if isinstance(parsed, dict) else None
+                except ValueError:
+                    pass
+                st["last_run"] = {**{k: last.get(k) for k in (
+                    "run_id", "status", "exit_code", "stop_reason", "ended_at", "kpi_path")},
+                    "gate": gate}
+        return st
 
     def guard_status(self) -> dict[str, Any]:
         """Tripped guards and the headroom to each threshold, from the last sample."""

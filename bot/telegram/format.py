@@ -90,6 +90,13 @@ def status_text(st: dict[str, Any]) -> str:
                 f"{k} {float(v):.1f}" for k, v in lat.items() if isinstance(v, int | float)))
     else:
         lines.append("no run active")
+        last = st.get("last_run")
+        if last:
+            gate = f", gate {h(last['gate'])}" if last.get("gate") else ""
+            lines.append(f"last run <code>{h(last.get('run_id'))}</code>: "
+                         f"{h(last.get('status') or 'ended')}, exit "
+                         f"{h(last.get('exit_code') if last.get('exit_code') is not None else '-')}"
+                         f"{gate}")
     lines.append(guards_line(st.get("guards") or {}))
     if st.get("rss_mb") is not None:
         lines.append(f"rss {h(st['rss_mb'])} MB")

@@ -149,3 +149,14 @@ def test_version(data_dir: Path) -> None:
     res = run_cli(["--version"], data_dir)
     assert res.returncode == 0
     assert re.fullmatch(r"arbops \S+ \(commit \S+, Python 3\.\d+\.\d+\)\n", res.stdout)
+
+
+def test_demo_ends_saying_where_its_data_went(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.cli.runs import demo_epilogue
+
+    monkeypatch.chdir(tmp_path)
+    text = demo_epilogue(Settings(data_dir=tmp_path / ".arbops" / "demo"))
+    assert f"are in {tmp_path / '.arbops' / 'demo'}" in text
+    assert "ARBOPS_DATA_DIR=.arbops/demo .venv/bin/arbops report daily --date today" in text
+    assert "ARBOPS_DATA_DIR=.arbops/demo .venv/bin/arbops status" in text
