@@ -1,4 +1,4 @@
-"""Every CLI command prints for people by default (tables and lines, rounded numbers,
+"""Every CLI command prints for people by default (R-U5) (tables and lines, rounded numbers,
 times in the report zone, no Python repr) and one JSON object with --json; `status`
 and `report` say where the data is and which day they show. The CLI's own main() in
 this process (a subprocess per command would cost seconds each) on a data dir holding

@@ -1,4 +1,4 @@
-"""Per-trade messages: ordered, merged by the notifier under a flood, never blocking a
+"""Per-trade messages (R-O6): ordered, merged by the notifier under a flood, never blocking a
 tick; the modes; and a real fast paper run that sends an ENTRY and an EXIT message per
 round trip through the service's notifier."""
 from __future__ import annotations
