@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -155,15 +156,13 @@ async def _offline_status(settings: Settings) -> dict[str, Any]:
 
 
 def cmd_positions(settings: Settings, args: JsonArgs) -> int:
-    import time as _time
-
     from bot.views import positions_lines
 
     rows = EngineClient(settings).ask_or_here("positions", args).get("rows", [])
     if args.json_output:
         print_json({"rows": rows})
     else:
-        print("\n".join(positions_lines(rows, _time.time())))
+        print("\n".join(positions_lines(rows, time.time())))
     return ExitCode.OK
 
 

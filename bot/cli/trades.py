@@ -28,7 +28,10 @@ def cmd_trades(settings: Settings, args: TradesArgs) -> int:
 
 def cmd_profit(settings: Settings, args: JsonArgs) -> int:
     result = EngineClient(settings).ask_or_here("profit", args)
-    print_json(result) if args.json_output else print("\n".join(profit_lines(result)))
+    if args.json_output:
+        print_json(result)
+    else:
+        print("\n".join(profit_lines(result)))
     return ExitCode.OK
 
 
@@ -43,11 +46,17 @@ def cmd_performance(settings: Settings, args: JsonArgs) -> int:
 
 def cmd_daily(settings: Settings, args: DailyArgs) -> int:
     result = EngineClient(settings).ask_or_here("daily", args)
-    print_json(result) if args.json_output else print("\n".join(daily_lines(result)))
+    if args.json_output:
+        print_json(result)
+    else:
+        print("\n".join(daily_lines(result)))
     return ExitCode.OK
 
 
 def cmd_show_config(settings: Settings, args: JsonArgs) -> int:
     result = EngineClient(settings).ask_or_here("show_config", args)
-    print_json(result) if args.json_output else print("\n".join(config_lines(result)))
+    if args.json_output:
+        print_json(result)
+    else:
+        print("\n".join(config_lines(result)))
     return ExitCode.OK

@@ -192,7 +192,10 @@ class Drill:
 def _last(text: str, contains: str = "") -> str:
     """The last line holding `contains`, a summary table's row read as one sentence."""
     lines = [ln for ln in text.strip().splitlines() if contains in ln]
-    return " ".join(lines[-1].replace(" | ", ": ").split()) if lines else ""
+    if not lines:
+        return ""
+    key, bar, value = lines[-1].partition("|")
+    return f"{' '.join(key.split())}: {' '.join(value.split())}" if bar else lines[-1].strip()
 
 
 def run_drill(data_dir: Path | None, paper_seconds: float, live_seconds: float) -> int:
