@@ -5,7 +5,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from bot.views import gate_lines
+from bot.views import gate_lines, usd
 
 
 class ProgressLine:
@@ -31,7 +31,7 @@ class ProgressLine:
         state = " closing" if run.closing else ""
         line = (
             f"[{bar}] {elapsed:5.0f}/{total:.0f}s  entries {st.entries}  exits {st.exits}  "
-            f"round trips {st.round_trips}  PnL ${st.pnl_usd:+.2f}  "
+            f"round trips {st.round_trips}  PnL {usd(st.pnl_usd)}  "
             f"latency {st.last_latency_ms:.2f} ms{state}"
         )
         if self.tty:

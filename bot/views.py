@@ -7,13 +7,13 @@ a missing value is "-", a flag "yes"/"no".
 """
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from core.money import usd
 from core.settings import Settings
 
 # Units of the guards' observed values and thresholds, keyed by guard name.
@@ -38,22 +38,6 @@ def when(epoch: float | None, tz: ZoneInfo) -> str:
     if epoch is None:
         return "-"
     return datetime.fromtimestamp(float(epoch), tz).strftime("%Y-%m-%d %H:%M:%S %Z")
-
-
-def usd(value: Any, signed: bool = True) -> str:
-    """'+$1,234.50', '-$6.64' ('$6.64' unsigned); '-' when not a number."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return "-"
-    if not math.isfinite(v):
-        return "-"
-    body = f"${abs(v):,.2f}"
-    if body == "$0.00":
-        return body
-    if not signed:
-        return body if v >= 0 else "-" + body
-    return ("-" if v < 0 else "+") + body
 
 
 def num(value: Any, digits: int = 8) -> str:

@@ -69,6 +69,7 @@ def _run(settings: Settings, args: RunArgs, show_progress: bool) -> int:
 def _run_in_service(settings: Settings, args: RunArgs) -> int:
     """One engine per data dir: with `arbops serve` up, the phase runs inside it."""
     from bot.progress import summary_table
+    from bot.views import usd
 
     client = EngineClient(settings)
     started = client.ask("run", args)
@@ -80,7 +81,7 @@ def _run_in_service(settings: Settings, args: RunArgs) -> int:
         if run is None or run.get("run_id") != started["run_id"]:
             break
         print(f"  {run['elapsed_s']:.0f}/{run['duration_s'] or float('inf'):.0f}s  round trips "
-              f"{run['round_trips']}  PnL ${run['pnl_usd']:+.2f}", file=sys.stderr)
+              f"{run['round_trips']}  PnL {usd(run['pnl_usd'])}", file=sys.stderr)
     last = client.ask("last_run")
     if not last or last["run_id"] != started["run_id"]:
         raise ServiceError("the run ended without a result; see `arbops logs errors`",

@@ -16,6 +16,7 @@ from loguru import logger
 
 from core.domain.journal_kinds import Severity
 from core.domain.trade_events import TradeEvent, TradeEventKind
+from core.money import usd
 
 Mode = Literal["off", "every", "digest"]
 TITLE = "trade"
@@ -29,12 +30,6 @@ def resolve_mode(setting: str, run_mode: str) -> Mode:
     if setting in ("off", "every", "digest"):
         return setting  # type: ignore[return-value]
     raise ValueError(f"unknown trade notification mode {setting!r}")
-
-
-def _usd(v: float | None) -> str:
-    if v is None:
-        return "-"
-    return ("-" if v < 0 else "+") + f"${abs(v):,.2f}"
 
 
 def _held(s: float | None) -> str:
@@ -64,8 +59,8 @@ def describe(ev: TradeEvent) -> str:
                 f"fills (incl. fees) {_prices(ev)}; premium {ev.premium_bps:+.1f} bp, expected edge "
                 f"{(ev.expected_edge_bps or 0):+.1f} bp")
     if ev.kind is TradeEventKind.EXIT:
-        return (f"EXIT {ev.base} ({ev.detail or 'exit'}) strategy PnL {_usd(ev.pnl_usd)}, "
-                f"fees {_usd(ev.fees_usd).lstrip('+')}, held {_held(ev.held_s)}\n"
+        return (f"EXIT {ev.base} ({ev.detail or 'exit'}) strategy PnL {usd(ev.pnl_usd)}, "
+                f"fees {usd(ev.fees_usd, signed=False)}, held {_held(ev.held_s)}\n"
                 f"mids at exit {_prices(ev)}"
                 + (f"; premium {ev.premium_bps:+.1f} bp" if ev.premium_bps is not None else ""))
     if ev.kind is TradeEventKind.UNWIND:
@@ -80,7 +75,7 @@ def digest(events: list[TradeEvent], minutes: float) -> str:
     unwound = sum(1 for e in events if e.kind is TradeEventKind.UNWIND)
     pnl = sum(e.pnl_usd or 0.0 for e in exits)
     head = (f"last {minutes:g} min: {entries} entries, {len(exits)} exits, strategy PnL "
-            f"{_usd(pnl)}" + (f", {failed} failed legs" if failed else "")
+            f"{usd(pnl)}" + (f", {failed} failed legs" if failed else "")
             + (f", {unwound} unwinds" if unwound else ""))
     lines = [describe(e).split("\n")[0] for e in events[-_DIGEST_LINES:]]
     more = len(events) - len(lines)

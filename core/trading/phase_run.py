@@ -25,6 +25,7 @@ from core.domain.models import ExitReason, TradingState, Venue
 from core.errors import ExchangeError, RateLimited
 from core.files import write_atomic
 from core.journal.write_behind import WriteBehind
+from core.money import usd
 from core.ports import JournalStore
 from core.settings import Settings
 from core.trading.durable_state import DurableState
@@ -710,7 +711,7 @@ class PhaseRun:
                if still_open else []),
         )
         if self.notifier is not None:
-            body = (f"run {self.run_id} HALTED: {self.kill_trigger}. PnL ${self.engine.pnl_usd:+.2f}"
+            body = (f"run {self.run_id} HALTED: {self.kill_trigger}. PnL {usd(self.engine.pnl_usd)}"
                     if self.engine else str(self.kill_trigger))
             if still_open:
                 body += f"; {len(still_open)} item(s) still open, see {path}"
