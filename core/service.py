@@ -712,8 +712,12 @@ class OperatorService:
         if self.settings.telegram_bot_token is not None and "telegram" not in self.surface_health:
             out["telegram"] = {"state": "not started (token set)"}
         redis = self.safety.redis
-        out["redis"] = {"state": "off"} if redis is None else {
-            "state": "in use", "url": "configured"}
+        if redis is None:
+            out["redis"] = {"state": "off"}
+        else:  # what the last write of the trading state to Redis said ("-": none yet)
+            held = self.durable.status.get("redis", "-")
+            out["redis"] = {"state": "in use" if not held.startswith("pending:") else
+                            "not answering", "trading_state_written": held}
         return out
 
     def _last_run_brief(self) -> dict[str, Any] | None:
