@@ -289,6 +289,9 @@ class Engine:
                     # counted in the round trips and the win rate (its fees are a loss).
                     slot.exit_reason = slot.exit_reason or ExitReason.UNWOUND
                     self.entries += 1  # it entered (one leg), and it is closed
+                    self.last_entry_mono = mono
+                    if self.first_entry_mono is None:
+                        self.first_entry_mono = mono
                     await self._close_round_trip(slot, mono, snap.fx.mid)
                     return
                 # Nothing filled: no position.
