@@ -26,13 +26,15 @@ async def engine_process(settings: Settings, *, console_log: bool = True,
     from bot.app import build_service, start_watchdog
     from bot.monitoring_app import start_metrics
     from core.control_channel import ControlServer, socket_path_for
+    from core.files import private_umask, secure_data_dir
     from core.monitoring.logging_setup import setup_logging
     from core.safety import engine_registry
     from core.safety.instance_lock import InstanceLock
     from core.safety.redis_state import FileEngineLock
 
     raise_fd_limit()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_umask()
+    secure_data_dir(settings.data_dir)
     setup_logging(settings.data_dir, settings.log_level, settings.secret_values(),
                   console=console_log)
     async with contextlib.AsyncExitStack() as stack:

@@ -292,7 +292,7 @@ def load_settings(env_dir: Path | None = None, **overrides: Any) -> Settings:
     mode = os.environ.get("ARBITRAGE_ENV", "paper").strip() or "paper"
     files = [p for p in (base / ".env", base / f".env.{mode}") if p.is_file()]
     try:
-        return Settings(_env_file=tuple(files) or None, **overrides)
+        settings = Settings(_env_file=tuple(files) or None, **overrides)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
