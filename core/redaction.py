@@ -97,5 +97,6 @@ def redact_data(value: Any) -> Any:
 
 def clean_text(text: str, limit: int = TEXT_LIMIT) -> str:
     """Free text to store: redacted, one line, at most ``limit`` characters."""
-    flat = " ".join(redact(str(text)).split())
+    printable = "".join(c if c.isprintable() else " " for c in str(text))
+    flat = " ".join(redact(printable).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
