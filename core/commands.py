@@ -32,7 +32,9 @@ POSITIONAL: dict[str, Any] = {"positional": True}
 
 
 class Args(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No NaN or infinity: JSON from the control channel may spell them, and a run of
+    # `inf` seconds or a cap of NaN is bad input, not a value.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class NoArgs(Args):
@@ -125,7 +127,8 @@ def _free_text(value: str) -> str:
 
 
 class ReasonArgs(Args):
-    reason: str = Field("manual", max_length=200, description="why (recorded and reported)")
+    # Cut to length rather than refused: a kill must never fail on its reason.
+    reason: str = Field("manual", description="why (recorded and reported, first 200 characters)")
 
     _clean_reason = field_validator("reason")(_free_text)
 
