@@ -10,7 +10,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -78,6 +78,8 @@ class OperatorService:
         self._proc_started = time.monotonic()
         self._run_task: asyncio.Task[None] | None = None
         self.run_observers: list[Callable[[], None]] = []  # e.g. metrics, at run end
+        # Refused webhook requests by reason, since start (the webhook counts them).
+        self.webhook_refusals: Mapping[str, int] = {}
         self.real_venues: Callable[[], dict[Venue, ExchangePort]] = _no_real_venues
         from core.safety.live_safety import LiveSafety
         from core.safety.redis_state import RedisState, account_id
