@@ -30,6 +30,7 @@ from core.commands import ReasonArgs
 from core.control_channel import ask, local_actor, socket_path_for, verify_listener_path
 from core.domain.models import TradingState
 from core.errors import ArbopsError, EngineNotRunning, ExitCode, UntrustedListener
+from core.redaction import redact
 from core.safety.engine_registry import running_engines
 from core.safety.instance_lock import probe_holder
 from core.settings import DEFAULT_DATA_DIR, Settings, absolute_data_dir
@@ -64,7 +65,7 @@ def cmd_kill(settings: Settings, args: ReasonArgs) -> int:
                for d in targets]
     for r in results:
         for line in r.lines:
-            print(line, file=sys.stderr if r.refused else sys.stdout)
+            print(redact(line), file=sys.stderr if r.refused else sys.stdout)
     if note:
         print(note)
     if any(r.refused for r in results):
@@ -177,6 +178,9 @@ def _stop_engine(d: Path, res: TargetResult) -> None:
 
 def _offline(settings: Settings, why: str, res: TargetResult) -> None:
     """The engine's part of the kill, done here: each step bounded and reported."""
+    from core.monitoring.logging_setup import redact_console
+
+    redact_console(settings.secret_values())
     try:
         asyncio.run(_offline_steps(settings, why, res))
     except Exception as exc:  # noqa: BLE001 - said, never a traceback

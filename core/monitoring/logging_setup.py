@@ -31,6 +31,7 @@ __all__ = [
     "LOG_FORMAT",
     "MIN_SECRET_LEN",
     "redact",
+    "redact_console",
     "register_secrets",
     "setup_logging",
     "teardown_logging",
@@ -61,6 +62,13 @@ def _patch(record: Any) -> None:
         record["exception"] = None
     else:
         extra.setdefault("exc_text", "")
+
+
+def redact_console(secrets: list[str]) -> None:
+    """Redaction for a process that keeps loguru's default stderr sink (the CLI
+    acting offline): the same patcher as `setup_logging`, no sinks changed."""
+    register_secrets(secrets)
+    logger.configure(patcher=_patch)
 
 
 def _no_patch(record: Any) -> None:

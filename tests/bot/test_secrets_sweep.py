@@ -6,11 +6,19 @@ Also: the data dir is 0700 and every file the run left is 0600."""
 from __future__ import annotations
 
 import stat
+import textwrap
 
 import pytest
 
 from tests.bot.test_cli_control import start_run, status_json
-from tests.helpers.procs import arbops_env, query, run_cli, short_data_dir, wait_until
+from tests.helpers.procs import (
+    arbops_env,
+    query,
+    run_cli,
+    run_python,
+    short_data_dir,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
@@ -67,3 +75,25 @@ def test_no_secret_in_any_sink_and_data_at_rest_is_private():
                  if ".xdg" not in p.parts and not p.is_socket()
                  and stat.S_IMODE(p.stat().st_mode) & 0o077}
         assert loose == {}
+
+
+def test_offline_cli_logs_on_stderr_are_masked():
+    """A command carried out in the CLI's own process (no engine) keeps loguru's
+    stderr sink: what it logs is masked like the engine's log file."""
+    code = textwrap.dedent("""
+        from loguru import logger
+        from bot.cli.client import EngineClient
+        from core.settings import load_settings
+
+        async def log_it(service):
+            secret = service.settings.binance_api_secret.get_secret_value()
+            logger.warning("venue said: bad key {} for redis://:pw4242xyz@h:1/0", secret)
+            return 0
+
+        EngineClient(load_settings()).here(log_it)
+    """)
+    with short_data_dir("aosec") as d:
+        r = run_python(code, arbops_env(d, SECRETS), d)
+        assert r.returncode == 0, r.stderr
+        assert "venue said: bad key *** for redis://:***@h:1/0" in r.stderr
+        assert _leaks(r.stderr.encode()) == [] and "pw4242xyz" not in r.stderr
