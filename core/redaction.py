@@ -95,8 +95,17 @@ def redact_data(value: Any) -> Any:
     return value
 
 
-def clean_text(text: str, limit: int = TEXT_LIMIT) -> str:
-    """Free text to store: redacted, one line, at most ``limit`` characters."""
+# In text a person typed, a long unbroken run of token characters is a pasted key far
+# more often than a word; ids in the journal are not typed, so only free text gets this.
+_PASTED = re.compile(r"[A-Za-z0-9_\-:+/=]{32,}")
+
+
+def clean_text(text: str, limit: int = TEXT_LIMIT, extra: Iterable[str] = ()) -> str:
+    """Free text to store: redacted (also `extra` values and anything that looks
+    pasted), one line, at most ``limit`` characters."""
     printable = "".join(c if c.isprintable() else " " for c in str(text))
-    flat = " ".join(redact(printable).split())
+    for value in extra:
+        if value:
+            printable = printable.replace(value, MASK)
+    flat = " ".join(_PASTED.sub(MASK, redact(printable)).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -163,6 +163,15 @@ def test_control_verb_and_telegram_handler_reach_the_same_service_method(tmp_pat
             runner.run(service.close())
 
 
+def test_only_the_surfaces_internal_reads_go_unaudited():
+    """The registry's `audited=False` is for internal reads only: never a command an
+    operator can type, never one that adds risk or needs more than a viewer."""
+    unaudited = [row for row in COMMANDS if not row.audited]
+    assert {row.name for row in unaudited} == {"still_open", "last_run", "progress"}
+    for row in unaudited:
+        assert row.internal and not row.adds_risk and row.min_role.name == "VIEWER", row.name
+
+
 async def test_every_control_command_is_audited_masked_whoever_asks(tmp_path: Path) -> None:
     """No actor name skips the audit (an actor ending in "-poll" once did), and a
     secret typed into an argument is stored masked in the audit row and every table."""

@@ -50,11 +50,19 @@ def test_data_keeps_json_valid():
 
 
 def test_clean_text_is_one_bounded_masked_line():
-    out = clean_text(f"line one\n{SECRET}\tand\x00more " + "y" * 500, limit=50)
+    out = clean_text(f"line one\n{SECRET}\tand\x00more " + "yy " * 200, limit=50)
     assert SECRET not in out and "\n" not in out and len(out) == 50
-    assert out.startswith("line one *** and more yyy") and out.endswith("…")
+    assert out.startswith("line one *** and more yy yy") and out.endswith("…")
 
 
 @given(st.text(max_size=40), st.text(max_size=40))
 def test_a_configured_secret_never_survives(before, after):
     assert SECRET not in redact(before + SECRET + after)
+
+
+def test_typed_text_masks_pasted_keys_and_extra_values_but_keeps_ids_elsewhere():
+    pasted = "Ab3dEf6hIj9lMn2pQr5tUv8xYz1bCd4fGh"  # 34 characters, not configured
+    assert clean_text(f"kill: pasted {pasted} by mistake") == "kill: pasted *** by mistake"
+    assert clean_text("my hunter2x here", extra=("hunter2x",)) == "my *** here"
+    run_id = "20260101T000000Z-paper-p1-b4ba-0123456789"
+    assert redact(f"run {run_id} finished") == f"run {run_id} finished"  # not typed text
