@@ -95,7 +95,8 @@ async def test_the_engine_refuses_a_client_of_another_user(tmp_path):
     """Even with the socket's mode widened by mistake, a client running as another
     user gets a refusal, and the handler never runs."""
     d = Path(os.path.realpath("/tmp")) / f"aotr-{os.getpid()}"
-    d.mkdir(mode=0o755)
+    d.mkdir()
+    d.chmod(0o755)  # whatever umask an earlier in-process CLI call left
     calls: list[str] = []
 
     async def handler(cmd: str, args: dict, actor: str) -> dict:
