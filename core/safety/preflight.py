@@ -26,6 +26,8 @@ from core.domain.models import FX_SYMBOL, QUOTE, Venue
 from core.files import loose_paths, write_atomic
 from core.journal.migrations import latest_version
 from core.ports import JournalStore
+from core.redaction import MASK
+from core.redaction import redact as core_redact
 from core.safety.failure import Failure
 from core.trading.state import HALT_FLAG
 
@@ -75,15 +77,12 @@ def _now_iso(ctx: PreflightContext) -> str:
     return datetime.fromtimestamp(ctx.clock.time(), UTC).isoformat(timespec="seconds")
 
 
-_SIGNED = re.compile(r"(signature|apiKey|access_key|token)=[^&\s]+", re.IGNORECASE)
-
-
 def redact(text: str, settings: Any) -> str:
-    """Error texts quote URLs: drop request signatures and any configured secret value."""
-    text = _SIGNED.sub(r"\1=<redacted>", text)
+    """Error texts quote URLs: the one redactor, plus these settings' own secret
+    values (the report may be built from settings that were never registered)."""
     for raw in settings.secret_values():
-        text = text.replace(raw, "<redacted>")
-    return text
+        text = text.replace(raw, MASK)
+    return core_redact(text)
 
 
 def _result(ctx: PreflightContext, name: str, status: str, message: str,

@@ -259,7 +259,7 @@ async def test_errors_are_redacted(tmp_path):
         await store.close()
     msg = by_name(report)["telegram"]["message"]
     assert by_name(report)["telegram"]["status"] == FAIL
-    assert "<redacted>" in msg and "deadbeef" not in msg
+    assert "signature=***" in msg and "deadbeef" not in msg
     assert GOOD_SECRETS["telegram_bot_token"] not in json.dumps(report)
 
 
