@@ -2,7 +2,8 @@
 one of them into a kill reason, `status --json` and offline commands run; then every
 file under the data dir (journal, WAL, KPI, incident, logs, state file) and every
 output captured is searched for the secret values. None may appear.
-Also: the data dir is 0700 and every file the run left is 0600."""
+Also: the data dir is 0700 and every file the run left is 0600, and a misspelled
+setting name is named at start."""
 from __future__ import annotations
 
 import stat
@@ -40,6 +41,7 @@ def _leaks(blob: bytes) -> list[str]:
 def test_no_secret_in_any_sink_and_data_at_rest_is_private():
     with short_data_dir("aosec") as d:
         env = {k: v for k, v in SECRETS.items() if k != "REDIS_URL"}
+        env["ARBOPS_TAKEPROFIT_BPS"] = "12"  # misspelled: the engine says so at start
         kpi = d / "out" / "kpi.json"
         outputs: list[str] = []
         with start_run(d, kpi, **env) as proc:
@@ -65,6 +67,9 @@ def test_no_secret_in_any_sink_and_data_at_rest_is_private():
         names = {p.name for p in files}
         assert "arbops.sqlite3" in names and "kpi.json" in names and "arbops.log" in names
         assert any(p.parent.name == "incidents" for p in files), sorted(names)
+        log = (d / "logs" / "arbops.log").read_text()
+        assert ("ARBOPS_TAKEPROFIT_BPS is not a setting and is ignored (did you mean "
+                "ARBOPS_TAKE_PROFIT_BPS?)") in log
         leaks = {str(p): found for p in files if (found := _leaks(p.read_bytes()))}
         leaks.update({f"output {i}": found for i, text in enumerate(outputs)
                       if (found := _leaks(text.encode()))})
