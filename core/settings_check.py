@@ -56,6 +56,17 @@ def parse_allowlist(text: str | None) -> tuple[dict[int, str], list[str]]:
     return users, problems
 
 
+def bot_token_problem(token: str) -> str | None:
+    """Why Telegram would not take this token (the bot then stays off), or None.
+    Never quotes the token."""
+    left, sep, right = token.partition(":")
+    if any(c.isspace() for c in token) or not sep or not right or not (
+            left.isascii() and left.isdigit()):
+        return ("TELEGRAM_BOT_TOKEN is malformed (BotFather's form is <bot id>:<secret>, no "
+                "spaces): the service would start with the Telegram surface off")
+    return None
+
+
 def known_names() -> set[str]:
     """Every environment name a setting is read from (upper case)."""
     names = set(RUNBOOK_NAMES) | set(OTHER_NAMES)
@@ -99,6 +110,11 @@ def check_settings(settings: Settings, found: EnvFiles,
     _, problems = parse_allowlist(settings.telegram_allowed_users)
     report.errors += [f"TELEGRAM_ALLOWED_USERS: {p}; the bot would ignore it" for p in problems]
     report.errors += settings.telegram_webhook_problems()
+    if settings.telegram_bot_token is not None:
+        problem = bot_token_problem(settings.telegram_bot_token.get_secret_value())
+        report.errors += [problem] if problem else []
+        if settings.telegram_chat_id is None:
+            report.notes.append("TELEGRAM_CHAT_ID is not set: alerts go to the log only")
     report.errors += unknown_names(environ, only_prefixed=True)
     for path in found.files:
         report.errors += [f"{path.name}: {line}" for line in
