@@ -14,19 +14,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from core.redaction import redact_data
+from core.redaction import redact
 
 
 def write_atomic(path: Path, data: dict[str, Any]) -> None:
     """`data` as indented JSON at `path`, atomically and durably, secrets masked
     (core.redaction); the file is private to the owner (0600, from mkstemp)."""
-    data = redact_data(data)
+    text = redact(json.dumps(data, indent=2, sort_keys=False)) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=False)
-            fh.write("\n")
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

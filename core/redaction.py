@@ -27,17 +27,22 @@ MIN_SECRET_LEN = 4  # shorter "secrets" would shred every line
 TEXT_LIMIT = 200
 
 _KEY = r"[\w-]*(?:api[_-]?key|secret|token|passw(?:or)?d|signature|access[_-]?key)[\w-]*"
-_GENERIC: list[tuple[re.Pattern[str], str]] = [
+_KEY_WORDS = ("key", "secret", "token", "passw", "signature")
+# (pattern, replacement, a lower-case substring the text must hold for the pattern
+# to apply): most text holds none, and a substring test costs far less than a search.
+_GENERIC: list[tuple[re.Pattern[str], str, tuple[str, ...]]] = [
     # Telegram bot URL / bare bot token: keep the bot id, mask the secret part.
-    (re.compile(r"(\bbot\d+:)[A-Za-z0-9_-]+"), r"\1" + MASK),
-    (re.compile(r"\b(\d{6,12}:)[A-Za-z0-9_-]{30,}"), r"\1" + MASK),
+    (re.compile(r"(\bbot\d+:)[A-Za-z0-9_-]+"), r"\1" + MASK, ("bot",)),
+    (re.compile(r"\b(\d{6,12}:)[A-Za-z0-9_-]{30,}"), r"\1" + MASK, (":",)),
     # Authorization: Bearer <jwt> (Upbit), and bare JWTs.
-    (re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1" + MASK),
-    (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"), MASK),
+    (re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1" + MASK, ("bearer",)),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"), MASK, ("eyj",)),
     # scheme://user:password@host (Redis, Postgres DSNs): the password.
-    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+(@)"), r"\1" + MASK + r"\2"),
+    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+(@)"), r"\1" + MASK + r"\2",
+     ("://",)),
     # key=value and "key": "value" (JSON, query strings): always a value.
-    (re.compile(rf"(?i)(\b{_KEY})(\s*=\s*|[\"']\s*:\s*[\"'])([^\s\"'&,;}}\]]+)"), r"\1\2" + MASK),
+    (re.compile(rf"(?i)(\b{_KEY})(\s*=\s*|[\"']\s*:\s*[\"'])([^\s\"'&,;}}\]]+)"), r"\1\2" + MASK,
+     _KEY_WORDS),
 ]
 # `key: value` in prose: masked only when the value looks like a credential (long, or
 # mixing letters and digits), so "TOKEN: headless" or "KEY: Field required" stay.
@@ -78,8 +83,12 @@ def redact(text: str) -> str:
         return text
     if _secrets_re is not None:
         text = _secrets_re.sub(MASK, text)
-    for pat, repl in _GENERIC:
-        text = pat.sub(repl, text)
+    lower = text.lower()
+    for pat, repl, needles in _GENERIC:
+        if any(n in lower for n in needles):
+            text = pat.sub(repl, text)
+    if not any(n in lower for n in _KEY_WORDS):
+        return text
     return _PROSE.sub(lambda m: m.group(1) + (MASK if _credential_like(m.group(2))
                                               else m.group(2)), text)
 

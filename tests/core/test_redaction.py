@@ -66,3 +66,17 @@ def test_typed_text_masks_pasted_keys_and_extra_values_but_keeps_ids_elsewhere()
     assert clean_text("my hunter2x here", extra=("hunter2x",)) == "my *** here"
     run_id = "20260101T000000Z-paper-p1-b4ba-0123456789"
     assert redact(f"run {run_id} finished") == f"run {run_id} finished"  # not typed text
+
+
+@given(st.dictionaries(st.sampled_from(["token", "secret", "password", "reason", "url", "k"]),
+                       st.one_of(st.text(max_size=30), st.integers(), st.none(),
+                                 st.just("redis://:pw@h:1/0"), st.just(f"pasted {SECRET}")),
+                       max_size=6))
+def test_json_text_stays_json_after_redaction(doc):
+    """The journal and KPI files redact serialised JSON in one pass: it must stay JSON
+    with the same keys, and no configured secret may survive."""
+    for indent in (None, 2):
+        out = redact(json.dumps(doc, indent=indent))
+        back = json.loads(out)
+        assert set(back) == set(doc)
+        assert SECRET not in out
