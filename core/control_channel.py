@@ -289,6 +289,11 @@ class ControlServer:
         try:
             if uid is None or uid not in (os.getuid(), 0):
                 # The socket is 0600; this holds even if its mode or dir were widened.
+                # The request is read (and dropped) first, so the refusal is its reply
+                # rather than a broken pipe.
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(2.0):
+                        await reader.readline()
                 writer.write(_encode(_error(
                     f"refused: {actor} is not the engine's user (or root)", ExitCode.REFUSED)))
                 await writer.drain()

@@ -128,8 +128,10 @@ async def _run_as_nobody(code: str, *args: str) -> str:
     import asyncio
 
     def run() -> str:
-        return subprocess.run([OTHER_PYTHON, "-c", code, *args], user=NOBODY, cwd="/",
-                              capture_output=True, text=True, timeout=20, check=True).stdout
+        r = subprocess.run([OTHER_PYTHON, "-c", code, *args], user=NOBODY, cwd="/",
+                           capture_output=True, text=True, timeout=20, check=False)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
 
     return await asyncio.to_thread(run)
 
