@@ -33,6 +33,8 @@ def paper_venues(settings: Settings, clock: Clock, spec: RunSpec) -> tuple[Any, 
         jump_rate_per_min=settings.sim_jump_rate_per_min,
         jump_bps=settings.sim_jump_bps,
         fx_krw=settings.sim_fx_krw,
+        level_vol_bps=settings.sim_level_vol_bps,
+        level_halflife_s=settings.sim_level_halflife_s,
     )
     return market, _paper_on(settings, clock, market)
 

@@ -80,6 +80,9 @@ class Drill:
                 "TELEGRAM_BOT_TOKEN": "424242:AAdrillTokenNotRealOnlyForTheEmulator0", "TELEGRAM_CHAT_ID": "1",
                 "TELEGRAM_API_BASE": emu.url, "ARBOPS_UPBIT_WITHDRAWALS_DISABLED_ATTESTED": "true",
                 "ARBOPS_REAL_POLL_INTERVAL_S": "0.5",
+                # The drill rehearses the runbook's steps, which need entries within a
+                # minute: the rehearsal profile's 30-second strategy (docs/strategy.md).
+                "ARBOPS_SIM_PROFILE": "rehearsal",
                 # aiogram + ccxt put a live process near 250 MB: the runbook's 300 MB
                 # anomaly threshold leaves too little headroom (docs/configuration.md).
                 "ARBOPS_GUARD_MEMORY_ANOMALY_MB": "450", "ARBOPS_GATE_PHASE1_MEMORY_MB": "450",

@@ -115,9 +115,13 @@ class Engine:
         self.rate_limit_hits_by_venue: dict[str, int] = {}
         self.rate_limit_wait_s_by_venue: dict[str, float] = {}
         self.accept_entries = True
-        self.pnl_usd = 0.0
+        self.pnl_usd = 0.0  # strategy PnL (the guards, the gates and drawdown use it)
+        self.inventory_pnl_usd = 0.0
         self.last_snapshot: MarketSnapshot | None = None
-        self._marks: dict[str, float] = {}
+        self.last_signals: dict[str, Signal] = {}  # the newest tick's, for reports
+        self._marks: dict[str, float] = {}  # Binance mid, USDT
+        self._upbit_marks: dict[str, float] = {}  # Upbit mid / FX, USD
+        self._fx = 0.0
         self._pos_ids = 0
         self._last_resource_sample = time.perf_counter()
         # Per-trade messages (core/monitoring/trade_notices.py): called from the tick,
@@ -146,7 +150,9 @@ class Engine:
                 if ub is None or bb is None:
                     continue
                 self._marks[base] = bb.mid
+                self._upbit_marks[base] = ub.mid / fx
                 signals[base] = self.strategy.observe(base, ub, bb, fx, now)
+            self.last_signals = signals
             for base, slot in self.slots.items():
                 sig = signals.get(base)
                 if sig is None:
@@ -160,7 +166,10 @@ class Engine:
             self.errors += 1
             self.consecutive_errors += 1
             logger.exception("engine tick failed")
-        self.pnl_usd = self.ledger.pnl_usd(fx, self._marks)
+        self._fx = fx
+        marks = self.venue_marks()
+        self.pnl_usd = self.ledger.pnl_usd(fx, marks)
+        self.inventory_pnl_usd = self.ledger.inventory_pnl_usd(fx, marks)
         self.ledger.observe(self.pnl_usd)
         self.latency.record((time.perf_counter() - t0) * 1000.0)
         self.heartbeat_mono = self.clock.monotonic()
@@ -275,7 +284,17 @@ class Engine:
         tb = self._tradable(slot.base, Venue.BINANCE, qb, snap)
         if slot.state is SlotState.ENTERING:
             if tu == 0.0 and tb == 0.0:
-                # Nothing (or only dust) filled: no position.
+                if slot.fees_usd > 0.0:
+                    # Something filled and was unwound: a closed entry like any other,
+                    # counted in the round trips and the win rate (its fees are a loss).
+                    slot.exit_reason = slot.exit_reason or ExitReason.UNWOUND
+                    self.entries += 1  # it entered (one leg), and it is closed
+                    self.last_entry_mono = mono
+                    if self.first_entry_mono is None:
+                        self.first_entry_mono = mono
+                    await self._close_round_trip(slot, mono, snap.fx.mid)
+                    return
+                # Nothing filled: no position.
                 await self._save_position(slot, "flat", pnl=self._slot_pnl(slot, snap.fx.mid))
                 slot.reset()
                 return
@@ -319,6 +338,8 @@ class Engine:
         return q
 
     def _slot_pnl(self, slot: Slot, fx: float) -> float:
+        # What is left in base after both legs closed is dust; it is valued at the
+        # Binance mid (the legs' base quantities are equal by construction).
         mark = self._marks.get(slot.base, 0.0)
         return (slot.usdt_flow + slot.krw_flow / fx + slot.base_flow * mark
                 - slot.fixed_fees_usd)
@@ -636,7 +657,8 @@ class Engine:
             exchange_errors_by_venue=dict(self.exchange_errors_by_venue),
             rate_limit_hits_by_venue=dict(self.rate_limit_hits_by_venue),
             rate_limit_wait_s_by_venue=dict(self.rate_limit_wait_s_by_venue),
-            pnl_usd=self.pnl_usd, worst_trade_pnl=self.worst_trade_pnl,
+            pnl_usd=self.pnl_usd, inventory_pnl_usd=self.inventory_pnl_usd,
+            worst_trade_pnl=self.worst_trade_pnl,
             open_positions=sum(1 for s in self.slots.values()
                                if (s.has_position or s.working)
                                and s.state is not SlotState.ENTERING),
@@ -651,6 +673,24 @@ class Engine:
 
     def marks(self) -> dict[str, float]:
         return dict(self._marks)
+
+    def upbit_marks(self) -> dict[str, float]:
+        return dict(self._upbit_marks)
+
+    def venue_marks(self) -> dict[Venue, dict[str, float]]:
+        """Each venue's coin at its own price in USD (Upbit's converted at the FX)."""
+        return {Venue.UPBIT: self._upbit_marks, Venue.BINANCE: self._marks}
+
+    def fund(self, holdings: dict[tuple[Venue, str], float], snap: MarketSnapshot) -> None:
+        """The pre-funded holdings and the start's marks, for inventory revaluation."""
+        fx = snap.fx.mid
+        upbit = {b: ub.mid / fx for b, ub in snap.upbit.items()}
+        binance = {b: bb.mid for b, bb in snap.binance.items()}
+        for b in upbit.keys() & binance.keys():
+            self._upbit_marks.setdefault(b, upbit[b])
+            self._marks.setdefault(b, binance[b])
+        self.ledger.fund(holdings, fx, {Venue.UPBIT: upbit, Venue.BINANCE: binance})
+        self.inventory_pnl_usd = 0.0
 
 
 def _marketable_limit(levels: list[tuple[float, float]], qty: float, side: Side, slack_bps: float) -> float:

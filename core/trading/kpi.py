@@ -37,12 +37,18 @@ def build_kpi(
         "summary": {
             "exit_code": exit_code,
             "round_trips_completed": st.round_trips,
-            "total_pnl_usd": round(st.pnl_usd, 6),
+            # Three PnL figures (docs/monitoring.md): strategy (what trading made, net
+            # of fees, each venue at its own price), inventory revaluation (the
+            # pre-funded holdings' price change) and total (= their sum, the account's
+            # equity change). Drawdown and the gates use strategy PnL.
+            "strategy_pnl_usd": round(st.pnl_usd, 6),
+            "inventory_pnl_usd": round(st.inventory_pnl_usd, 6),
+            "total_pnl_usd": round(st.total_pnl_usd, 6),
             "win_rate": round(st.win_rate, 6),
             "failed_fills_count": st.failed_fills,
             "kill_switch_triggered": kill_switch_triggered,
             "stop_reason": stop_reason,
-            "max_drawdown_usd": round(engine.ledger.max_drawdown, 6),
+            "max_drawdown_usd": round(engine.ledger.max_drawdown, 6),  # of strategy PnL
         },
         "run": run,
         "performance": perf,
@@ -56,7 +62,8 @@ def build_kpi(
             "first_entry_s": since_start(st.first_entry_mono),
             "first_exit_s": since_start(st.first_exit_mono),
             "open_positions": open_positions if open_positions is not None else engine.open_positions(),
-            "marks": {"fx_usdt_krw": fx_mid, "base_usdt": engine.marks()},
+            "marks": {"fx_usdt_krw": fx_mid, "base_usdt": engine.marks(),
+                      "upbit_base_usd": engine.upbit_marks()},
             "inventory_change": engine.ledger.inventory_change(),
         },
         "fills": {

@@ -22,6 +22,7 @@ from core.clock import Clock, ManualClock
 from core.crash_points import CrashPoints
 from core.domain.journal_kinds import EventKind, Severity
 from core.domain.models import ExitReason, TradingState, Venue
+from core.domain.paper_funding import paper_holdings
 from core.errors import ExchangeError, RateLimited
 from core.files import write_atomic
 from core.journal.write_behind import WriteBehind
@@ -63,6 +64,8 @@ class RunOutcome:
     kpi_path: Path
     kpi: dict[str, Any]
 
+
+REPLAY_ENDED = "replay recording ended"
 
 # How long the run's end waits for the journal (a flush, a reconciliation read) before it
 # reports the journal as not answering and goes on with the files and the alert.
@@ -206,7 +209,8 @@ class PhaseRun:
             return {}
         st = e.stats()
         return {
-            "pnl_usd": round(st.pnl_usd, 4), "round_trips": st.round_trips,
+            "pnl_usd": round(st.pnl_usd, 4), "inventory_pnl_usd": round(st.inventory_pnl_usd, 4),
+            "round_trips": st.round_trips,
             "open_positions": len(e.open_positions()), "loop_latency_ms_last": st.last_latency_ms,
             "loop_latency_ms": e.latency.summary(), "cpu_percent": e.resources.last.cpu_percent,
             "rss_mb": e.resources.rss_now(), "exchange_errors": st.exchange_errors,
@@ -285,8 +289,8 @@ class PhaseRun:
             self._market_task = asyncio.create_task(self.market.run(), name="market")
             first = await asyncio.wait_for(self.market.wait_next(-1), 30.0)
         self._seq = first.seq
-        self._fund(first)
-        await self._record_start_balances()
+        funded = self._fund(first)
+        start_balances = await self._record_start_balances()
         s = self.settings
         self.journal = WriteBehind(self.store)
         gateway = Gateway(
@@ -306,9 +310,13 @@ class PhaseRun:
             run_id=self.run_id, universe=self.universe, notional_usd=self.spec.notional_usd,
             max_concurrent=s.max_concurrent, order_timeout_s=s.order_timeout_s,
             entry_cooldown_s=s.entry_cooldown_s, exit_reprice_s=s.exit_reprice_s,
+            limit_slack_bps=s.limit_slack_bps,
         )
         self.engine = Engine(cfg, self.market, self.ex, gateway, self.store, self.state,
                              self.clock, strategy, self.journal)
+        # Inventory revaluation revalues what the venues held at the start: the paper
+        # funding, or a real account's balances as read.
+        self.engine.fund(funded or start_balances, first)
         if self.notifier is not None:
             from core.monitoring.trade_notices import TradeNotices, resolve_mode
 
@@ -340,44 +348,60 @@ class PhaseRun:
             self._halt("recovery incomplete: run `arbops reconcile`")
             raise RuntimeError(f"recovery incomplete, trading HALTED: {report.unresolved}")
 
-    async def _record_start_balances(self) -> None:
-        """Balances at the start, for reconciliation against the journal's fills."""
+    async def _record_start_balances(self) -> dict[tuple[Venue, str], float]:
+        """Balances at the start, for reconciliation against the journal's fills;
+        returns the priced ones (the universe's bases and the quotes)."""
         balances: dict[str, dict[str, Any]] = {}
+        held: dict[tuple[Venue, str], float] = {}
         for venue, ex in self.ex.items():
             try:
                 balances[str(venue)] = {a: b.total for a, b in (await ex.fetch_balance()).items()}
             except ExchangeError as exc:
                 balances[str(venue)] = {"error": str(exc)}
+                continue
+            for asset, total in balances[str(venue)].items():
+                if asset in (*self.universe, "KRW" if venue is Venue.UPBIT else "USDT"):
+                    held[(venue, asset)] = float(total)
         await self.store.record_event(self.clock.time(), self.run_id,
                                       EventKind.STARTING_BALANCES_RECORDED, balances)
+        return held
 
-    def _fund(self, snap: Any) -> None:
-        """Pre-funded inventory on both venues (R-M4): quote plus every base."""
+    def _fund(self, snap: Any) -> dict[tuple[Venue, str], float]:
+        """Pre-funded inventory on both venues (R-M4): quote plus every base, as the
+        paper settings say; a real venue's balances are what they are."""
         s = self.settings
-        fx = snap.fx.mid
-        per_base_usd = max(20 * self.spec.notional_usd, 1000.0)
+        holdings = paper_holdings(self.universe, snap, quote_usd=s.paper_initial_usd,
+                                  base_usd=s.paper_base_usd, notional_usd=self.spec.notional_usd,
+                                  overrides=s.paper_funding)
+        funded: dict[tuple[Venue, str], float] = {}
         for venue, ex in self.ex.items():
             if not isinstance(ex, PaperExchange):
                 continue
             ex.list_markets(self.universe, snap)
-            ex.fund(ex.quote, s.paper_initial_usd * (fx if venue is Venue.UPBIT else 1.0))
-            for base in self.universe:
-                ex.fund(base, per_base_usd / snap.binance[base].mid)
+            for (v, asset), amount in holdings.items():
+                if v is venue:
+                    ex.fund(asset, amount)
+                    funded[(v, asset)] = amount
+        return funded
 
     async def _next_snapshot(self) -> Any | None:
         if self.spec.fast:
             # The gap between ticks is where the write-behind journal commits in
             # real time; with no gap, let it finish here, outside the measured tick.
             await self.journal.flush()
-            if isinstance(self.clock, ManualClock):
+            if isinstance(self.clock, ManualClock) and not getattr(self.market, "drives_clock",
+                                                                   False):
                 self.clock.advance(getattr(self.market, "interval_s",
                                            self.settings.tick_interval_ms / 1000.0))
             try:
                 snap = self.market.step()
             except EOFError:  # a recording ran out: stop as if the duration ended
                 if not self.closing:
-                    self.request_stop("replay recording ended")
+                    self.request_stop(REPLAY_ENDED)
                 return None
+            if getattr(self.market, "ended", False) and not self.closing:
+                # The last books are held so what is open closes at the last prices.
+                self.request_stop(REPLAY_ENDED)
             await asyncio.sleep(0)  # let the control channel and signal tasks run
         else:
             # Bounded wait: with a venue down no snapshot may come, and the loop
@@ -406,7 +430,7 @@ class PhaseRun:
         rts, wins = engine.round_trips - rt0, engine.wins - wins0
         lat = engine.latency.samples[lat0:]
         hour = {"summary": {"round_trips_completed": rts, "win_rate": wins / rts if rts else 0.0,
-                            "total_pnl_usd": engine.pnl_usd - pnl0},
+                            "strategy_pnl_usd": engine.pnl_usd - pnl0},
                 "performance": {"loop_latency_ms": {"avg": sum(lat) / len(lat) if lat else 0.0}},
                 "trading": {}, "guards": {}}
         gate = evaluate_gate(3, hour, thresholds_from_settings(self.settings))
@@ -711,7 +735,9 @@ class PhaseRun:
                if still_open else []),
         )
         if self.notifier is not None:
-            body = (f"run {self.run_id} HALTED: {self.kill_trigger}. PnL {usd(self.engine.pnl_usd)}"
+            body = (f"run {self.run_id} HALTED: {self.kill_trigger}. Strategy PnL "
+                    f"{usd(self.engine.pnl_usd)}, inventory revaluation "
+                    f"{usd(self.engine.inventory_pnl_usd)}"
                     if self.engine else str(self.kill_trigger))
             if still_open:
                 body += f"; {len(still_open)} item(s) still open, see {path}"
@@ -721,7 +747,9 @@ class PhaseRun:
 
     @property
     def stop_reason_is_signal(self) -> bool:
-        return bool(self.stop_reason) and self.stop_reason != "duration_elapsed"
+        # A recording running out ends the run like its duration: the gate is evaluated.
+        return bool(self.stop_reason) and self.stop_reason not in ("duration_elapsed",
+                                                                   REPLAY_ENDED)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
