@@ -375,6 +375,10 @@ class PhaseRun:
                 return None
             await asyncio.sleep(0)  # let the control channel and signal tasks run
         else:
+            if getattr(self.market, "lockstep", False):
+                # A market that moves only when asked (a data clock): commit here,
+                # before it moves, so a replay of the same books does the same.
+                await self.journal.flush()
             # Bounded wait: with a venue down no snapshot may come, and the loop
             # must keep its heartbeat and its deadlines.
             wait_s = max(2.0, 3.0 * getattr(self.market, "interval_s", 0.1))
