@@ -17,6 +17,7 @@ import pytest
 
 from bot.app import real_venues, venue_budgets
 from bot.drill.stepped_feed import SteppedFeed
+from bot.progress import summary_table
 from core.journal.sqlite_store import SqliteStore
 from core.trading.phase_run import PhaseRun, RunSpec
 from core.trading.state import TradingStateBox
@@ -99,3 +100,6 @@ async def test_intents_a_venue_cannot_resolve_are_listed(tmp_path: Path) -> None
     assert all(x["why"] for x in left)
     assert binance and all(i["state"] == "CANCELED" for i in binance), binance
     assert outcome.exit_code == 1
+    # The operator's summary names them too.
+    table = summary_table(outcome.kpi, "kpi.json")
+    assert "unresolved orders" in table and all(cid in table for cid in upbit), table
