@@ -173,6 +173,11 @@ async def soak(data_dir: Path, seed: int, crashes: int, stepped: bool, kills: bo
                     Decimal("50") if asset == "KRW" else abs(got) * Decimal("1e-6") + Decimal("1e-8"))
                 assert abs(got - change) <= tol, (venue, asset, got, change)
         assert fills, "the harness never traded"
+        reached = Counter(c.split(":")[0] for (c, _), code in zip(runs, codes, strict=True)
+                          if code == -9)
+        print(f"seed {seed} ({'data' if stepped else 'wall'} clock): {crashed} of {crashes} "
+              f"runs killed at their point {dict(sorted(reached.items()))}; "
+              f"{len(received)} orders received, {len(fills)} fills journaled")
         return {"codes": codes, "orders": len(received),
                 "sides": [(o["symbol"], o["side"], o["outcome"]) for o in received]}
     finally:
