@@ -26,11 +26,16 @@ from core.clock import Clock
 from core.domain.models import TradingState
 from core.files import fsync_dir
 from core.ports import JournalStore
+from core.redaction import redact
 from core.trading.state import HALT_FLAG, TradingStateBox
 
 STATE_FILE = "trading_state.json"
 _SEVERITY = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 _MIRROR_TIMEOUT_S = 6.0  # a journal waits up to 5 s on a lock before it says so
+
+
+# (data dir, state, reason) already warned about in this process
+_SAID: set[tuple[str, str, str]] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +69,8 @@ def write_state_file(data_dir: Path, record: StateRecord) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     path = state_file(data_dir)
     tmp = data_dir / f".{STATE_FILE}.{os.getpid()}.tmp"
-    body = json.dumps({"state": str(record.state), "reason": record.reason, "at": record.at})
+    body = json.dumps({"state": str(record.state), "reason": redact(record.reason),
+                       "at": record.at})
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, body.encode("utf-8") + b"\n")
@@ -223,7 +229,11 @@ class DurableState:
             return None
         source, rec = worst
         self.box.set(rec.state, rec.reason, self.clock.time())
-        logger.warning("trading state is {} (kept by the {}): {}", rec.state, source, rec.reason)
+        said = (str(self.data_dir), str(rec.state), rec.reason)
+        if said not in _SAID:  # a CLI that opens the journal twice says it once
+            _SAID.add(said)
+            logger.warning("trading state is {} (kept by the {}): {}", rec.state, source,
+                           rec.reason)
         if any(r is None or r.state is not rec.state for r in found.values()):
             self.record(rec.state, rec.reason)
         else:

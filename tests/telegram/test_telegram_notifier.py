@@ -5,6 +5,7 @@ keeps within Telegram's limits."""
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -120,6 +121,25 @@ async def test_html_is_escaped_and_long_bodies_fit() -> None:
         assert all(c.status == 200 for c in fake.calls_to("sendMessage", ok_only=False))
 
 
+async def test_alerts_mask_secrets_but_not_setting_names() -> None:
+    """A secret that reaches an alert (a kill reason, an exception text) is masked
+    before it leaves; a setting's name and plain words next to it are kept."""
+    from core.redaction import register_secrets
+
+    register_secrets(["fakeBinanceSecretQWERTYUIOP"])
+    try:
+        async with notifier_on() as (fake, n, _):
+            await n.notify("KILL", "kill switch", "reason: pasted fakeBinanceSecretQWERTYUIOP "
+                           "redis://:pw4242xyz@host:6379/0")
+            await n.notify("INFO", "start", "no TELEGRAM_BOT_TOKEN: headless")
+            assert await n.flush(10)
+            texts = fake.texts(CHAT)
+            assert texts[0] == "🛑 [KILL] kill switch\nreason: pasted *** redis://:***@host:6379/0"
+            assert texts[1] == "ℹ️ [INFO] start\nno TELEGRAM_BOT_TOKEN: headless"
+    finally:
+        register_secrets([])
+
+
 async def test_same_message_repeated_is_counted_once() -> None:
     async with notifier_on() as (fake, n, _):
         fake.inject("sendMessage", "429", times=1, retry_after=1)
@@ -158,3 +178,28 @@ async def test_forbidden_chat_is_logged_and_the_queue_moves_on() -> None:
         assert n.stats.dropped_undeliverable == 1
         assert [t.split("\n")[0] for t in fake.texts(CHAT)] == ["ℹ️ [INFO] next"]
         assert [x[2] for x in inner.sent] == ["lost", "next"]  # both in the log
+
+
+async def test_a_flood_of_trade_messages_is_merged_in_order_and_never_blocks() -> None:
+    """R-O6: 120 trade events while Telegram answers 429: the engine's pushes return at
+    once, the chat gets fewer messages than events, and every event is in them, in the
+    order the trades happened."""
+    from core.domain.trade_events import TradeEvent, TradeEventKind
+    from core.monitoring.trade_notices import TradeNotices
+
+    async with notifier_on() as (fake, n, _inner):
+        fake.inject("sendMessage", "429", times=1, retry_after=1)
+        notices = TradeNotices(lambda: n, "every")
+        notices.start()
+        t0 = time.perf_counter()
+        for i in range(120):
+            notices.push(TradeEvent(TradeEventKind.EXIT, f"C{i:03d}", f"p{i}",
+                                    "sell_upbit_buy_binance", 0.0, pnl_usd=0.01,
+                                    fees_usd=0.0, held_s=3.0, detail="take_profit"))
+        assert (time.perf_counter() - t0) * 1000 < 100
+        await notices.stop()
+        assert await n.flush(20)
+        texts = fake.texts(CHAT)
+        assert len(texts) < 120
+        seen = [int(m) for t in texts for m in re.findall(r"EXIT C(\d{3})", t)]
+        assert seen == list(range(120)), seen[:20]
