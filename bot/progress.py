@@ -78,6 +78,11 @@ def summary_table(kpi: dict[str, Any], kpi_path: str) -> str:
     if still:
         rows.append(("still open", f"{len(still)} item(s): clean up by hand (runbook 6.1)"))
         rows.extend(("", _open_item(x)) for x in still[:10])
+    unresolved = kpi.get("trading", {}).get("unresolved_intents") or []
+    if unresolved:
+        rows.append(("unresolved orders", f"{len(unresolved)} intent(s): run `arbops reconcile`"))
+        rows.extend(("", f"{x.get('client_order_id', '?')}: {x.get('why', '')}")
+                    for x in unresolved[:10])
     incident = (kpi.get("kill") or {}).get("incident")
     if incident:
         rows.append(("incident report", str(incident)))

@@ -132,7 +132,8 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     "paper_funding": ("paper balances per venue and asset in units, overriding the two above: upbit:BTC=0.5,binance:USDT=5000", ""),
     "paper_latency_ms": ("fault injection: delay on every paper exchange call", ""),
     "paper_fill_ratio": ("fault injection: share of an order one book can fill", ""),
-    "fault_crash_at": ("crash tests only: SIGKILL at before_send|after_send|after_fill|run_loop:N, "
+    "fault_crash_at": ("crash tests only: SIGKILL at before_send|after_send|after_fill|"
+                       "in_flush|in_recovery|in_kill|in_close|run_loop:N, "
                        "or raise:run_loop:N to raise inside the run", ""),
     "paper_cancel_failures": ("fault injection: the next N cancels fail", ""),
 }

@@ -20,7 +20,7 @@ from loguru import logger
 
 from core.clock import Clock, ManualClock
 from core.crash_points import CrashPoints
-from core.domain.journal_kinds import EventKind, Severity
+from core.domain.journal_kinds import UNRESOLVED_INTENTS, EventKind, Severity
 from core.domain.models import ExitReason, TradingState, Venue
 from core.domain.paper_funding import paper_holdings
 from core.errors import ExchangeError, RateLimited
@@ -70,6 +70,9 @@ REPLAY_ENDED = "replay recording ended"
 # How long the run's end waits for the journal (a flush, a reconciliation read) before it
 # reports the journal as not answering and goes on with the files and the alert.
 JOURNAL_FLUSH_TIMEOUT_S = 15.0
+# How long the run's end spends resolving its own intents against the venues by
+# client id before it lists the ones left as unresolved.
+RESOLVE_TIMEOUT_S = 15.0
 
 
 def new_run_id(mode: str, phase: int, now: float) -> str:
@@ -194,7 +197,9 @@ class PhaseRun:
         """Persist the flag, then cancel everything (R-K1's order); flattening
         and verification follow in the run loop."""
         await self._persist_halt(reason)
+        self.crash.hit("in_kill")
         await self._cancel_everything()
+        self.crash.hit("in_kill")
 
     def step(self, name: str, ok: bool, detail: str) -> None:
         at = datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]
@@ -292,7 +297,7 @@ class PhaseRun:
         funded = self._fund(first)
         start_balances = await self._record_start_balances()
         s = self.settings
-        self.journal = WriteBehind(self.store)
+        self.journal = WriteBehind(self.store, self.crash)
         gateway = Gateway(
             self.ex, self.store, self.state, self.clock, run_id=self.run_id,
             write_behind=self.journal,
@@ -341,7 +346,7 @@ class PhaseRun:
         """Resolve what an earlier process left open before trading (crash safety)."""
         from core.venues.recovery import recover_live
 
-        report = await recover_live(self.store, self.ex, self.clock.time())
+        report = await recover_live(self.store, self.ex, self.clock.time(), crash=self.crash)
         await self.store.record_event(self.clock.time(), self.run_id, EventKind.RECOVERED,
                                       report.as_dict())
         if not report.complete:
@@ -404,6 +409,10 @@ class PhaseRun:
                 self.request_stop(REPLAY_ENDED)
             await asyncio.sleep(0)  # let the control channel and signal tasks run
         else:
+            if getattr(self.market, "lockstep", False):
+                # A market that moves only when asked (a data clock): commit here,
+                # before it moves, so a replay of the same books does the same.
+                await self.journal.flush()
             # Bounded wait: with a venue down no snapshot may come, and the loop
             # must keep its heartbeat and its deadlines.
             wait_s = max(2.0, 3.0 * getattr(self.market, "interval_s", 0.1))
@@ -610,10 +619,12 @@ class PhaseRun:
             await asyncio.wait_for(self.journal.close(), JOURNAL_FLUSH_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - start-up recovery re-reads the venues
             logger.error("journal flush at the run's end failed: {}", exc)
+        self.crash.hit("in_close")
+        unresolved = await self._resolve_intents()
         still_open = await self._verify_flat()
         reconciliation = await self._reconcile()
         halted = self.killed or self.emergency
-        clean = not (halted or still_open)
+        clean = not (halted or still_open or unresolved)
         gate = None
         if self.hourly_gates:  # phase 3 continuous: the last hour's gate decides
             gate = self.hourly_gates[-1]
@@ -625,6 +636,7 @@ class PhaseRun:
         exit_code = 0 if clean and (gate is None or gate["result"] == "PASS") else 1
         data = self.kpi(final=True, exit_code=exit_code, gate=gate)
         data["trading"]["still_open_on_venues"] = still_open
+        data["trading"]["unresolved_intents"] = unresolved
         data["reconciliation"] = reconciliation
         if halted:
             if self.kill_trigger is None:  # an emergency halt (second signal) is reported
@@ -688,6 +700,46 @@ class PhaseRun:
             await self.notifier.notify(Severity.ALERT, "reconciliation",
                                        f"run {self.run_id}: " + "; ".join(result["problems"]))
         return result
+
+    async def _resolve_intents(self) -> list[dict[str, Any]]:
+        """Every intent of this run the journal still has PENDING, UNKNOWN or OPEN is
+        resolved against its venue by client id before the final KPI: an order placed
+        in the run's last tick, a cancel that raced a fill at the close deadline, a close
+        that timed out with orders working, an order adopted after an unknown send.
+        Returns the ones it could not resolve, each with why (empty: all resolved)."""
+        from core.venues.recovery import recover_live
+
+        left: list[dict[str, Any]]
+        try:
+            report = await asyncio.wait_for(recover_live(
+                self.store, self.ex, self.clock.time(), cancel_foreign=False,
+                run_id=self.run_id, reason="resolved at the run's end"), RESOLVE_TIMEOUT_S)
+            left = report.unresolved
+            done = len(report.resolved)
+        except Exception as exc:  # noqa: BLE001 - listed below, never silent
+            why = (f"not resolved within {RESOLVE_TIMEOUT_S:.0f} s"
+                   if isinstance(exc, TimeoutError) else f"not resolved: {exc!r}")
+            done = 0
+            try:  # briefly: a journal that did not answer above rarely does now
+                rows = await asyncio.wait_for(self.store.intents_in_states(
+                    list(UNRESOLVED_INTENTS), self.run_id), 2.0)
+                left = [{"client_order_id": r["client_order_id"], "venue": r["venue"],
+                         "state": r["state"], "why": why} for r in rows]
+            except Exception as exc2:  # noqa: BLE001 - the journal itself does not answer
+                left = [{"why": f"{why}; the journal could not list them: {exc2}"}]
+        if done:
+            logger.info("run's end: {} intent(s) resolved against the venues", done)
+        if self.killed or self.emergency:
+            self.step("resolve_intents", not left,
+                      "every order intent resolved on the venues" if not left
+                      else f"{len(left)} intent(s) not resolved: run `arbops reconcile`")
+        if left:
+            body = (f"run {self.run_id}: {len(left)} order intent(s) not resolved at the end: "
+                    + "; ".join(f"{x.get('client_order_id', '?')} ({x['why']})" for x in left[:5]))
+            logger.error(body)
+            if self.notifier is not None:
+                await self.notifier.notify(Severity.ALERT, "unresolved orders", body)
+        return left
 
     async def _verify_flat(self) -> list[dict[str, Any]]:
         """What is still open: the engine's positions and every venue's open orders.

@@ -30,6 +30,25 @@ def _book(d: dict[str, Any], ts: int, seq: int) -> OrderBook:
     return OrderBook(d["s"], [tuple(x) for x in d["b"]], [tuple(x) for x in d["a"]], ts, seq)
 
 
+def snapshot_json(snap: MarketSnapshot) -> dict[str, Any]:
+    """One snapshot as a recording line (also what a stepped emulator answers)."""
+    return {"seq": snap.seq, "ts": snap.ts_ms, "fx": _book_json(snap.fx),
+            "u": {k: _book_json(v) for k, v in snap.upbit.items()},
+            "n": {k: _book_json(v) for k, v in snap.binance.items()}}
+
+
+def snapshot_from_json(d: dict[str, Any], seq: int, ts: int,
+                       bases: set[str] | None = None) -> MarketSnapshot:
+    """A recording line back into a snapshot, stamped seq and ts; `bases` keeps only
+    those pairs (None: all)."""
+    return MarketSnapshot(
+        seq=seq, ts_ms=ts, fx=_book(d["fx"], ts, seq),
+        upbit={k: _book(v, ts, seq) for k, v in d["u"].items() if bases is None or k in bases},
+        binance={k: _book(v, ts, seq) for k, v in d["n"].items()
+                 if bases is None or k in bases},
+    )
+
+
 class Recorder:
     def __init__(self, path: Path, source: str, stats: list[SymbolStats], interval_s: float
                  ) -> None:
@@ -42,10 +61,7 @@ class Recorder:
         self._fh.write(json.dumps(header) + "\n")
 
     def __call__(self, snap: MarketSnapshot) -> None:
-        line = {"seq": snap.seq, "ts": snap.ts_ms, "fx": _book_json(snap.fx),
-                "u": {k: _book_json(v) for k, v in snap.upbit.items()},
-                "n": {k: _book_json(v) for k, v in snap.binance.items()}}
-        self._fh.write(json.dumps(line) + "\n")
+        self._fh.write(json.dumps(snapshot_json(snap)) + "\n")
         self.count += 1
 
     def close(self) -> None:
@@ -127,14 +143,7 @@ class ReplayMarket:
         # Replayed books are stamped with the run's clock (the gateway's stale-book
         # check compares against it); with a data clock that is the recorded time.
         ts = int(self.clock.time() * 1000)
-        snap = MarketSnapshot(
-            seq=self._seq, ts_ms=ts, fx=_book(d["fx"], ts, self._seq),
-            upbit={k: _book(v, ts, self._seq) for k, v in d["u"].items()
-                   if k in self._subscribed},
-            binance={k: _book(v, ts, self._seq) for k, v in d["n"].items()
-                     if k in self._subscribed},
-        )
-        return self._feed.publish(snap)
+        return self._feed.publish(snapshot_from_json(d, self._seq, ts, self._subscribed))
 
     async def run(self) -> None:
         while True:

@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top-n", type=int, default=50)
     ap.add_argument("--interval", type=float, default=0.1, help="sim step seconds")
     ap.add_argument("--no-autostep", action="store_true", help="step only via POST /admin/step")
+    ap.add_argument("--manual-clock", action="store_true",
+                    help="the market moves only with POST /admin/advance (a shared data clock)")
     ap.add_argument("--faults", default=None, help="JSON list of fault specs applied at start-up")
     ap.add_argument("--limits", default=None,
                     help='JSON request-limit overrides, e.g. {"enforce": false}')
@@ -38,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
                 faults=faults,
                 limits=limits,
                 bnb_discount=args.bnb_discount,
+                manual_clock=args.manual_clock,
             )
         )
     except KeyboardInterrupt:
