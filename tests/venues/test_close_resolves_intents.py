@@ -46,7 +46,12 @@ async def stop_in_the_entry_tick(tmp_path: Path, venue_first: str) -> tuple[Any,
             if not any(slot.working for slot in engine.slots.values()):
                 return
             if venue_first == "fill":
-                emu.core.advance(TICK_S)  # the venues match the entries on their next book
+                # The venues match the entries on the books that follow; a limit
+                # priced off the mid may need a few of them to cross.
+                for _ in range(600):
+                    if not any(v.open_records() for v in emu.core.venues.values()):
+                        break
+                    emu.core.advance(TICK_S)
             elif venue_first == "down":
                 emu.add_fault(venue="upbit", kind="maintenance", count=None)
             run.request_stop("stopped in the entry's tick")
