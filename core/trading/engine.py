@@ -7,6 +7,7 @@ sleeps inside a tick; pacing comes from the market data task.
 """
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import Counter
@@ -435,21 +436,25 @@ class Engine:
         if not prepared:
             return False
         await self.gateway.journal(prepared)
+        # Every leg goes out at once: the second leg must not wait for the first
+        # venue's answer. A leg that fails leaves the other one working, and the
+        # leg-risk path (_settle's unwind) evens the position once it fills.
+        results = await asyncio.gather(*(self.gateway.send(p) for p in prepared),
+                                       return_exceptions=True)
         placed = False
-        for p in prepared:
-            try:
-                order = await self.gateway.send(p)
-            except RateLimited as exc:
-                self._venue_error(exc, p.intent.venue)
-                logger.warning("rate limited {} {}: {}", p.intent.venue, p.request.symbol, exc)
+        unexpected: BaseException | None = None
+        for p, result in zip(prepared, results, strict=True):
+            if isinstance(result, RateLimited):
+                self._venue_error(result, p.intent.venue)
+                logger.warning("rate limited {} {}: {}", p.intent.venue, p.request.symbol, result)
                 continue
-            except OrderRejected as exc:
+            if isinstance(result, OrderRejected):
                 self.failed_fills += 1
-                logger.warning("rejected {} {}: {}", p.intent.venue, p.request.symbol, exc)
+                logger.warning("rejected {} {}: {}", p.intent.venue, p.request.symbol, result)
                 continue
-            except SendUnknown as exc:
-                self._venue_error(exc.__cause__ or exc, p.intent.venue)
-                logger.error("order outcome unknown, looking it up by client id: {}", exc)
+            if isinstance(result, SendUnknown):
+                self._venue_error(result.__cause__ or result, p.intent.venue)
+                logger.error("order outcome unknown, looking it up by client id: {}", result)
                 # Never resent: tracked under its client id until the venue says
                 # whether it exists (a 5xx can mean it executed).
                 cid = p.request.client_order_id
@@ -457,11 +462,18 @@ class Engine:
                     p.intent.venue, "", cid, p.request.symbol, purpose, mono, p.intent.amount)
                 placed = True
                 continue
+            if isinstance(result, BaseException):
+                # Recorded after the other legs are: a leg that did go out stays tracked.
+                unexpected = unexpected or result
+                continue
+            order = result
             slot.working[order.id] = WorkingOrder(
                 p.intent.venue, order.id, order.client_order_id, order.symbol, purpose, mono,
                 order.amount or p.intent.amount,
             )
             placed = True
+        if unexpected is not None:
+            raise unexpected
         return placed
 
     async def _resolve_unknown(self, slot: Slot, key: str, wo: WorkingOrder, mono: float
