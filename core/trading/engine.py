@@ -1,6 +1,7 @@
 """The trading engine: one tick per market snapshot.
 
-A tick polls working orders (recording fills), updates each pair's signal,
+A tick takes working orders' newest status (read by OrderWatch, off the tick
+for live venues) and records fills, updates each pair's signal,
 manages open positions and takes new entries through the gateway. Loop latency
 is the wall time of that work, order placement included. The engine never
 sleeps inside a tick; pacing comes from the market data task.
@@ -41,6 +42,7 @@ from core.journal.write_behind import WriteBehind
 from core.monitoring.perf import LatencyStats, ResourceSampler
 from core.ports import JournalStore, MarketData
 from core.trading.gateway import Gateway, OrderIntent, Prepared, Purpose, TradingVenue
+from core.trading.order_watch import OrderWatch
 from core.trading.slots import Slot, SlotState, WorkingOrder
 from core.trading.state import TradingStateBox
 from core.trading.strategy import Signal, Strategy
@@ -73,6 +75,7 @@ class Engine:
         clock: Clock,
         strategy: Strategy,
         journal: WriteBehind,
+        orders: OrderWatch | None = None,
     ) -> None:
         self.cfg = cfg
         self.journal = journal
@@ -84,6 +87,9 @@ class Engine:
         self.clock = clock
         self.strategy = strategy
         self.slots = {b: Slot(b) for b in cfg.universe}
+        # Paper venues by default (read inline); a live run passes one that reads
+        # in the background so the tick never waits for a status.
+        self.orders = orders or OrderWatch(exchanges, self.working_orders, background=False)
         self.ledger = Ledger()
         self.latency = LatencyStats()
         self.resources = ResourceSampler()
@@ -170,40 +176,71 @@ class Engine:
         self.heartbeat_real = time.monotonic()
 
     # --- orders and fills ---------------------------------------------------------
+    def working_orders(self) -> list[tuple[str, WorkingOrder]]:
+        return [(key, wo) for slot in self.slots.values() for key, wo in slot.working.items()]
+
     async def _poll_working(self, snap: MarketSnapshot, mono: float) -> None:
+        """Take each working order's newest status (read off the tick for live
+        venues), send the cancels that are due all at once, record fills and
+        settle the slots whose orders are all done."""
+        if not self.orders.background:
+            await self.orders.refresh()
+        touched: list[Slot] = []
+        updates: list[tuple[Slot, str, WorkingOrder, Order]] = []
+        cancels: list[tuple[Slot, str, WorkingOrder, Order]] = []
         for slot in self.slots.values():
             if not slot.working:
                 continue
+            touched.append(slot)
             for oid, wo in list(slot.working.items()):
+                answer = self.orders.take(oid, wo)
+                if answer is None:
+                    continue  # nothing new yet
                 if not wo.order_id:
-                    await self._resolve_unknown(slot, oid, wo, mono)
+                    self._resolve_unknown(slot, oid, wo, answer, mono)
                     continue
-                try:
-                    order = await self.ex[wo.venue].fetch_order(oid, wo.symbol)
-                except ExchangeError as exc:
-                    self._venue_error(exc, wo.venue)  # an outage is counted, not an engine failure
+                if isinstance(answer, ExchangeError):
+                    self._venue_error(answer, wo.venue)  # an outage is counted, not an engine failure
                     continue
+                if isinstance(answer, BaseException):
+                    raise answer
+                if len(answer.trades) < wo.trades_seen:
+                    continue  # read before a fill we already hold: stale
                 # Exits are re-priced quickly (cancel, then a fresh order at the new
                 # book); entries simply expire.
                 timeout = (self.cfg.order_timeout_s if wo.purpose is Purpose.ENTRY
                            else min(self.cfg.exit_reprice_s, self.cfg.order_timeout_s))
                 if (
-                    not order.status.done
+                    not answer.status.done
                     and not wo.cancel_sent
                     and mono - wo.placed_mono >= timeout
                 ):
                     wo.cancel_sent = True
-                    try:
-                        order = await self.ex[wo.venue].cancel_order(oid, wo.symbol)
-                    except ExchangeError as exc:
-                        self._venue_error(exc, wo.venue)
-                        logger.warning("cancel of {} failed: {}", wo.client_order_id, exc)
-                        wo.cancel_sent = False
-                await self._absorb(slot, wo, order, snap)
-                if order.status.done:
-                    del slot.working[oid]
-                    if order.filled + 1e-12 < wo.amount and wo.purpose in (Purpose.ENTRY, Purpose.EXIT):
-                        self.failed_fills += 1
+                    cancels.append((slot, oid, wo, answer))
+                else:
+                    updates.append((slot, oid, wo, answer))
+        if cancels:
+            # Cancels are sends: all of them at once, never one venue after another.
+            results = await asyncio.gather(
+                *(self.ex[wo.venue].cancel_order(oid, wo.symbol) for _, oid, wo, _ in cancels),
+                return_exceptions=True)
+            for (slot, oid, wo, last), result in zip(cancels, results, strict=True):
+                if isinstance(result, ExchangeError):
+                    self._venue_error(result, wo.venue)
+                    logger.warning("cancel of {} failed: {}", wo.client_order_id, result)
+                    wo.cancel_sent = False
+                    updates.append((slot, oid, wo, last))
+                elif isinstance(result, BaseException):
+                    raise result
+                else:
+                    updates.append((slot, oid, wo, result))
+        for slot, oid, wo, order in updates:
+            await self._absorb(slot, wo, order, snap)
+            if order.status.done:
+                slot.working.pop(oid, None)
+                if order.filled + 1e-12 < wo.amount and wo.purpose in (Purpose.ENTRY, Purpose.EXIT):
+                    self.failed_fills += 1
+        for slot in touched:
             if not slot.working:
                 await self._settle(slot, snap, mono)
 
@@ -472,18 +509,17 @@ class Engine:
                 order.amount or p.intent.amount,
             )
             placed = True
+        if placed:
+            self.orders.nudge()
         if unexpected is not None:
             raise unexpected
         return placed
 
-    async def _resolve_unknown(self, slot: Slot, key: str, wo: WorkingOrder, mono: float
-                               ) -> None:
-        """An order whose send had no answer: find it by client id, or give it up
-        once the venue has had time to show it."""
-        try:
-            order = await self.ex[wo.venue].fetch_order(
-                None, wo.symbol, wo.client_order_id)
-        except OrderNotFound:
+    def _resolve_unknown(self, slot: Slot, key: str, wo: WorkingOrder, answer: Order |
+                         BaseException, mono: float) -> None:
+        """An order whose send had no answer: adopt it once the venue shows it by
+        client id, or give it up once the venue has had time to show it."""
+        if isinstance(answer, OrderNotFound):
             if mono - wo.placed_mono >= UNKNOWN_GIVE_UP_S:
                 del slot.working[key]
                 self.journal.later(
@@ -491,12 +527,16 @@ class Engine:
                     client_order_id=wo.client_order_id, state="REJECTED",
                     reason="never reached the venue", updated_at=self.clock.time())
             return  # the caller settles the slot once nothing works any more
-        except ExchangeError as exc:
-            self._venue_error(exc, wo.venue)
+        if isinstance(answer, ExchangeError):
+            self._venue_error(answer, wo.venue)
             return
+        if isinstance(answer, BaseException):
+            raise answer
+        order = answer
         del slot.working[key]
         wo.order_id = order.id
         slot.working[order.id] = wo  # adopted: polled like any other from the next tick
+        self.orders.nudge()
         self.journal.later(
             self.store.update_intent,
             client_order_id=wo.client_order_id, state="OPEN", exchange_order_id=order.id,

@@ -31,6 +31,7 @@ from core.trading.durable_state import DurableState
 from core.trading.engine import Engine, EngineConfig
 from core.trading.gateway import Gateway, Purpose, TradingVenue
 from core.trading.kpi import build_kpi
+from core.trading.order_watch import OrderWatch
 from core.trading.phases import HOURLY_S, evaluate_gate, thresholds_from_settings
 from core.trading.slots import SlotState
 from core.trading.state import TradingStateBox
@@ -118,6 +119,7 @@ class PhaseRun:
         self._last_checkpoint = clock.monotonic()
         self._bg: set[asyncio.Task[Any]] = set()
         self._market_task: asyncio.Task[None] | None = None
+        self._orders_task: asyncio.Task[None] | None = None
         self._seq = -1
         self._hour_mark: tuple[float, int, int, float, int] | None = None
         self.hourly_gates: list[dict[str, Any]] = []
@@ -259,9 +261,13 @@ class PhaseRun:
                             break
                 snap = await self._next_snapshot()
         finally:
-            if self._market_task is not None:
-                self._market_task.cancel()
+            self._stop_feeds()
         return await self._finish()
+
+    def _stop_feeds(self) -> None:
+        for task in (self._market_task, self._orders_task):
+            if task is not None:
+                task.cancel()
 
     async def _prepare(self) -> Any:
         if hasattr(self.market, "prepare"):
@@ -305,8 +311,15 @@ class PhaseRun:
             max_concurrent=s.max_concurrent, order_timeout_s=s.order_timeout_s,
             entry_cooldown_s=s.entry_cooldown_s, exit_reprice_s=s.exit_reprice_s,
         )
+        live_venues = any(not hasattr(ex, "fund") for ex in self.ex.values())
+        watch = None
+        if live_venues and not self.spec.fast:
+            # Live venues: order status is read by its own task, never inside a tick.
+            watch = OrderWatch(self.ex, lambda: self.engine.working_orders() if self.engine
+                               else [], background=True)
+            self._orders_task = asyncio.create_task(watch.run(), name="order-status")
         self.engine = Engine(cfg, self.market, self.ex, gateway, self.store, self.state,
-                             self.clock, strategy, self.journal)
+                             self.clock, strategy, self.journal, watch)
         if self.closing:
             self.engine.accept_entries = False
         await self.store.create_run(
@@ -558,8 +571,7 @@ class PhaseRun:
     async def finish_after_crash(self) -> RunOutcome:
         """The end of a run whose loop died (after kill()): the kill's cancels run to
         completion, then the usual end, with the positions still open listed."""
-        if self._market_task is not None:
-            self._market_task.cancel()
+        self._stop_feeds()
         return await self._finish()
 
     async def _finish(self) -> RunOutcome:

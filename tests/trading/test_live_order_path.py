@@ -1,5 +1,6 @@
-"""Both legs of an entry go out together (issue item 3), and a leg that fails
-leaves the other one working for the leg-risk path.
+"""The live order path: both legs of an entry go out together, a leg that fails
+leaves the other one working for the leg-risk path, and the tick never waits
+for a working order's status (it is read by OrderWatch in the background).
 
 Real pieces: the exchange emulator on loopback with a latency fault on each
 venue's order endpoint, the ccxt adapters, a SqliteStore journal, the gateway
@@ -7,6 +8,7 @@ and the engine's own placement.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from core.journal.sqlite_store import SqliteStore
 from core.journal.write_behind import WriteBehind
 from core.trading.engine import Engine, EngineConfig
 from core.trading.gateway import Gateway, Purpose
+from core.trading.order_watch import OrderWatch
 from core.trading.slots import SlotState
 from core.trading.state import TradingStateBox
 from core.trading.strategy import Strategy, StrategyParams
@@ -120,3 +123,39 @@ async def test_a_failed_leg_leaves_the_other_working_for_the_leg_risk_path(rig: 
     await rig.engine.journal.flush()
     rejected = await rig.store.intents_in_states(["REJECTED"], RUN)
     assert [r["venue"] for r in rejected] == ["binance"]
+
+
+async def test_the_tick_takes_order_status_without_waiting_for_the_venue(rig: Rig) -> None:
+    snap = await rig.snapshot()
+    engine = rig.engine
+    engine.orders = OrderWatch(rig.venues, engine.working_orders, background=True,
+                               interval_s=0.05)
+    slot = engine.slots["BTC"]
+    slot.position_id, slot.state = f"{RUN}-p3", SlotState.ENTERING
+    assert await engine._place(slot, entry_legs(rig, snap), Purpose.ENTRY, snap, 0.0,
+                               all_or_none=True)
+    # Status reads now take a second at each venue.
+    for venue, path in (("binance", "/api/v3/order"), ("upbit", "/v1/order")):
+        rig.emu.add_fault(venue=venue, kind="latency", seconds=1.0, path=path, method="GET",
+                          count=None)
+    watch = asyncio.create_task(engine.orders.run())
+    try:
+        rig.emu.step(3)  # the marketable limits fill at the venue
+        took = []
+        deadline = time.monotonic() + 8.0
+        while slot.working and time.monotonic() < deadline:
+            t0 = time.perf_counter()
+            await engine._poll_working(snap, 0.0)
+            took.append(time.perf_counter() - t0)
+            await asyncio.sleep(0.02)
+        assert not slot.working, "the fills never reached the engine"
+        # Every pass took what the venues had already answered, within milliseconds,
+        # while each status read was held for a second.
+        assert len(took) >= 20 and max(took) < 0.1, (len(took), max(took))
+        assert slot.state is SlotState.OPEN
+        assert slot.open_qty[Venue.UPBIT] > 0 and slot.open_qty[Venue.BINANCE] > 0
+        assert engine.orders.rounds >= 1
+    finally:
+        watch.cancel()
+        await asyncio.gather(watch, return_exceptions=True)
+        rig.emu.clear_faults()

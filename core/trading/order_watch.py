@@ -1,0 +1,84 @@
+"""Working orders' status, read from the venues off the tick.
+
+A live tick must never wait for a venue except to send: the status of every
+working order is fetched by a task of its own, all orders at once, each
+request spending the venue's budget like any other. The tick only takes the
+newest answer per order (or the error it got), when there is one.
+
+In-process venues (paper) answer without I/O, so there the tick reads them
+itself (`refresh`), which keeps fast-mode runs deterministic.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from loguru import logger
+
+from core.domain.models import Order, Venue
+from core.trading.slots import WorkingOrder
+
+Key = tuple[Venue, str]  # (venue, the slot's key: order id, or "?<client id>" while unknown)
+Answer = Order | BaseException
+WorkingList = Callable[[], list[tuple[str, WorkingOrder]]]
+
+
+class OrderWatch:
+    def __init__(self, exchanges: Mapping[Venue, Any], working: WorkingList, *,
+                 background: bool, interval_s: float = 0.2) -> None:
+        self._ex = exchanges
+        self._working = working
+        self.background = background
+        self.interval_s = interval_s
+        self._answers: dict[Key, Answer] = {}
+        self._wake = asyncio.Event()
+        self.rounds = 0
+        self.requests = 0
+
+    def take(self, key: str, wo: WorkingOrder) -> Answer | None:
+        """The newest answer for this order since the last take, or None."""
+        return self._answers.pop((wo.venue, key), None)
+
+    def nudge(self) -> None:
+        """A new order is working: read it without waiting out the interval."""
+        self._wake.set()
+
+    async def refresh(self) -> None:
+        """Read every working order now (in-process venues only: no I/O)."""
+        for key, wo in self._working():
+            self._answers[(wo.venue, key)] = await self._read(wo)
+
+    async def run(self) -> None:
+        """Every interval (or when nudged), every working order at once."""
+        while True:
+            items = self._working()
+            live = {(wo.venue, key) for key, wo in items}
+            for gone in [k for k in self._answers if k not in live]:
+                del self._answers[gone]  # done and forgotten by the engine
+            if items:
+                got = await asyncio.gather(*(self._read(wo) for _, wo in items),
+                                           return_exceptions=True)
+                self.rounds += 1
+                self.requests += len(items)
+                for (key, wo), answer in zip(items, got, strict=True):
+                    if isinstance(answer, asyncio.CancelledError):
+                        raise answer
+                    self._answers[(wo.venue, key)] = answer
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+            except TimeoutError:
+                pass
+
+    async def _read(self, wo: WorkingOrder) -> Answer:
+        ex = self._ex[wo.venue]
+        try:
+            if not wo.order_id:  # an unknown send: only the client id can find it
+                order: Order = await ex.fetch_order(None, wo.symbol, wo.client_order_id)
+            else:
+                order = await ex.fetch_order(wo.order_id, wo.symbol)
+        except Exception as exc:  # noqa: BLE001 - handed to the tick, which judges it
+            logger.debug("status of {} not read: {}", wo.client_order_id, exc)
+            return exc
+        return order
