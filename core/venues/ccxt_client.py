@@ -44,7 +44,7 @@ def patience(max_wait_s: float) -> Iterator[None]:
         yield
     finally:
         _PATIENCE.reset(token)
-_CLASSES: dict[str, type] = {}  # ccxt class per venue, built once (a type, not state)
+_CLASSES: dict[tuple[str, bool], type] = {}  # per venue and kind, built once (a type)
 
 
 @dataclass(slots=True)
@@ -54,21 +54,29 @@ class Gate:
     max_wait_s: float  # longest a request may wait for budget before RateLimited
 
 
-def make_client(ccxt_id: str, config: dict[str, Any], gate: Gate) -> Any:
-    cls = _CLASSES.get(ccxt_id)
+def make_client(ccxt_id: str, config: dict[str, Any], gate: Gate, *,
+                streams: bool = False) -> Any:
+    """A budgeted ccxt client; `streams` makes it ccxt.pro's (websockets too),
+    whose REST requests (a book snapshot for a resync) spend the same budget."""
+    cls = _CLASSES.get((ccxt_id, streams))
     if cls is None:
-        cls = _CLASSES[ccxt_id] = _budgeted(ccxt_id)
+        cls = _CLASSES[(ccxt_id, streams)] = _budgeted(ccxt_id, streams)
     client = cls(config)
     client.enableRateLimit = False  # the shared budget paces instead
     client.arbops_gate = gate
     return client
 
 
-def _budgeted(ccxt_id: str) -> type:
+def _budgeted(ccxt_id: str, streams: bool = False) -> type:
     import ccxt
     import ccxt.async_support as ccxt_async
 
-    base = getattr(ccxt_async, ccxt_id)
+    if streams:
+        import ccxt.pro as ccxt_pro
+
+        base = getattr(ccxt_pro, ccxt_id)
+    else:
+        base = getattr(ccxt_async, ccxt_id)
 
     class VenueRateLimit(ccxt.RateLimitExceeded):
         """A 429 (or 418: `banned`) with the venue's Retry-After in seconds."""

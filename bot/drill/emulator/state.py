@@ -13,6 +13,7 @@ from typing import Any
 from bot.drill.emulator.auth import UpbitAuth
 from bot.drill.emulator.faults import FaultBook
 from bot.drill.emulator.limits import LimitConfig, VenueLimits
+from bot.drill.emulator.streams import BookStreams
 from bot.drill.emulator.ticker_stats import TickerStats
 from core.clock import SystemClock
 from core.domain.models import MarketSnapshot, Order, OrderBook, OrderRequest, Venue
@@ -185,6 +186,8 @@ class EmulatorCore:
                 vs.engine.fund(base, per_base_usd / first.binance[base].mid)
         if bnb_discount:
             bn.engine.fund("BNB", per_base_usd / bnb_usdt)
+        self.streams = BookStreams(self.sim, self.now_ms,
+                                   {f"{b}USDT": b for b in self.universe})
         self.stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
