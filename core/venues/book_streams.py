@@ -50,6 +50,7 @@ class StreamMarketData(CcxtMarketData):
         # Venue event time -> taken into a snapshot, ms, per book update (newest kept).
         self.event_lag_ms: deque[float] = deque(maxlen=100_000)
         self._stamps: dict[str, int] = {}
+        self._complete = False
 
     # --- MarketData -------------------------------------------------------------
     async def run(self) -> None:
@@ -161,6 +162,13 @@ class StreamMarketData(CcxtMarketData):
         return changed
 
     def _publish(self) -> None:
+        if not self._complete:
+            # The first snapshot waits for every subscribed book of every venue,
+            # as the first REST round does: a run starts on a whole universe.
+            if any(not set(self._symbols(v)) <= set(self._books.get(v, ()))
+                   for v in self.venues):
+                return
+            self._complete = True
         snap = self._snapshot()
         if snap is not None:
             self._feed.publish(snap)
