@@ -8,6 +8,7 @@ test says so and can be compared level by level.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -19,8 +20,8 @@ import pytest
 from bot.drill.emulator import EmulatorHandle
 from core.venues.ccxt_client import Gate, make_client
 from core.venues.ccxt_config import ccxt_config
-from core.venues.rate_budget import Role, VenueBudget
 from core.venues.profiles import profile_of
+from core.venues.rate_budget import Role, VenueBudget
 from tests.venues.support import emulator
 
 BASES = ["BTC", "ETH", "XRP"]
@@ -60,7 +61,7 @@ async def test_binance_diff_depth_follows_the_documented_update_ids(emu: Emulato
         # The first event after the snapshot straddles lastUpdateId + 1; each next
         # one starts right after the previous one ended.
         assert first["U"] <= last + 1 <= first["u"]
-        for prev, ev in zip(events, events[1:], strict=False):
+        for prev, ev in itertools.pairwise(events):
             assert ev["U"] == prev["u"] + 1
             assert ev["u"] - ev["U"] + 1 == len(ev["b"]) + len(ev["a"])
         assert all(isinstance(p, str) and isinstance(q, str) for p, q in first["b"] + first["a"])
