@@ -92,6 +92,9 @@ class Engine:
         self.orders = orders or OrderWatch(exchanges, self.working_orders, background=False)
         self.ledger = Ledger()
         self.latency = LatencyStats()
+        # The venue's event time of the newest book an entry priced on -> its legs
+        # handed to the venues (after the intents' commit), ms.
+        self.book_to_send = LatencyStats()
         self.resources = ResourceSampler()
         self.exit_reasons: Counter[str] = Counter()
         self.entries = 0
@@ -329,6 +332,10 @@ class Engine:
             else:
                 slot.state = SlotState.OPEN  # partly exited: try again next tick
 
+    @staticmethod
+    def _book_of(base: str, venue: Venue, snap: MarketSnapshot) -> Any:
+        return (snap.upbit if venue is Venue.UPBIT else snap.binance)[base]
+
     def _tradable(self, base: str, venue: Venue, qty: float, snap: MarketSnapshot) -> float:
         """qty on the venue's step (tolerating float dust), or 0 below its minimum order."""
         market = self.ex[venue].market(pair_symbols(base)[venue])  # type: ignore[attr-defined]
@@ -473,6 +480,10 @@ class Engine:
         if not prepared:
             return False
         await self.gateway.journal(prepared)
+        if purpose is Purpose.ENTRY:
+            newest = max(self._book_of(slot.base, p.intent.venue, snap).timestamp_ms
+                         for p in prepared)
+            self.book_to_send.record(max(self.clock.time() * 1000 - newest, 0.0))
         # Every leg goes out at once: the second leg must not wait for the first
         # venue's answer. A leg that fails leaves the other one working, and the
         # leg-risk path (_settle's unwind) evens the position once it fills.

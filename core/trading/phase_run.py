@@ -554,12 +554,16 @@ class PhaseRun:
             "duration_seconds": round(self.clock.time() - self.started_at, 3),
             "max_notional_usd": self.spec.notional_usd,
         }
-        return build_kpi(
+        kpi = build_kpi(
             final=final, run=run, engine=self.engine, exit_code=exit_code,
             # a second signal's emergency halt is the kill switch too (R-K1)
             kill_switch_triggered=self.killed or self.emergency, stop_reason=self.stop_reason,
             trading_state=str(self.state.state), fx_mid=snap.fx.mid if snap else 0.0, gate=gate,
         )
+        if hasattr(self.market, "stream_stats"):
+            # Streams: per venue events taken, gaps, disconnects, silences, REST reads.
+            kpi["market_data"] = {"streams": self.market.stream_stats()}
+        return kpi
 
     async def _checkpoint(self, final: bool) -> None:
         if self.engine is None:
