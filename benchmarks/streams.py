@@ -2,13 +2,14 @@
 with REST polling (issue #15 part B).
 
 Each run is a real live phase 1 (ARM, preflight, ladder, the ccxt adapters, the
-journal) against the local emulator serving 50 pairs per venue, once with
+journal) against the local emulator serving 50 pairs per venue from its own
+process (as a venue is: its work is not the engine's), once with
 market data from the streams and once from REST polling, in the same process
 one after the other. Reported per path, medians over the runs:
 - loop latency p50 / p99 (the engine's tick, from the KPI);
 - book event at the venue -> both legs handed to the venues, p50 / p99 (the
   venue's event time of the newest book an entry priced on, to the send);
-- market-data requests per minute at the venue (the emulator's request log:
+- market-data requests per minute at the venue (the emulator's request counts:
   Binance depth weight, Upbit orderbook requests) against the published limits;
 - 429 / 418 answers; order-status reads happen off the tick in both paths.
 BENCH_STREAMS_SECONDS (default 300) sets each phase's length, BENCH_STREAMS_RUNS
@@ -20,14 +21,18 @@ import asyncio
 import collections
 import json
 import os
+import socket
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from bot.app import build_service
-from bot.drill.emulator import start_emulator
+from bot.drill.emulator.state import DEFAULT_KEYS as KEYS
 from core.commands import RunArgs
 from core.safety.redis_state import FileEngineLock
 from core.settings import Settings
@@ -38,25 +43,58 @@ CAP = 20.0
 DEPTH_WEIGHT = 5  # Binance GET /api/v3/depth, limit 1..100
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _emulator() -> tuple[asyncio.subprocess.Process, str]:
+    port = _free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.drill.emulator", "--port", str(port), "--top-n", "50",
+        "--jump-rate", "12", stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            await _admin(url, "/admin/state")
+            return proc, url
+        except OSError:
+            await asyncio.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the emulator did not start")
+
+
+async def _admin(url: str, path: str) -> Any:
+    async with aiohttp.ClientSession() as s, s.get(url + path) as r:
+        return await r.json()
+
+
+def _counts(doc: dict[str, Any]) -> collections.Counter[tuple[str, str, int]]:
+    out: collections.Counter[tuple[str, str, int]] = collections.Counter()
+    for c in doc["counts"]:
+        out[(c["venue"], c["path"], c["status"])] += c["count"]
+    return out
+
+
 async def live_phase(streams: bool, seconds: float) -> dict[str, Any]:
-    emu = await start_emulator(top_n=50, jump_rate_per_min=12.0)
-    emu.core.requests = collections.deque()  # keep every request of the run
+    proc, url = await _emulator()
     try:
         with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
             cfg: dict[str, Any] = {
                 "data_dir": Path(tmp), "arbitrage_env": "live",
-                "upbit_api_base": emu.url, "binance_api_base": emu.url,
-                "upbit_access_key": emu.keys["upbit"][0],
-                "upbit_secret_key": emu.keys["upbit"][1],
-                "binance_api_key": emu.keys["binance"][0],
-                "binance_api_secret": emu.keys["binance"][1],
+                "upbit_api_base": url, "binance_api_base": url,
+                "upbit_access_key": KEYS["upbit"][0], "upbit_secret_key": KEYS["upbit"][1],
+                "binance_api_key": KEYS["binance"][0],
+                "binance_api_secret": KEYS["binance"][1],
                 "upbit_withdrawals_disabled_attested": True, "real_poll_interval_s": 0.2,
                 "market_data_streams": streams,
                 "live_arm_ack": "I_UNDERSTAND_LIVE_RISK", "live_arm_at": str(int(time.time())),
                 "live_max_notional_usd": str(CAP), "guard_memory_anomaly_mb": 4000.0,
                 "guard_memory_kill_mb": 4000.0, "guard_rss_growth_mb": 4000.0,
                 "telegram_bot_token": "424242:AAdrillTokenNotRealOnlyForTheEmulator0",
-                "telegram_chat_id": 1, "telegram_api_base": emu.url}
+                "telegram_chat_id": 1, "telegram_api_base": url}
             settings = Settings(_env_file=None, **cfg)
             service = await build_service(settings)
             service.safety.lock = FileEngineLock(data_dir=Path(tmp))
@@ -67,23 +105,25 @@ async def live_phase(streams: bool, seconds: float) -> dict[str, Any]:
                 spec = service.plan_run(RunArgs(phase=1, mode="live", data_source="real",
                                                 universe="top50", duration_seconds=seconds,
                                                 max_notional_usd=CAP))
-                t0_ms = time.time() * 1000
+                before = _counts(await _admin(url, "/admin/requests"))
+                t0 = time.monotonic()
                 outcome = await service.run_phase(spec)
-                t1_ms = time.time() * 1000
+                minutes = (time.monotonic() - t0) / 60
+                spent = _counts(await _admin(url, "/admin/requests"))
+                spent.subtract(before)
             finally:
                 await service.safety.close()
                 await service.store.close()
     finally:
-        await emu.stop()
+        proc.terminate()
+        await proc.wait()
     kpi = outcome.kpi
     perf = kpi["performance"]
-    reqs = [r for r in emu.core.requests if t0_ms <= r["ts_ms"] <= t1_ms]
-    minutes = (t1_ms - t0_ms) / 60_000
-    depth = sum(1 for r in reqs if r["venue"] == "binance" and r["path"] == "/api/v3/depth")
-    books = sum(1 for r in reqs if r["venue"] == "upbit" and r["path"] == "/v1/orderbook")
+    depth = sum(n for (v, p, _), n in spent.items() if v == "binance" and p == "/api/v3/depth")
+    books = sum(n for (v, p, _), n in spent.items() if v == "upbit" and p == "/v1/orderbook")
     return {
         "path": "streams" if streams else "rest",
-        "seconds": round((t1_ms - t0_ms) / 1000, 1),
+        "seconds": round(minutes * 60, 1),
         "ticks": kpi["trading"]["ticks"], "entries": kpi["trading"]["entries"],
         "loop_p50_ms": perf["loop_latency_ms"]["p50"],
         "loop_p99_ms": perf["loop_latency_ms"]["p99"],
@@ -92,8 +132,8 @@ async def live_phase(streams: bool, seconds: float) -> dict[str, Any]:
         "book_to_sent_p99_ms": perf["book_to_legs_sent_ms"]["p99"],
         "binance_md_weight_per_min": round(depth * DEPTH_WEIGHT / minutes, 1),
         "upbit_md_requests_per_min": round(books / minutes, 1),
-        "http_429": sum(1 for r in reqs if r["status"] == 429),
-        "http_418": sum(1 for r in reqs if r["status"] == 418),
+        "http_429": sum(n for (_, _, st), n in spent.items() if st == 429),
+        "http_418": sum(n for (_, _, st), n in spent.items() if st == 418),
         "stale_book_refusals": _refusals(kpi, "stale_book"),
         "streams": (kpi.get("market_data") or {}).get("streams"),
         "reconciled": kpi["reconciliation"]["ok"],

@@ -92,7 +92,8 @@ def venues_for(settings: Settings, clock: Clock, spec: RunSpec, budgets: Any = N
         feed_venues = real_venues(settings, budgets, "market_data", alert, streams=streams)
         for ex in feed_venues.values():
             ex.owned_by_market = True  # market.close() closes them
-        market = (StreamMarketData(feed_venues, clock, settings.real_poll_interval_s)
+        market = (StreamMarketData(feed_venues, clock, settings.real_poll_interval_s,
+                                   stale_ms=settings.stale_book_ms)
                   if streams else
                   CcxtMarketData(feed_venues, clock, settings.real_poll_interval_s))
         if spec.mode == "live":

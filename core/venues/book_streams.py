@@ -38,9 +38,13 @@ MAX_BACKOFF_S = 5.0
 
 class StreamMarketData(CcxtMarketData):
     def __init__(self, venues: dict[Venue, Any], clock: Clock, interval_s: float = 1.0, *,
-                 silence_s: float = 5.0) -> None:
+                 silence_s: float = 5.0, stale_ms: float = 2000.0,
+                 coalesce_s: float = 0.005) -> None:
         super().__init__(venues, clock, interval_s)
         self.silence_s = silence_s
+        self.coalesce_s = coalesce_s
+        self._pending = False
+        self.stale_ms = stale_ms  # the gateway's limit: older books are refused
         self.events: Counter[str] = Counter()  # book updates taken, per venue
         self.gaps: Counter[str] = Counter()  # update-id gaps (resynced)
         self.disconnects: Counter[str] = Counter()  # closed or failed connections
@@ -57,8 +61,10 @@ class StreamMarketData(CcxtMarketData):
         await asyncio.gather(*(self._stream(v) for v in self.venues))
 
     def stream_stats(self) -> dict[str, Any]:
+        stale = self.stale_books(self.stale_ms)
         return {
             str(v): {"streaming": self.streaming.get(v, False), "events": self.events[str(v)],
+                     "stale_books_now": stale.get(str(v), 0),
                      "gaps": self.gaps[str(v)], "disconnects": self.disconnects[str(v)],
                      "silences": self.silences[str(v)], "rest_reads": self.rest_reads[str(v)]}
             for v in self.venues}
@@ -101,7 +107,7 @@ class StreamMarketData(CcxtMarketData):
                 self.streaming[venue] = True
             if self._take(venue, ex, symbols):
                 self._mark_up(venue)
-                self._publish()
+                self._publish_soon()
 
     async def _watch(self, ex: Any, venue: Venue, symbols: list[str]) -> Any:
         client = ex.ccxt
@@ -160,6 +166,19 @@ class StreamMarketData(CcxtMarketData):
             self.event_lag_ms.append(max(now_ms - ts, 0.0))
             changed = True
         return changed
+
+    def _publish_soon(self) -> None:
+        """One snapshot for the updates of the next `coalesce_s`: a venue sends its
+        books' updates in bursts, and a snapshot per update would make the engine
+        tick per book (50 times for one Binance interval at top50)."""
+        if self._pending:
+            return
+        self._pending = True
+        asyncio.get_running_loop().call_later(self.coalesce_s, self._flush)
+
+    def _flush(self) -> None:
+        self._pending = False
+        self._publish()
 
     def _publish(self) -> None:
         if not self._complete:

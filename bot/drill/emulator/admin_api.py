@@ -213,4 +213,7 @@ class AdminApi:
     async def requests(self, request: web.Request) -> web.Response:
         want = request.query.get("venue")
         rows = [r for r in self.core.requests if want in (None, r["venue"])]
-        return web.json_response({"requests": rows})
+        counts = [{"venue": v, "method": m, "path": p, "status": s, "count": n}
+                  for (v, m, p, s), n in self.core.request_counts.items()
+                  if want in (None, v)]
+        return web.json_response({"requests": rows, "counts": counts})

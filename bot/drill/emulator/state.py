@@ -167,6 +167,8 @@ class EmulatorCore:
         self.tickers = TickerStats()
         self.sim.add_listener(self.tickers.on_snapshot)
         self.requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=5000)
+        self.request_counts: collections.Counter[tuple[str, str, str, int]] = \
+            collections.Counter()
         self.venues: dict[str, VenueState] = {}
         for venue in (Venue.BINANCE, Venue.UPBIT):
             engine = PaperExchange(venue, self.sim, self.clock, FEE_BPS[venue.value])
@@ -231,6 +233,8 @@ class EmulatorCore:
         return int(time.time() * 1000) + offset
 
     def log_request(self, venue: str, method: str, path: str, status: int) -> None:
+        # Counted for good (the log below keeps the newest 5,000): benchmarks read both.
+        self.request_counts[(venue, method, path, status)] += 1
         self.requests.append(
             {
                 "ts_ms": self.now_ms(),
