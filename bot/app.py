@@ -78,7 +78,7 @@ def venues_for(settings: Settings, clock: Clock, spec: RunSpec, budgets: Any = N
     """Market data and venues for a run: sim + paper; real data + paper; or live.
     Real market data has its own ccxt clients (role market data), never the
     trading ones, so books cannot delay an order: websocket streams, or REST
-    polling when MARKET_DATA_STREAMS is off."""
+    polling when ARBOPS_MARKET_DATA_STREAMS is off."""
     if spec.data_source == "sim":
         if spec.mode == "live":
             raise ValueError("live never runs on the simulated market")

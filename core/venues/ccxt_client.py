@@ -123,5 +123,15 @@ def _budgeted(ccxt_id: str, streams: bool = False) -> type:
             return super().handle_errors(code, reason, url, method, headers, body, response,
                                          request_headers, request_body)
 
+    if streams and hasattr(base, "handle_deltas"):
+        def handle_deltas(self: Any, bookside: Any, deltas: list[Any]) -> None:
+            # ccxt.pro's own loop reads each level through two safe_float calls; a
+            # diff-depth event of a busy book carries dozens of levels, many times a
+            # second per symbol: the same store, without the per-level overhead.
+            store = bookside.store
+            for delta in deltas:
+                store(float(delta[0]), float(delta[1]))
+
+        Budgeted.handle_deltas = handle_deltas
     Budgeted.__name__ = f"Budgeted{base.__name__}"
     return Budgeted

@@ -62,9 +62,16 @@ def _levels(book: OrderBook) -> tuple[dict[float, float], dict[float, float]]:
     return dict(book.bids), dict(book.asks)
 
 
+def _px(p: float) -> str:
+    """A price as the REST depth writes it (the same float once parsed), cheaply:
+    every level of 50 books changes every step."""
+    r = repr(p)
+    return dec_str(p) if "e" in r else r
+
+
 def _diff(old: dict[float, float], new: dict[float, float]) -> list[list[str]]:
-    out = [[dec_str(p), dec_str(q, 8)] for p, q in new.items() if old.get(p) != q]
-    out += [[dec_str(p), "0.00000000"] for p in old if p not in new]
+    out = [[_px(p), f"{q:.8f}"] for p, q in new.items() if old.get(p) != q]
+    out += [[_px(p), "0.00000000"] for p in old if p not in new]
     return out
 
 
