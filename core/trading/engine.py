@@ -191,11 +191,15 @@ class Engine:
         touched: list[Slot] = []
         updates: list[tuple[Slot, str, WorkingOrder, Order]] = []
         cancels: list[tuple[Slot, str, WorkingOrder, Order]] = []
+        cancel_results: list[tuple[Slot, str, WorkingOrder, Order | BaseException]] = []
         for slot in self.slots.values():
             if not slot.working:
                 continue
             touched.append(slot)
             for oid, wo in list(slot.working.items()):
+                cancelled = self.orders.take_cancel(oid, wo)
+                if cancelled is not None:
+                    cancel_results.append((slot, oid, wo, cancelled))
                 answer = self.orders.take(oid, wo)
                 if answer is None:
                     continue  # nothing new yet
@@ -219,7 +223,12 @@ class Engine:
                     and mono - wo.placed_mono >= timeout
                 ):
                     wo.cancel_sent = True
-                    cancels.append((slot, oid, wo, answer))
+                    if self.orders.background:
+                        # Live: sent now, its answer taken by a later tick.
+                        self.orders.cancel(oid, wo)
+                        updates.append((slot, oid, wo, answer))
+                    else:
+                        cancels.append((slot, oid, wo, answer))
                 else:
                     updates.append((slot, oid, wo, answer))
         if cancels:
@@ -227,17 +236,20 @@ class Engine:
             results = await asyncio.gather(
                 *(self.ex[wo.venue].cancel_order(oid, wo.symbol) for _, oid, wo, _ in cancels),
                 return_exceptions=True)
-            for (slot, oid, wo, last), result in zip(cancels, results, strict=True):
-                if isinstance(result, ExchangeError):
-                    self._venue_error(result, wo.venue)
-                    logger.warning("cancel of {} failed: {}", wo.client_order_id, result)
-                    wo.cancel_sent = False
-                    updates.append((slot, oid, wo, last))
-                elif isinstance(result, BaseException):
-                    raise result
-                else:
-                    updates.append((slot, oid, wo, result))
+            cancel_results += [(slot, oid, wo, result) for (slot, oid, wo, _), result
+                               in zip(cancels, results, strict=True)]
+        for slot, oid, wo, result in cancel_results:
+            if isinstance(result, ExchangeError):
+                self._venue_error(result, wo.venue)
+                logger.warning("cancel of {} failed: {}", wo.client_order_id, result)
+                wo.cancel_sent = False
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                updates.append((slot, oid, wo, result))
         for slot, oid, wo, order in updates:
+            if slot.working.get(oid) is not wo or len(order.trades) < wo.trades_seen:
+                continue  # done already this tick, or a read older than what we hold
             await self._absorb(slot, wo, order, snap)
             if order.status.done:
                 slot.working.pop(oid, None)

@@ -32,6 +32,8 @@ class OrderWatch:
         self.background = background
         self.interval_s = interval_s
         self._answers: dict[Key, Answer] = {}
+        self._cancelled: dict[Key, Answer] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self.rounds = 0
         self.requests = 0
@@ -39,6 +41,25 @@ class OrderWatch:
     def take(self, key: str, wo: WorkingOrder) -> Answer | None:
         """The newest answer for this order since the last take, or None."""
         return self._answers.pop((wo.venue, key), None)
+
+    def take_cancel(self, key: str, wo: WorkingOrder) -> Answer | None:
+        """What a cancel sent in the background got (the order, or the error)."""
+        return self._cancelled.pop((wo.venue, key), None)
+
+    def cancel(self, key: str, wo: WorkingOrder) -> None:
+        """Send a cancel without the tick waiting for it (a live venue's cancel
+        is its request plus a read-back); the answer is taken by a later tick."""
+        task = asyncio.create_task(self._cancel(key, wo), name=f"cancel-{wo.client_order_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _cancel(self, key: str, wo: WorkingOrder) -> None:
+        try:
+            answer: Answer = await self._ex[wo.venue].cancel_order(wo.order_id, wo.symbol)
+        except Exception as exc:  # noqa: BLE001 - handed to the tick, which judges it
+            answer = exc
+        self._cancelled[(wo.venue, key)] = answer
+        self.nudge()
 
     def nudge(self) -> None:
         """A new order is working: read it without waiting out the interval."""
@@ -54,8 +75,9 @@ class OrderWatch:
         while True:
             items = self._working()
             live = {(wo.venue, key) for key, wo in items}
-            for gone in [k for k in self._answers if k not in live]:
-                del self._answers[gone]  # done and forgotten by the engine
+            for book in (self._answers, self._cancelled):
+                for gone in [k for k in book if k not in live]:
+                    del book[gone]  # done and forgotten by the engine
             if items:
                 got = await asyncio.gather(*(self._read(wo) for _, wo in items),
                                            return_exceptions=True)

@@ -23,9 +23,9 @@ from core.domain.models import MarketSnapshot, Side, Venue
 from core.journal.sqlite_store import SqliteStore
 from core.journal.write_behind import WriteBehind
 from core.trading.engine import Engine, EngineConfig
-from core.trading.gateway import Gateway, Purpose
+from core.trading.gateway import Gateway, OrderIntent, Purpose
 from core.trading.order_watch import OrderWatch
-from core.trading.slots import SlotState
+from core.trading.slots import SlotState, WorkingOrder
 from core.trading.state import TradingStateBox
 from core.trading.strategy import Strategy, StrategyParams
 from tests.venues.support import emu_settings, emulator
@@ -155,6 +155,45 @@ async def test_the_tick_takes_order_status_without_waiting_for_the_venue(rig: Ri
         assert slot.state is SlotState.OPEN
         assert slot.open_qty[Venue.UPBIT] > 0 and slot.open_qty[Venue.BINANCE] > 0
         assert engine.orders.rounds >= 1
+    finally:
+        watch.cancel()
+        await asyncio.gather(watch, return_exceptions=True)
+        rig.emu.clear_faults()
+
+
+async def test_a_due_cancel_goes_out_without_the_tick_waiting_for_it(rig: Rig) -> None:
+    snap = await rig.snapshot()
+    engine = rig.engine
+    engine.orders = OrderWatch(rig.venues, engine.working_orders, background=True,
+                               interval_s=0.05)
+    slot = engine.slots["BTC"]
+    slot.position_id, slot.state = f"{RUN}-p4", SlotState.ENTERING
+    book = snap.binance["BTC"]
+    qty = engine._entry_qty("BTC", book.best_ask)
+    resting = OrderIntent(Venue.BINANCE, "BTC/USDT", "BTC", Side.BUY, qty,
+                          book.best_bid * 0.99, Purpose.ENTRY, slot.position_id,
+                          qty * book.best_bid * 0.99)
+    order = await engine.gateway.submit(resting, snap, 0.0)
+    slot.working[order.id] = WorkingOrder(Venue.BINANCE, order.id, order.client_order_id,
+                                          "BTC/USDT", Purpose.ENTRY, 0.0, qty)
+    # A cancel takes a second at the venue; the entry is long past its timeout.
+    rig.emu.add_fault(venue="binance", kind="latency", seconds=1.0, path="/api/v3/order",
+                      method="DELETE", count=None)
+    watch = asyncio.create_task(engine.orders.run())
+    try:
+        took = []
+        deadline = time.monotonic() + 8.0
+        while slot.working and time.monotonic() < deadline:
+            t0 = time.perf_counter()
+            await engine._poll_working(snap, 100.0)
+            took.append(time.perf_counter() - t0)
+            await asyncio.sleep(0.02)
+        assert not slot.working, "the cancel never came back"
+        assert len(took) >= 20 and max(took) < 0.1, (len(took), max(took))
+        assert slot.state is SlotState.FLAT  # nothing filled: no position
+        await engine.journal.flush()
+        row = await rig.store.get_intent(order.client_order_id)
+        assert row is not None and row["state"] == "CANCELED"
     finally:
         watch.cancel()
         await asyncio.gather(watch, return_exceptions=True)
