@@ -44,7 +44,7 @@ def patience(max_wait_s: float) -> Iterator[None]:
         yield
     finally:
         _PATIENCE.reset(token)
-_CLASSES: dict[tuple[str, bool], type] = {}  # per venue and kind, built once (a type)
+_CLASSES: dict[tuple[str, bool, bool], type] = {}  # per venue and kind, built once
 
 
 @dataclass(slots=True)
@@ -55,19 +55,22 @@ class Gate:
 
 
 def make_client(ccxt_id: str, config: dict[str, Any], gate: Gate, *,
-                streams: bool = False) -> Any:
+                streams: bool = False, whole_books: bool = False) -> Any:
     """A budgeted ccxt client; `streams` makes it ccxt.pro's (websockets too),
-    whose REST requests (a book snapshot for a resync) spend the same budget."""
-    cls = _CLASSES.get((ccxt_id, streams))
+    whose REST requests (a book snapshot for a resync) spend the same budget.
+    `whole_books`: the venue's book messages are whole books (Upbit), kept as
+    they arrive instead of re-sorted level by level."""
+    key = (ccxt_id, streams, whole_books)
+    cls = _CLASSES.get(key)
     if cls is None:
-        cls = _CLASSES[(ccxt_id, streams)] = _budgeted(ccxt_id, streams)
+        cls = _CLASSES[key] = _budgeted(ccxt_id, streams, whole_books)
     client = cls(config)
     client.enableRateLimit = False  # the shared budget paces instead
     client.arbops_gate = gate
     return client
 
 
-def _budgeted(ccxt_id: str, streams: bool = False) -> type:
+def _budgeted(ccxt_id: str, streams: bool = False, whole_books: bool = False) -> type:
     import ccxt
     import ccxt.async_support as ccxt_async
 
@@ -133,5 +136,23 @@ def _budgeted(ccxt_id: str, streams: bool = False) -> type:
                 store(float(delta[0]), float(delta[1]))
 
         Budgeted.handle_deltas = handle_deltas
+    if streams and whole_books:
+        def handle_order_book(self: Any, client: Any, message: dict[str, Any]) -> None:
+            # A whole book per message, best level first: kept as a plain book
+            # (ccxt.pro re-stores and re-sorts every level of every message, about
+            # 2 ms each; fifty books several times a second is a core's worth).
+            symbol = self.safe_symbol(message.get("code"), None, "-")
+            units = message.get("orderbook_units") or []
+            book = {
+                "symbol": symbol, "timestamp": message.get("timestamp"), "nonce": None,
+                "bids": [[float(u["bid_price"]), float(u["bid_size"])] for u in units
+                         if u.get("bid_price") is not None],
+                "asks": [[float(u["ask_price"]), float(u["ask_size"])] for u in units
+                         if u.get("ask_price") is not None],
+            }
+            self.orderbooks[symbol] = book
+            client.resolve(book, "orderbook:" + symbol)
+
+        Budgeted.handle_order_book = handle_order_book
     Budgeted.__name__ = f"Budgeted{base.__name__}"
     return Budgeted

@@ -78,7 +78,8 @@ class CcxtExchange:
         self.budget = budget or VenueBudget(str(self.venue), self.profile.rate, time.monotonic)
         self.ccxt = make_client(self.profile.ccxt_id,
                                 ccxt_config(self.venue, base_url, api_key, secret, timeout_ms),
-                                Gate(self.budget, role, MAX_WAIT_S[role]), streams=streams)
+                                Gate(self.budget, role, MAX_WAIT_S[role]), streams=streams,
+                                whole_books=self.profile.streams.book_resync == "full_snapshot")
         self.alert = alert or _log_alert
         self._markets: dict[str, Market] = {}
         self._rules: dict[str, VenueRules] = {}

@@ -119,7 +119,8 @@ def pro_client(emu: EmulatorHandle, venue: str) -> Any:
     key, secret = emu.keys[venue]
     budget = VenueBudget(venue, profile.rate, time.monotonic)
     return make_client(profile.ccxt_id, ccxt_config(venue, emu.url, key, secret),
-                       Gate(budget, Role.MARKET_DATA, 5.0), streams=True)
+                       Gate(budget, Role.MARKET_DATA, 5.0), streams=True,
+                       whole_books=profile.streams.book_resync == "full_snapshot")
 
 
 async def test_ccxt_pro_builds_the_emulators_binance_books(emu: EmulatorHandle) -> None:
