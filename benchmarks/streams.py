@@ -141,6 +141,9 @@ async def live_phase(streams: bool, seconds: float) -> dict[str, Any]:
         "stale_book_refusals": _refusals(kpi, "stale_book"),
         "streams": (kpi.get("market_data") or {}).get("streams"),
         "reconciled": kpi["reconciliation"]["ok"],
+        "reconciliation_problems": kpi["reconciliation"].get("problems"),
+        "drift": kpi["reconciliation"].get("drift"),
+        "open_at_end": kpi["trading"].get("still_open_on_venues"),
     }
 
 
