@@ -38,12 +38,14 @@ class MetricsServer:
     port: int
     _updater: asyncio.Task[None] | None = None
     _observers: list[Any] | None = None
+    health_owner: dict[str, Any] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/metrics"
 
     async def stop(self) -> None:
+        self.health_owner.pop("metrics", None)
         if self._observers is not None and self.metrics.update in self._observers:
             self._observers.remove(self.metrics.update)
         if self._updater is not None:
@@ -91,6 +93,10 @@ async def start_metrics_server(service: OperatorService, host: str, port: int) -
         observers.append(metrics.update)
         srv._observers = observers
     srv._updater = asyncio.create_task(keep_updated(), name="metrics-updater")
+    health = getattr(service, "surface_health", None)
+    if isinstance(health, dict):
+        srv.health_owner = health
+        health["metrics"] = lambda: {"state": "serving", "url": f"http://{host}:{bound}/metrics"}
     logger.info("Prometheus metrics on http://{}:{}/metrics", host, bound)
     return srv
 

@@ -5,6 +5,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from bot.views import gate_lines, usd
+
 
 class ProgressLine:
     """One line rewritten in place, at most every `every_s` seconds."""
@@ -29,7 +31,7 @@ class ProgressLine:
         state = " closing" if run.closing else ""
         line = (
             f"[{bar}] {elapsed:5.0f}/{total:.0f}s  entries {st.entries}  exits {st.exits}  "
-            f"round trips {st.round_trips}  PnL ${st.pnl_usd:+.2f}  "
+            f"round trips {st.round_trips}  PnL {usd(st.pnl_usd)}  "
             f"latency {st.last_latency_ms:.2f} ms{state}"
         )
         if self.tty:
@@ -64,10 +66,11 @@ def summary_table(kpi: dict[str, Any], kpi_path: str) -> str:
         ("stop reason", str(s["stop_reason"])),
         ("kill switch", "TRIGGERED" if s["kill_switch_triggered"] else "no"),
     ]
-    gate = kpi.get("gate")
-    if gate:
-        rows.append((f"phase {gate['phase']} gate", gate["result"]))
-        rows.extend(("  failed", reason) for reason in gate["reasons"])
+    gate = gate_lines(kpi.get("gate"))
+    if gate:  # the verdict, then each failed check with observed value and threshold
+        head, _, verdict = gate[0].partition(" gate ")
+        rows.append((f"{head} gate", verdict))
+        rows.extend(("", line.strip()) for line in gate[1:])
     still = kpi.get("trading", {}).get("still_open_on_venues") or []
     if still:
         rows.append(("still open", f"{len(still)} item(s): clean up by hand (runbook 6.1)"))

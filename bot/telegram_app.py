@@ -35,7 +35,17 @@ def build_dispatcher(deps: TelegramDeps) -> Any:
         CommandGate,
         TimingMiddleware,
     )
-    from bot.telegram.routers import buttons, control, fallback, info, live, reports, runs, venues
+    from bot.telegram.routers import (
+        buttons,
+        control,
+        fallback,
+        info,
+        live,
+        reports,
+        runs,
+        trades,
+        venues,
+    )
 
     dp = Dispatcher(deps=deps)
     for observer in (dp.message, dp.callback_query):
@@ -46,7 +56,7 @@ def build_dispatcher(deps: TelegramDeps) -> Any:
     from bot.telegram.table import TELEGRAM
 
     served: set[str] = set()
-    for module in (info, control, runs, live, venues, reports, buttons):
+    for module in (info, control, runs, live, venues, reports, trades, buttons):
         router = dp.include_router(module.make_router())
         served.update(hd.flags["table_entry"].name for hd in router.message.handlers
                       if "table_entry" in hd.flags)
@@ -74,6 +84,7 @@ class TelegramApp:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.webhook: Any = None  # a WebhookListener in webhook mode
+        self.started_cleanly = False
 
     @property
     def notifier(self) -> Any:
@@ -96,11 +107,13 @@ class TelegramApp:
 
         from bot.telegram.table import menu
 
+        self.started_cleanly = False
         try:
             if self.mode == "polling":  # a webhook left behind makes getUpdates fail (409)
                 await self.bot.delete_webhook(drop_pending_updates=False, request_timeout=10)
             await self.bot.set_my_commands(
                 [BotCommand(command=c, description=d) for c, d in menu()], request_timeout=10)
+            self.started_cleanly = True
         except Exception as exc:  # noqa: BLE001 - polling / setWebhook retry on their own
             logger.warning("telegram start-up call failed ({}: {}); will retry",
                            type(exc).__name__, exc)
@@ -157,6 +170,7 @@ class TelegramApp:
         if self.deps.service.notifier is self.notifier:
             self.deps.service.notifier = self.inner_notifier
         await self.bot.session.close()
+        self.deps.service.surface_health.pop("telegram", None)
         logger.info("telegram surface stopped")
 
 
@@ -193,6 +207,7 @@ async def start_telegram(
     from bot.telegram.auth import parse_allowed_users
     from bot.telegram.confirm import PendingStore
     from bot.telegram.context import TelegramDeps
+    from bot.telegram.link import TelegramLink
     from bot.telegram.live_status import LiveStatus
     from bot.telegram.notifier import TelegramNotifier
     from bot.telegram.sender import RetryPolicy, Sender
@@ -225,8 +240,16 @@ async def start_telegram(
         live=LiveStatus(service, sender, live_interval_s), now=now,
         stale_after_s=stale_after_s, secrets=tuple(settings.secret_values()),
     )
+    link = TelegramLink(now)
+    bot.session.middleware(link)
+    service.surface_health["telegram"] = link.health
     app = TelegramApp(bot, build_dispatcher(deps), deps, inner, polling_timeout)
     await app.start()
-    logger.info("telegram surface started ({}): {} allowed user(s), API {}", app.mode,
-                len(users), settings.telegram_api_base)
+    # Said once and truthfully: after a failed start-up call the surface is not "started".
+    if app.started_cleanly:
+        logger.info("telegram surface started ({}): {} allowed user(s), API {}", app.mode,
+                    len(users), settings.telegram_api_base)
+    else:
+        logger.warning("telegram surface waiting for the Bot API ({}): retrying in the "
+                       "background; `arbops status` shows when it connects", app.mode)
     return app

@@ -118,6 +118,18 @@ class JsonArgs(Args):
     json_output: bool = Field(False, alias="json", description="print one JSON object")
 
 
+class TradesArgs(Args):
+    limit: int = Field(10, ge=1, le=200, description="how many round trips, newest first",
+                       json_schema_extra=POSITIONAL)
+    json_output: bool = Field(False, alias="json", description="print one JSON object")
+
+
+class DailyArgs(Args):
+    days: int = Field(7, ge=1, le=90, description="how many days, today first",
+                      json_schema_extra=POSITIONAL)
+    json_output: bool = Field(False, alias="json", description="print one JSON object")
+
+
 class ReasonArgs(Args):
     reason: str = Field("manual", max_length=200, description="why (recorded and reported)")
 
@@ -169,6 +181,7 @@ class ReportArgs(Args):
 
 class PreflightArgs(Args):
     dry_run: bool = Field(False, description="skip network checks (SKIP never counts as PASS)")
+    json_output: bool = Field(False, alias="json", description="print the report as JSON")
     output: Path | None = Field(None, description="also write the JSON report here")
     phase: int = Field(1, ge=1, le=3, description="the phase whose balances are checked")
 
@@ -239,6 +252,7 @@ class Command:
 COMMANDS: tuple[Command, ...] = (
     Command("help", "list the commands", cli=False),
     Command("whoami", "your user id and role", cli=False),
+    Command("version", "which arbops is running: version, commit, Python", method="version"),
     Command("demo", "paper session on the simulated market with live progress", DemoArgs,
             telegram=False),
     Command("serve", "run the service (engine, control channel; Telegram when configured)",
@@ -263,8 +277,20 @@ COMMANDS: tuple[Command, ...] = (
     Command("logs", "errors, exceptions and failures from the logs (runbook 5.3)", LogsArgs,
             Role.OPERATOR),
     Command("config", "check the settings", ConfigArgs, telegram=False),
-    Command("positions", "open positions", cli=False, method="positions"),
-    Command("kpi", "the latest KPI JSON summary", cli=False, method="last_run_result"),
+    Command("positions", "open positions: entry and current premium, PnL, age", JsonArgs,
+            method="positions"),
+    Command("kpi", "the last finished run's KPI and its gate, check by check", JsonArgs,
+            method="last_kpi"),
+    Command("trades", "the newest closed round trips: PnL, fees, holding time", TradesArgs,
+            method="recent_trades"),
+    Command("profit", "strategy, inventory and total PnL today, this week, all time",
+            JsonArgs, method="profit"),
+    Command("performance", "PnL and round trips per symbol, all time", JsonArgs,
+            method="performance"),
+    Command("daily", "PnL and round trips per day (report zone), today first", DailyArgs,
+            method="daily_pnl_table"),
+    Command("show_config", "effective settings and where each came from (secrets masked)",
+            JsonArgs, Role.OPERATOR, method="show_config"),
     Command("preflight", "preflight checks (runbook 1.1); exit 0 only when ready for live",
             PreflightArgs, method="preflight", timeout_s=120.0),
     Command("arm", "ARM live trading for one phase start (expires in 600 s)", ArmArgs,
@@ -273,7 +299,7 @@ COMMANDS: tuple[Command, ...] = (
             confirm_note="scripts use the runbook's LIVE_ARM_ACK/LIVE_ARM_AT/"
                          "LIVE_MAX_NOTIONAL_USD instead"),
     Command("disarm", "drop the ARM (one step)", NoArgs, Role.OPERATOR, method="disarm"),
-    Command("ladder", "the ramp-up ladder: which live phase may start next", NoArgs,
+    Command("ladder", "the ramp-up ladder: which live phase may start next", JsonArgs,
             method="ladder_status"),
     Command("override", "admin: allow a live phase the ladder would refuse (audited)",
             OverrideArgs, Role.ADMIN, adds_risk=True, method="ladder_override",
@@ -289,7 +315,7 @@ COMMANDS: tuple[Command, ...] = (
             telegram=False),
     Command("report", "daily, weekly or one run's report, with its chart (runbook 7.2)",
             ReportArgs),
-    Command("guards", "guard thresholds and headroom", cli=False, method="guard_status"),
+    Command("guards", "guard thresholds and headroom", JsonArgs, method="guard_status"),
     Command("incident", "open an incident report by hand (runbook 7.1)", IncidentArgs,
             Role.OPERATOR),
     Command("notify", "send a test alert through the notifier (runbook 8.1)", NotifyArgs,

@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -78,6 +79,9 @@ class OperatorService:
         self._proc_started = time.monotonic()
         self._run_task: asyncio.Task[None] | None = None
         self.run_observers: list[Callable[[], None]] = []  # e.g. metrics, at run end
+        # The surfaces' own health (Telegram's link, the metrics endpoint), for status.
+        self.surface_health: dict[str, Callable[[], dict[str, Any]]] = {}
+        self.last_incident: str | None = None  # the newest kill's incident report, by path
         self.real_venues: Callable[[], dict[Venue, ExchangePort]] = _no_real_venues
         from core.safety.live_safety import LiveSafety
         from core.safety.redis_state import RedisState, account_id
@@ -410,6 +414,20 @@ class OperatorService:
         return {"run_id": o.run_id, "exit_code": o.exit_code, "kpi_path": str(o.kpi_path),
                 "kpi": o.kpi}
 
+    async def last_kpi(self) -> dict[str, Any]:
+        """The last finished run's result: this process's, else the journal's newest
+        final KPI (so a terminal with no engine running still sees the last run)."""
+        result = self.last_run_result()
+        if result is not None:
+            return result
+        last = await self.store.last_run()
+        if last is None:
+            return {}
+        row = await self.store.latest_kpi(last["run_id"])
+        kpi = json.loads(row["json"]) if row else {}
+        return {"run_id": last["run_id"], "exit_code": last.get("exit_code"),
+                "kpi_path": last.get("kpi_path"), "kpi": kpi, "status": last.get("status")}
+
     def stop(self, reason: str, actor: str) -> dict[str, Any]:
         """The runbook's graceful stop, idempotent on every surface: asking again never
         escalates to the emergency halt (a second signal does; /kill is the operator's
@@ -470,6 +488,7 @@ class OperatorService:
                      "detail": f"kept by {', '.join(self.durable.holds()) or 'no store'}"},
                     {"step": "still_open_per_journal", "ok": open_ok, "detail": open_note},
                 ])
+            self.last_incident = str(path)
             await self.notifier.notify(Severity.KILL, "kill switch", f"HALTED: {why}; report {path}")
 
         task = asyncio.get_running_loop().create_task(report(), name="kill-report")
@@ -677,11 +696,57 @@ class OperatorService:
             "pid": os.getpid(),
             "data_dir": str(self.settings.data_dir),
             "guards": self.guard_status(),
+            "surfaces": self.surfaces(),
+            "last_run": self._last_run_brief(),
         }
 
+    def surfaces(self) -> dict[str, dict[str, Any]]:
+        """Telegram, metrics and Redis as this engine sees them; "off" when not set up."""
+        out: dict[str, dict[str, Any]] = {}
+        for name in ("telegram", "metrics"):
+            probe = self.surface_health.get(name)
+            try:
+                out[name] = probe() if probe is not None else {"state": "off"}
+            except Exception as exc:  # noqa: BLE001 - a status read never fails on a probe
+                out[name] = {"state": "unknown", "last_error": f"{type(exc).__name__}: {exc}"}
+        if self.settings.telegram_bot_token is not None and "telegram" not in self.surface_health:
+            out["telegram"] = {"state": "not started (token set)"}
+        redis = self.safety.redis
+        if redis is None:
+            out["redis"] = {"state": "off"}
+        else:  # what the last write of the trading state to Redis said ("-": none yet)
+            held = self.durable.status.get("redis", "-")
+            out["redis"] = {"state": "in use" if not held.startswith("pending:") else
+                            "not answering", "trading_state_written": held}
+        return out
+
+    def _last_run_brief(self) -> dict[str, Any] | None:
+        o = self.last_outcome
+        if o is None:
+            return None
+        gate = o.kpi.get("gate") if isinstance(o.kpi, dict) else None
+        return {"run_id": o.run_id, "exit_code": o.exit_code, "kpi_path": str(o.kpi_path),
+                "gate": gate.get("result") if isinstance(gate, dict) else None,
+                "stop_reason": (o.kpi.get("summary") or {}).get("stop_reason"),
+                "status": "completed" if o.exit_code == 0 else "ended"}
+
     async def full_status(self) -> dict[str, Any]:
-        """status() with the ARM read from the journal (and Redis): for every surface."""
-        return {**self.status(), **await self.safety.arm_status()}
+        """status() with the ARM read from the journal (and Redis), and the last run from
+        the journal when this process has not finished one: for every surface."""
+        st = {**self.status(), **await self.safety.arm_status()}
+        if st["last_run"] is None and st["run"] is None:
+            last = await self.store.last_run()
+            if last is not None:
+                gate = None
+                try:
+                    parsed = json.loads(last["gate_json"]) if last.get("gate_json") else None
+                    gate = parsed.get("result") if isinstance(parsed, dict) else None
+                except ValueError:
+                    pass
+                st["last_run"] = {**{k: last.get(k) for k in (
+                    "run_id", "status", "exit_code", "stop_reason", "ended_at", "kpi_path")},
+                    "gate": gate}
+        return st
 
     def guard_status(self) -> dict[str, Any]:
         """Tripped guards and the headroom to each threshold, from the last sample."""
@@ -697,8 +762,43 @@ class OperatorService:
             "tripped": [{"name": v.name, "action": v.action.name, "reason": v.reason}
                         for v in verdicts if v.tripped],
             "headroom": {v.name: round(v.threshold - v.observed, 3) for v in verdicts},
+            "levels": {v.name: {"observed": round(v.observed, 3), "threshold": v.threshold,
+                                "state": v.action.name} for v in verdicts},
             "memory_headroom_warnings": headroom_warnings(wd.rss_baseline, self.settings),
         }
+
+    # --- trade history (journal reads, off the loop) ----------------------------------
+    async def recent_trades(self, limit: int = 10) -> list[dict[str, Any]]:
+        from core.monitoring.reports.trade_views import recent_trades
+
+        return await asyncio.to_thread(recent_trades, Path(self.store.path), limit)
+
+    async def profit(self) -> dict[str, Any]:
+        from core.monitoring.reports.trade_views import profit
+
+        return await asyncio.to_thread(profit, Path(self.store.path), self._tz,
+                                       self.clock.time())
+
+    async def performance(self) -> list[dict[str, Any]]:
+        from core.monitoring.reports.trade_views import performance
+
+        return await asyncio.to_thread(performance, Path(self.store.path), self.clock.time())
+
+    async def daily_pnl_table(self, days: int = 7) -> dict[str, Any]:
+        from core.monitoring.reports.trade_views import daily
+
+        return await asyncio.to_thread(daily, Path(self.store.path), self._tz,
+                                       self.clock.time(), days)
+
+    def show_config(self) -> dict[str, Any]:
+        from core.monitoring.config_view import config_view
+
+        return config_view(self.settings)
+
+    def version(self) -> dict[str, str]:
+        from core.version import version_info
+
+        return version_info()
 
     async def audit_rows(self, limit: int) -> list[dict[str, Any]]:
         return await self.store.audit_rows(limit)

@@ -126,6 +126,8 @@ class Settings(BaseSettings):
     report_chart_timeout_s: float = Field(30.0, gt=0, le=600)
     reconcile_interval_s: float = Field(3600.0, ge=0)  # 0 turns the scheduled check off
     reports_enabled: bool = True
+    trade_notifications: Literal["auto", "off", "every", "digest"] = "auto"
+    trade_digest_minutes: float = Field(15.0, gt=0, le=24 * 60)
     prometheus_host: str = "127.0.0.1"
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

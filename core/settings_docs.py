@@ -61,6 +61,9 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
                           "§9 5 min"),
     "flatten_alert_interval_s": ("after a kill, a CRITICAL alert this often while positions "
                                  "stay open past the close deadline", ""),
+    "trade_notifications": ("a message per entry, exit, failed or unwound leg: auto (every "
+                            "trade on live runs, off on paper), off, every, digest", ""),
+    "trade_digest_minutes": ("with trade_notifications=digest: one summary this often", ""),
     "report_timezone": ("report and daily-loss day boundary zone", "Asia/Seoul"),
     "report_time": ("when the daily (and Monday weekly) report is pushed, HH:MM", "09:00"),
     "report_grace_s": ("a report missed while down is sent at start-up within this long", ""),

@@ -24,7 +24,7 @@ from core.errors import ArbopsError, BadInput, ExitCode
 
 # Where the handlers live, imported only when their command runs (keeps `status` light).
 HANDLER_MODULES = ("bot.cli.kill", "bot.cli.control", "bot.cli.runs", "bot.cli.safety", "bot.cli.venues",
-                   "bot.cli.reports")
+                   "bot.cli.reports", "bot.cli.trades")
 Handler = Callable[[Any, Any], int]
 
 
@@ -35,8 +35,20 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(ExitCode.REFUSED)
 
 
+class _Version(argparse.Action):
+    """--version without importing anything heavy (the commit is asked of git once)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kw: Any) -> None:
+        from core.version import version_line
+
+        print(version_line())
+        raise SystemExit(ExitCode.OK)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="arbops", description="Upbit <-> Binance premium-arbitrage operator")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="print the version, commit and Python, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for cmd in COMMANDS:
         if cmd.cli:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.cli import print_json
@@ -19,7 +20,9 @@ from core.commands import (
     ConfigArgs,
     ConfirmArgs,
     IncidentArgs,
+    JsonArgs,
     LogsArgs,
+    NoArgs,
     NotifyArgs,
     ReasonArgs,
     ResetArgs,
@@ -39,18 +42,72 @@ def cmd_status(settings: Settings, args: StatusArgs) -> int:
     if args.json_output:
         print_json(status)
         return ExitCode.OK
-    run = status.get("run")
-    print(f"mode {status['mode']}  state {status['trading_state']}  "
-          f"engine {'running' if status['engine_running'] else 'not running'}  "
-          f"armed {'yes' if status['armed'] else 'no'}  rss {status['rss_mb']} MB")
-    if status.get("halted_reason"):
-        print(f"halted: {status['halted_reason']}")
-    if run:
-        print(f"run {run['run_id']}: phase {run['phase']} {run['universe']}  "
-              f"{run['elapsed_s']:.0f}/{run['duration_s'] or float('inf'):.0f}s  "
-              f"round trips {run['round_trips']}  PnL ${run['pnl_usd']:+.2f}  "
-              f"open {run['open_positions']}")
+    print("\n".join(status_lines(status, settings)))
     return ExitCode.OK
+
+
+def status_lines(status: dict[str, Any], settings: Settings) -> list[str]:
+    """`arbops status` for people: state, the run or the last one, the surfaces, where."""
+    from bot.views import age, usd, when, zone
+
+    tz = zone(settings)
+    out = [f"mode {status['mode']}  state {status['trading_state']}  "
+           f"engine {'running' if status['engine_running'] else 'not running'}  "
+           f"armed {'yes' if status['armed'] else 'no'}  rss {status['rss_mb']} MB"]
+    if status.get("halted_reason"):
+        out.append(f"halted: {status['halted_reason']}")
+    run = status.get("run")
+    if run:
+        total = run["duration_s"]
+        out.append(f"run {run['run_id']}: {str(run.get('mode', '')).upper()} phase "
+                   f"{run['phase']} {run['universe']}  {age(run['elapsed_s'])} of "
+                   f"{age(total) if total else 'continuous'}  round trips "
+                   f"{run['round_trips']}  PnL {usd(run['pnl_usd'])}  "
+                   f"open {run['open_positions']}")
+    last = status.get("last_run")
+    if last:
+        gate = f", gate {last['gate']}" if last.get("gate") else ""
+        ended = f", ended {when(last['ended_at'], tz)}" if last.get("ended_at") else ""
+        out.append(f"last run {last['run_id']}: {last.get('status') or 'finished'}, exit "
+                   f"{last.get('exit_code') if last.get('exit_code') is not None else '-'}"
+                   f"{gate}{ended} ({last.get('stop_reason') or '-'})")
+    elif not run:
+        out.append("no run recorded in this data dir yet")
+    surfaces = status.get("surfaces")
+    if surfaces:
+        out.append("telegram " + _surface(surfaces.get("telegram") or {}, tz) + "  metrics "
+                   + _surface(surfaces.get("metrics") or {}, tz) + "  redis "
+                   + _surface(surfaces.get("redis") or {}, tz))
+    elif not status["engine_running"]:
+        out.append("telegram, metrics: off (no engine running; `arbops serve` starts them)")
+    out.append(f"data dir {status.get('data_dir') or settings.data_dir}")
+    hint = _other_data_dir_hint(settings, status)
+    if hint:
+        out.append(hint)
+    return out
+
+
+def _surface(s: dict[str, Any], tz: Any) -> str:
+    from bot.views import when
+
+    state = str(s.get("state") or "unknown")
+    if state == "retrying":
+        return (f"RETRYING since {when(s.get('since'), tz)} ({s.get('failures')} failures; "
+                f"last: {s.get('last_error')})")
+    if state == "serving" and s.get("url"):
+        return f"serving {s['url']}"
+    return state
+
+
+def _other_data_dir_hint(settings: Settings, status: dict[str, Any]) -> str | None:
+    """`make demo` writes to .arbops/demo: an empty default data dir points there."""
+    if status.get("last_run") or status.get("run"):
+        return None
+    demo = Path.cwd() / ".arbops" / "demo"
+    if demo.resolve() != settings.data_dir.resolve() and (demo / "arbops.sqlite3").exists():
+        return (f"`make demo` keeps its runs in {demo}: ARBOPS_DATA_DIR=.arbops/demo "
+                "arbops status (or report daily --date today)")
+    return None
 
 
 def _status(settings: Settings) -> dict[str, Any]:
@@ -91,19 +148,84 @@ async def _offline_status(settings: Settings) -> dict[str, Any]:
         "halted_reason": worst[1].reason if worst and state == "HALTED" else None,
         **arm,
         "run": None,
-        "last_run": {k: last[k] for k in ("run_id", "status", "exit_code", "stop_reason")}
-        if last else None,
+        "last_run": _last_run_row(last),
         "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
         "engine_running": False,
         "data_dir": str(settings.data_dir),
     }
 
 
+def cmd_positions(settings: Settings, args: JsonArgs) -> int:
+    from bot.views import positions_lines
+
+    rows = EngineClient(settings).ask_or_here("positions", args).get("rows", [])
+    if args.json_output:
+        print_json({"rows": rows})
+    else:
+        print("\n".join(positions_lines(rows, time.time())))
+    return ExitCode.OK
+
+
+def cmd_kpi(settings: Settings, args: JsonArgs) -> int:
+    from bot.progress import summary_table
+
+    result = EngineClient(settings).ask_or_here("kpi", args)
+    if args.json_output:
+        print_json(result)
+    elif not result or not result.get("kpi"):
+        print(f"no finished run yet in {settings.data_dir}")
+    else:
+        print(summary_table(result["kpi"], str(result.get("kpi_path") or "-")))
+    return ExitCode.OK
+
+
+def cmd_guards(settings: Settings, args: JsonArgs) -> int:
+    from bot.views import guard_lines
+
+    result = EngineClient(settings).ask_or_here("guards", args)
+    if args.json_output:
+        print_json(result)
+    else:
+        print("\n".join(guard_lines(result)))
+    return ExitCode.OK
+
+
+def cmd_version(settings: Settings, args: NoArgs) -> int:
+    """This CLI's version; the running engine's too when it differs."""
+    from core.version import version_info, version_line
+
+    print(version_line())
+    try:
+        engine = EngineClient(settings).ask("version")
+    except EngineNotRunning:
+        return ExitCode.OK
+    if engine != version_info():
+        print(f"the running engine: arbops {engine.get('version')} (commit "
+              f"{engine.get('commit')}, Python {engine.get('python')}): restart it to run this one")
+    return ExitCode.OK
+
+
+def _last_run_row(last: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The journal's newest run, with its gate's verdict."""
+    import json
+
+    if not last:
+        return None
+    out = {k: last.get(k) for k in ("run_id", "status", "exit_code", "stop_reason",
+                                    "ended_at", "kpi_path")}
+    try:
+        gate = json.loads(last["gate_json"]) if last.get("gate_json") else None
+    except ValueError:
+        gate = None
+    out["gate"] = gate.get("result") if isinstance(gate, dict) else None
+    return out
+
+
 def cmd_audit(settings: Settings, args: AuditArgs) -> int:
-    for row in EngineClient(settings).ask_or_here("audit", args)["rows"]:
-        ts = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row["ts"]))
-        print(f"{ts}Z {row['surface']:<8} {row['user_id']:<16} {row['role']:<8} "
-              f"{row['command']:<8} {row['args']} -> {row['outcome']}")
+    from bot.views import audit_lines, zone
+
+    rows = EngineClient(settings).ask_or_here("audit", args)["rows"]
+    print("\n".join(audit_lines(rows, zone(settings))))
     return ExitCode.OK
 
 

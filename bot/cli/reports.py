@@ -34,8 +34,16 @@ def cmd_report(settings: Settings, args: Any, *, now: float | None = None) -> in
             raise BadInput(f"bad --date: {exc}") from None
     db = Path(settings.data_dir) / DB_NAME
     if not db.exists():
-        raise ServiceError(f"no journal at {db}: nothing has run in this data dir yet",
+        demo = Path.cwd() / ".arbops" / "demo" / DB_NAME
+        where = (f"; `make demo` wrote to {demo.parent}: ARBOPS_DATA_DIR=.arbops/demo "
+                 f"arbops report {kind} --date today" if demo.exists() else "")
+        raise ServiceError(f"no journal at {db}: nothing has run in this data dir yet{where}",
                            ExitCode.FAILED)
+    if day is not None and getattr(args, "date", None) is None and \
+            not getattr(args, "json_output", False):
+        period = "week" if kind == "weekly" else "day"
+        print(f"arbops report: the last complete {period} in {settings.report_timezone} "
+              f"({day}); --date today for today so far", file=sys.stderr)
     png = getattr(args, "png", None)
     built = build_report(kind, db, day, tz, t, png_path=Path(png) if png else None,
                          run_id=getattr(args, "run_id", None),

@@ -31,7 +31,25 @@ def cmd_demo(settings: Settings, args: DemoArgs) -> int:
           f"{args.seconds:.0f} s, seed {args.seed if args.seed is not None else settings.sim_seed})")
     run_args = RunArgs(phase=1, mode="paper", universe=args.universe,
                        duration_seconds=args.seconds, seed=args.seed)
-    return _run(settings, run_args, show_progress=True)
+    code = _run(settings, run_args, show_progress=True)
+    print(demo_epilogue(settings))
+    return code
+
+
+def demo_epilogue(settings: Settings) -> str:
+    """Where the demo's journal went and how to look at it (`make demo` sets the data
+    dir to .arbops/demo, which `arbops status` alone would not read)."""
+    import os
+    from pathlib import Path
+
+    shown = os.path.relpath(settings.data_dir, Path.cwd())
+    if shown.startswith(".."):
+        shown = str(settings.data_dir)
+    env = f"ARBOPS_DATA_DIR={shown} "
+    return (f"The demo's journal, KPI and logs are in {settings.data_dir}. Look at them with:\n"
+            f"  {env}.venv/bin/arbops status\n"
+            f"  {env}.venv/bin/arbops report daily --date today\n"
+            f"  {env}.venv/bin/arbops kpi")
 
 
 def _run(settings: Settings, args: RunArgs, show_progress: bool) -> int:
@@ -51,6 +69,7 @@ def _run(settings: Settings, args: RunArgs, show_progress: bool) -> int:
 def _run_in_service(settings: Settings, args: RunArgs) -> int:
     """One engine per data dir: with `arbops serve` up, the phase runs inside it."""
     from bot.progress import summary_table
+    from bot.views import usd
 
     client = EngineClient(settings)
     started = client.ask("run", args)
@@ -62,7 +81,7 @@ def _run_in_service(settings: Settings, args: RunArgs) -> int:
         if run is None or run.get("run_id") != started["run_id"]:
             break
         print(f"  {run['elapsed_s']:.0f}/{run['duration_s'] or float('inf'):.0f}s  round trips "
-              f"{run['round_trips']}  PnL ${run['pnl_usd']:+.2f}", file=sys.stderr)
+              f"{run['round_trips']}  PnL {usd(run['pnl_usd'])}", file=sys.stderr)
     last = client.ask("last_run")
     if not last or last["run_id"] != started["run_id"]:
         raise ServiceError("the run ended without a result; see `arbops logs errors`",

@@ -11,7 +11,8 @@ import sys
 
 from bot.cli import print_json
 from bot.cli.client import EngineClient
-from core.commands import ArmArgs, NoArgs, OverrideArgs, PreflightArgs
+from bot.views import ladder_lines, preflight_lines, zone
+from core.commands import ArmArgs, JsonArgs, NoArgs, OverrideArgs, PreflightArgs
 from core.errors import BadInput, ExitCode, Refused
 from core.settings import Settings
 
@@ -25,10 +26,10 @@ def cmd_preflight(settings: Settings, args: PreflightArgs) -> int:
             write_report(report, args.output)
         except OSError as exc:
             raise BadInput(f"--output: cannot write {args.output}: {exc}") from None
-    print_json(report)
-    s = report["summary"]
-    print(f"preflight: {s['passed']} passed, {s['failed']} failed, {s['warnings']} warnings, "
-          f"{s['skipped']} skipped; ready_for_live={s['ready_for_live']}", file=sys.stderr)
+    if args.json_output:
+        print_json(report)
+    else:
+        print("\n".join(preflight_lines(report)))
     return exit_code(report)
 
 
@@ -58,11 +59,17 @@ def cmd_disarm(settings: Settings, args: NoArgs) -> int:
     return ExitCode.OK
 
 
-def cmd_ladder(settings: Settings, args: NoArgs) -> int:
-    print_json(EngineClient(settings).ask_or_here("ladder", args))
+def cmd_ladder(settings: Settings, args: JsonArgs) -> int:
+    result = EngineClient(settings).ask_or_here("ladder", args)
+    if args.json_output:
+        print_json(result)
+    else:
+        print("\n".join(ladder_lines(result, zone(settings))))
     return ExitCode.OK
 
 
 def cmd_override(settings: Settings, args: OverrideArgs) -> int:
-    print_json(EngineClient(settings).ask_or_here("override", args))
+    result = EngineClient(settings).ask_or_here("override", args)
+    print(f"ladder override recorded for live phase {args.phase}")
+    print("\n".join(ladder_lines(result, zone(settings))))
     return ExitCode.OK

@@ -7,6 +7,7 @@ from typing import Any
 
 from bot.cli import print_json
 from bot.cli.client import EngineClient
+from bot.views import balance_lines, reconcile_lines
 from core.commands import DrillArgs, JsonArgs, RecordArgs
 from core.errors import ExitCode, ServiceError
 from core.settings import Settings
@@ -17,15 +18,7 @@ def cmd_reconcile(settings: Settings, args: JsonArgs) -> int:
     if args.json_output:
         print_json(result)
     else:
-        print(f"reconciliation of run {result['run_id']} ({result.get('source')}): "
-              f"{'OK' if result['ok'] else 'DRIFT'}")
-        print(f"  open orders: {result['open_orders']}  open positions: "
-              f"{result['open_positions']}")
-        for problem in result["problems"]:
-            print(f"  - {problem}")
-        for d in result["drift"]:
-            print(f"  {d['venue']} {d['asset']}: journal {d['journal']} vs venue "
-                  f"{d['venue_change']} (diff {d['difference']})")
+        print("\n".join(reconcile_lines(result)))
     return ExitCode.OK if result["ok"] else ExitCode.FAILED
 
 
@@ -34,13 +27,7 @@ def cmd_balance(settings: Settings, args: JsonArgs) -> int:
     if args.json_output:
         print_json(result)
         return ExitCode.OK
-    print(f"balances ({result.get('source')})")
-    for venue in ("upbit", "binance"):
-        for asset, b in sorted((result.get(venue) or {}).items()):
-            print(f"  {venue:<8} {asset:<6} free {b['free']:.8g}  used {b['used']:.8g}")
-    if "balances_at_start" in result:
-        print(f"  last run {result.get('run_id')}: balances at its start "
-              f"{result.get('balances_at_start')}")
+    print("\n".join(balance_lines(result)))
     return ExitCode.OK
 
 

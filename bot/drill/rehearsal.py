@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.views import preflight_lines, usd
+
 ARBOPS = str(Path(sys.executable).with_name("arbops"))
 
 
@@ -53,7 +55,7 @@ class Drill:
     def record(self, name: str, ok: bool, detail: str, t0: float) -> bool:
         self.steps.append(Step(name, ok, detail, time.monotonic() - t0))
         mark = "PASS" if ok else "FAIL"
-        print(f"  [{mark}] {name}: {detail}", flush=True)
+        print(f"  [{mark}] {name} ({time.monotonic() - t0:.1f} s): {detail}", flush=True)
         return ok
 
     async def status(self) -> dict[str, Any]:
@@ -137,14 +139,15 @@ class Drill:
                                         str(self.data_dir / "preflight.json"))
         report = json.loads((self.data_dir / "preflight.json").read_text()) if (
             self.data_dir / "preflight.json").exists() else {}
-        blocking = report.get("blocking")
+        summary = preflight_lines(report)[:2] if report else [_last(err) or _last(out)]
         if not self.record("preflight ready_for_live (runbook 1.1)", code == 0,
-                           f"{report.get('summary')} blocking={blocking}", t0):
+                           "; ".join(line.strip() for line in summary), t0):
             return False
         t0 = time.monotonic()
         st = await self.status()
         if not self.record("ARM by environment (runbook 1.2)", bool(st.get("armed")),
-                           f"cap ${st.get('arm_cap_usd')}, expires {st.get('arm_expires_at')}",
+                           f"cap {usd(st.get('arm_cap_usd'), signed=False)} per leg, expires "
+                           f"{_clock_time(st.get('arm_expires_at'))}",
                            t0):
             return False
         t0 = time.monotonic()
@@ -187,7 +190,8 @@ class Drill:
                     (out or err).strip().splitlines()[0] if (out or err) else "", t0)
         t0 = time.monotonic()
         code, out, err = await self.cli("reset", "--confirm", "RESET")
-        self.record("reset after the post-mortem", code == 0, (out or err).strip(), t0)
+        self.record("reset after the post-mortem", code == 0,
+                    "; ".join((out or err).strip().splitlines()), t0)
         return all(s.ok for s in self.steps)
 
 
@@ -200,16 +204,37 @@ class Drill:
 
 
 def _last(text: str, contains: str = "") -> str:
+    """The last line holding `contains`, a summary table's row read as one sentence."""
     lines = [ln for ln in text.strip().splitlines() if contains in ln]
-    return lines[-1].strip() if lines else ""
+    if not lines:
+        return ""
+    key, bar, value = lines[-1].partition("|")
+    return f"{' '.join(key.split())}: {' '.join(value.split())}" if bar else lines[-1].strip()
 
 
 def run_drill(data_dir: Path | None, paper_seconds: float, live_seconds: float) -> int:
     with tempfile.TemporaryDirectory(prefix="arbops-drill-", dir="/tmp") as tmp:
         drill = Drill(data_dir or Path(tmp), paper_seconds, live_seconds)
+        t0 = time.monotonic()
         ok = asyncio.run(drill.run())
-        print("drill checklist:")
-        for s in drill.steps:
-            print(f"  {'PASS' if s.ok else 'FAIL'}  {s.name}  ({s.seconds:.1f} s)")
-        print(f"arbops drill: {'PASS' if ok else 'FAIL'}")
+        # Each step was printed as it happened; the end says how many and how long.
+        passed = sum(1 for s in drill.steps if s.ok)
+        print(f"arbops drill: {'PASS' if ok else 'FAIL'} ({passed}/{len(drill.steps)} steps "
+              f"in {time.monotonic() - t0:.0f} s)")
         return 0 if ok else 1
+
+
+def _clock_time(value: Any) -> str:
+    """An ISO or epoch time as HH:MM:SS UTC; '-' when absent."""
+    from datetime import UTC, datetime
+
+    if value is None:
+        return "-"
+    try:
+        at = datetime.fromtimestamp(float(value), UTC)
+    except (TypeError, ValueError):
+        try:
+            at = datetime.fromisoformat(str(value)).astimezone(UTC)
+        except ValueError:
+            return str(value)
+    return at.strftime("%H:%M:%S UTC")

@@ -6,6 +6,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.views import kpi_lines, tightest_guards, usd
+
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
 _TAG = re.compile(r"<[^>]+>")
@@ -51,17 +53,24 @@ def ts(epoch: float | None) -> str:
 
 
 def money(v: Any) -> str:
-    try:
-        return f"${float(v):+,.2f}"
-    except (TypeError, ValueError):
-        return h(v)
+    return h(usd(v))
+
+
+def lines_html(lines: list[str]) -> str:
+    """Plain view lines (bot.views) as escaped message text."""
+    return "\n".join(h(x) for x in lines)
+
+
+def pre(lines: list[str]) -> str:
+    """A table from bot.views in monospace, so its columns line up on a phone."""
+    return "<pre>" + lines_html(lines) + "</pre>"
 
 
 def status_text(st: dict[str, Any]) -> str:
     """`service.status()` for a phone: mode, state, ARM, run, PnL, latency, guards."""
     lines = [
         f"<b>{h(str(st.get('mode', '?')).upper())}</b> · state <b>{h(st.get('trading_state'))}</b>"
-        f" · ARM {'<b>yes</b> ' + money(st.get('arm_cap_usd')) if st.get('armed') else 'no'}"
+        f" · ARM {'<b>yes</b> ' + h(usd(st.get('arm_cap_usd'), signed=False)) + ' per leg' if st.get('armed') else 'no'}"
     ]
     if st.get("halted_reason"):
         lines.append(f"halted: {h(st['halted_reason'])}")
@@ -81,6 +90,13 @@ def status_text(st: dict[str, Any]) -> str:
                 f"{k} {float(v):.1f}" for k, v in lat.items() if isinstance(v, int | float)))
     else:
         lines.append("no run active")
+        last = st.get("last_run")
+        if last:
+            gate = f", gate {h(last['gate'])}" if last.get("gate") else ""
+            lines.append(f"last run <code>{h(last.get('run_id'))}</code>: "
+                         f"{h(last.get('status') or 'ended')}, exit "
+                         f"{h(last.get('exit_code') if last.get('exit_code') is not None else '-')}"
+                         f"{gate}")
     lines.append(guards_line(st.get("guards") or {}))
     if st.get("rss_mb") is not None:
         lines.append(f"rss {h(st['rss_mb'])} MB")
@@ -91,32 +107,17 @@ def guards_line(g: dict[str, Any]) -> str:
     if not g.get("watchdog"):
         return "guards: watchdog not running"
     tripped = g.get("tripped") or []
-    head = g.get("headroom") or {}
-    tight = sorted(head.items(), key=lambda kv: kv[1])[:3]
     out = f"guards: {len(tripped)} tripped"
     if tripped:
         out += " (" + ", ".join(h(t.get("name")) for t in tripped) + ")"
+    tight = tightest_guards(g)
     if tight:
-        out += "; tightest headroom " + ", ".join(f"{h(k)} {h(v)}" for k, v in tight)
+        out += "; closest to their limits: " + h(", ".join(tight))
     return out
 
 
 def kpi_text(result: dict[str, Any] | None) -> str:
-    if not result:
-        return "no finished run yet"
-    kpi = result.get("kpi") or {}
-    s = kpi.get("summary") or {}
-    run = kpi.get("run") or {}
-    lines = [
-        f"run <code>{h(result.get('run_id'))}</code> exit {h(result.get('exit_code'))}",
-        f"{h(run.get('mode'))} phase {h(run.get('phase'))} {h(run.get('universe'))} "
-        f"{h(run.get('duration_seconds'))} s",
-        f"round trips {h(s.get('round_trips_completed'))} · PnL {money(s.get('total_pnl_usd'))} · "
-        f"win {float(s.get('win_rate') or 0) * 100:.0f}% · max DD {money(s.get('max_drawdown_usd'))}",
-        f"failed fills {h(s.get('failed_fills_count'))} · kill {h(s.get('kill_switch_triggered'))}"
-        f" · stop {h(s.get('stop_reason'))}",
-    ]
-    gate = kpi.get("gate")
-    if isinstance(gate, dict) and gate.get("result"):
-        lines.append(f"gate {h(gate['result'])}")
-    return "\n".join(lines)
+    """The run-end card and /kpi: the figures, and each failed gate check with what was
+    observed and what it needed."""
+    lines = kpi_lines(result)
+    return "\n".join([f"<b>{h(lines[0])}</b>", *(h(x) for x in lines[1:])])

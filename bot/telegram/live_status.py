@@ -57,7 +57,10 @@ class LiveStatus:
                         return
                     continue  # not built yet
                 seen = True
-                text = f"▶️ <b>live</b>\n{status_text(st)}"
+                # The header names the run's real mode: "live" here once read as LIVE
+                # trading on a paper run.
+                text = f"▶️ <b>{h(str(run.get('mode') or '?').upper())} run</b> · updating\n" \
+                       f"{status_text(st)}"
                 if text != last:
                     await self.sender.edit(chat_id, message_id, text)
                     last = text

@@ -56,5 +56,6 @@ def help_text(role: Role) -> str:
             marks.append("not for you")
         tail = f" <i>[{h(', '.join(marks))}]</i>" if marks else ""
         lines.append(f"/{c.name} — {h(c.help)}{tail}")
-    lines.append("/run &lt;phase&gt; [paper|live] [seconds] [topN]")
+    lines.append("/run &lt;phase&gt; [paper|live] [seconds] [topN] · /trades [n] · "
+                 "/daily [days] · /report daily|weekly|run &lt;id&gt;")
     return "\n".join(lines)

@@ -109,8 +109,10 @@ class ReportJobs:
             if await self.service.store.get_flag(flag) == key:
                 return JobResult(kind, key, False, "already sent")
             if late > self.grace_s:
-                logger.info("{} report for {} missed by {:.0f} s (grace {:.0f} s): skipped",
-                            kind, key, late, self.grace_s)
+                # A journal that never held a run had no report to miss: no start-up noise.
+                said = logger.info if await self.service.store.last_run() else logger.debug
+                said("{} report for {} missed by {:.0f} s (grace {:.0f} s): skipped",
+                     kind, key, late, self.grace_s)
                 return JobResult(kind, key, False, "missed beyond grace")
             try:
                 await self._send(kind, date.fromisoformat(key), now)

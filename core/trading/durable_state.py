@@ -33,6 +33,10 @@ _SEVERITY = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALT
 _MIRROR_TIMEOUT_S = 6.0  # a journal waits up to 5 s on a lock before it says so
 
 
+# (data dir, state, reason) already warned about in this process
+_SAID: set[tuple[str, str, str]] = set()
+
+
 @dataclass(frozen=True, slots=True)
 class StateRecord:
     state: TradingState
@@ -223,7 +227,11 @@ class DurableState:
             return None
         source, rec = worst
         self.box.set(rec.state, rec.reason, self.clock.time())
-        logger.warning("trading state is {} (kept by the {}): {}", rec.state, source, rec.reason)
+        said = (str(self.data_dir), str(rec.state), rec.reason)
+        if said not in _SAID:  # a CLI that opens the journal twice says it once
+            _SAID.add(said)
+            logger.warning("trading state is {} (kept by the {}): {}", rec.state, source,
+                           rec.reason)
         if any(r is None or r.state is not rec.state for r in found.values()):
             self.record(rec.state, rec.reason)
         else:

@@ -12,6 +12,7 @@ import asyncio
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,8 @@ from core.domain.models import (
     Venue,
     pair_symbols,
 )
+from core.domain.premium import premiums
+from core.domain.trade_events import TradeEvent, TradeEventKind
 from core.errors import (
     ExchangeError,
     GatewayRefusal,
@@ -127,6 +130,9 @@ class Engine:
         self._marks: dict[str, float] = {}
         self._pos_ids = 0
         self._last_resource_sample = time.perf_counter()
+        # Per-trade messages (core/monitoring/trade_notices.py): called from the tick,
+        # so it must only append and return.
+        self.on_trade: Callable[[TradeEvent], None] | None = None
 
     # --- the tick ---------------------------------------------------------------
     async def tick(self, snap: MarketSnapshot) -> None:
@@ -255,6 +261,9 @@ class Engine:
                 slot.working.pop(oid, None)
                 if order.filled + 1e-12 < wo.amount and wo.purpose in (Purpose.ENTRY, Purpose.EXIT):
                     self.failed_fills += 1
+                    self._tell(TradeEventKind.FAILED_LEG, slot, detail=(
+                        f"{wo.purpose.name.lower()} leg on {wo.venue} filled "
+                        f"{order.filled:g} of {wo.amount:g} ({order.status})"))
         for slot in touched:
             if not slot.working:
                 await self._settle(slot, snap, mono)
@@ -331,6 +340,8 @@ class Engine:
                 side = slot.direction.side_on(venue).opposite
                 if await self._place(slot, [(venue, side, excess)], Purpose.UNWIND, snap, mono,
                                      all_or_none=True):
+                    self._tell(TradeEventKind.UNWIND, slot, qty=excess, detail=(
+                        f"{venue} filled {excess:g} more than the other leg: {side} it back"))
                     return
             slot.state = SlotState.OPEN
             self.entries += 1
@@ -338,6 +349,9 @@ class Engine:
             if self.first_entry_mono is None:
                 self.first_entry_mono = mono
             await self._save_position(slot, "open")
+            self._tell(TradeEventKind.ENTRY, slot, qty=min(qu, qb),
+                       premium_bps=slot.entry_premium_bps,
+                       expected_edge_bps=slot.expected_edge_bps)
         elif slot.state is SlotState.EXITING:
             if tu == 0.0 and tb == 0.0:
                 await self._close_round_trip(slot, mono, snap.fx.mid)
@@ -378,6 +392,11 @@ class Engine:
         if self.first_exit_mono is None:
             self.first_exit_mono = mono
         await self._save_position(slot, "closed", pnl=pnl)
+        if self.on_trade is not None:
+            sig = self.strategy_premium(slot)
+            self._tell(TradeEventKind.EXIT, slot, pnl_usd=pnl, fees_usd=slot.fees_usd,
+                       held_s=mono - slot.opened_mono, detail=str(reason), premium_bps=sig,
+                       exit_prices=True)
         slot.reset()
         slot.last_exit_mono = mono
 
@@ -511,6 +530,8 @@ class Engine:
             if isinstance(result, OrderRejected):
                 self.failed_fills += 1
                 logger.warning("rejected {} {}: {}", p.intent.venue, p.request.symbol, result)
+                self._tell(TradeEventKind.FAILED_LEG, slot, detail=(
+                    f"{purpose.name.lower()} leg on {p.intent.venue} rejected: {result}"))
                 continue
             if isinstance(result, SendUnknown):
                 self._venue_error(result.__cause__ or result, p.intent.venue)
@@ -599,6 +620,51 @@ class Engine:
                     total += max(wo.amount - wo.filled, 0.0) * mark
         return total
 
+    def _tell(self, kind: TradeEventKind, slot: Slot, *, qty: float = 0.0,
+              exit_prices: bool = False, **facts: Any) -> None:
+        """A trade event for the operator, when someone listens; never raises."""
+        if self.on_trade is None:
+            return
+        try:
+            self.on_trade(TradeEvent(
+                kind=kind, base=slot.base, position_id=slot.position_id,
+                direction=str(slot.direction), at=self.clock.time(), qty=qty,
+                prices=self._fill_prices(slot, exit_prices), **facts))
+        except Exception:  # noqa: BLE001 - a message must never stop trading
+            logger.exception("trade event for {} not delivered", slot.base)
+
+    def _fill_prices(self, slot: Slot, exiting: bool) -> dict[str, float]:
+        """Effective prices of the position's fills (fees included): the entry legs'
+        while open, the last snapshot's mids at the exit."""
+        if exiting:
+            snap = self.last_snapshot
+            out: dict[str, float] = {}
+            for venue, books in ((Venue.UPBIT, snap.upbit if snap else {}),
+                                 (Venue.BINANCE, snap.binance if snap else {})):
+                book = books.get(slot.base)
+                if book is not None and book.bids and book.asks:
+                    out[str(venue)] = book.mid
+            return out
+        prices = {}
+        for venue, flow in ((Venue.UPBIT, slot.krw_flow), (Venue.BINANCE, slot.usdt_flow)):
+            q = slot.open_qty[venue]
+            if q > 0:
+                prices[str(venue)] = abs(flow) / q
+        return prices
+
+    def strategy_premium(self, slot: Slot) -> float | None:
+        """The premium an exit of this slot trades at on the last snapshot."""
+        marked = self._marked(slot) if slot.has_position else None
+        if marked and marked["current_premium_bps"] is not None:
+            return marked["current_premium_bps"]
+        snap = self.last_snapshot
+        ub = snap.upbit.get(slot.base) if snap else None
+        bb = snap.binance.get(slot.base) if snap else None
+        if snap is None or ub is None or bb is None or not (
+                ub.bids and ub.asks and bb.bids and bb.asks):
+            return None
+        return round(premiums(ub, bb, snap.fx.mid).executable(slot.direction, entering=False), 2)
+
     def open_positions(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for slot in self.slots.values():
@@ -608,8 +674,26 @@ class Engine:
                     "direction": str(slot.direction),
                     "open_qty": {str(v): q for v, q in slot.open_qty.items()},
                     "working_orders": [w.client_order_id for w in slot.working.values()],
+                    "opened_at": slot.opened_at or None,
+                    "entry_premium_bps": round(slot.entry_premium_bps, 2),
+                    **self._marked(slot),
                 })
         return out
+
+    def _marked(self, slot: Slot) -> dict[str, float | None]:
+        """The premium an exit would trade at now and the strategy's unrealised PnL at
+        it (bps on the Binance leg's notional), from the last snapshot; None before one."""
+        snap = self.last_snapshot
+        ub = snap.upbit.get(slot.base) if snap else None
+        bb = snap.binance.get(slot.base) if snap else None
+        if snap is None or ub is None or bb is None or not slot.has_position or not (
+                ub.bids and ub.asks and bb.bids and bb.asks):
+            return {"current_premium_bps": None, "pnl_usd": None}
+        prem = premiums(ub, bb, snap.fx.mid)
+        bps = self.strategy.unrealized_bps(slot.direction, slot.entry_premium_bps, prem)
+        notional = slot.open_qty[Venue.BINANCE] * bb.mid
+        return {"current_premium_bps": round(prem.executable(slot.direction, entering=False), 2),
+                "pnl_usd": round(bps / 1e4 * notional, 4)}
 
     @property
     def win_rate(self) -> float:

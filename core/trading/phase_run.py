@@ -25,6 +25,7 @@ from core.domain.models import ExitReason, TradingState, Venue
 from core.errors import ExchangeError, RateLimited
 from core.files import write_atomic
 from core.journal.write_behind import WriteBehind
+from core.money import usd
 from core.ports import JournalStore
 from core.settings import Settings
 from core.trading.durable_state import DurableState
@@ -94,6 +95,7 @@ class PhaseRun:
         self.durable = durable or DurableState(settings.data_dir, store, state, clock)
         self.crash = CrashPoints(settings.fault_crash_at)
         self.notifier = notifier
+        self.trade_notices: Any = None
         self.kill_steps: list[dict[str, Any]] = []
         self.kill_trigger: str | None = None
         self.kill_started = 0.0
@@ -320,6 +322,14 @@ class PhaseRun:
             self._orders_task = asyncio.create_task(watch.run(), name="order-status")
         self.engine = Engine(cfg, self.market, self.ex, gateway, self.store, self.state,
                              self.clock, strategy, self.journal, watch)
+        if self.notifier is not None:
+            from core.monitoring.trade_notices import TradeNotices, resolve_mode
+
+            self.trade_notices = TradeNotices(
+                lambda: self.notifier, resolve_mode(s.trade_notifications, self.spec.mode),
+                s.trade_digest_minutes * 60)
+            self.engine.on_trade = self.trade_notices.push
+            self.trade_notices.start()
         if self.closing:
             self.engine.accept_entries = False
         await self.store.create_run(
@@ -585,6 +595,8 @@ class PhaseRun:
         engine = self.engine
         assert engine is not None
         engine.resources.sample()
+        if self.trade_notices is not None:  # the last trades (a final digest) go out first
+            await self.trade_notices.stop()
         await asyncio.gather(*self._bg, return_exceptions=True)
         try:  # everything the run learned is committed first, if the journal lets it
             await asyncio.wait_for(self.journal.close(), JOURNAL_FLUSH_TIMEOUT_S)
@@ -715,7 +727,7 @@ class PhaseRun:
                if still_open else []),
         )
         if self.notifier is not None:
-            body = (f"run {self.run_id} HALTED: {self.kill_trigger}. PnL ${self.engine.pnl_usd:+.2f}"
+            body = (f"run {self.run_id} HALTED: {self.kill_trigger}. PnL {usd(self.engine.pnl_usd)}"
                     if self.engine else str(self.kill_trigger))
             if still_open:
                 body += f"; {len(still_open)} item(s) still open, see {path}"

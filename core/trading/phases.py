@@ -51,6 +51,37 @@ class GateResult:
                 "checks": self.checks, "reasons": self.reasons}
 
 
+# Every check each gate makes, with what it needs at the runbook defaults: the source
+# of the runbook's gate lists (tests/test_runbook_docs.py keeps them equal, and equal
+# to what evaluate_gate checks).
+GATE_CHECKS: dict[str, tuple[tuple[str, str], ...]] = {
+    "phase 1": (
+        ("entry_in_first_minute", "the first entry within 60 s of the start"),
+        ("exit_in_first_2_minutes", "the first exit within 120 s of the start"),
+        ("loop_latency", "average loop latency under 50 ms (ARBOPS_GATE_PHASE1_LATENCY_MS)"),
+        ("cpu", "average CPU under 50 % of a core (ARBOPS_GATE_PHASE1_CPU_PERCENT)"),
+        ("memory", "peak RSS under 200 MB (ARBOPS_GATE_PHASE1_MEMORY_MB)"),
+        ("no_unhandled_exception", "no unhandled exception"),
+        ("telegram_test_alert", "with TELEGRAM_BOT_TOKEN set: a test alert delivered before "
+                                "the run (/notify test or `arbops notify test`)"),
+        ("metrics_served", "with PROMETHEUS_ENABLED=true: /metrics answers with the "
+                           "engine's figures"),
+    ),
+    "phases 2 and 3": (
+        ("round_trips", "at least 5 round trips (ARBOPS_GATE_MIN_ROUND_TRIPS)"),
+        ("win_rate", "win rate at least 50 % (ARBOPS_GATE_MIN_WIN_RATE)"),
+        ("total_pnl", "PnL at least -$10 (ARBOPS_GATE_MIN_PNL_USD)"),
+        ("avg_loop_latency", "average loop latency under 30 ms "
+                             "(ARBOPS_GATE_PHASE2_LATENCY_MS)"),
+    ),
+}
+
+
+def gate_checks_markdown(group: str) -> str:
+    """The runbook's list of one gate's checks, generated from GATE_CHECKS."""
+    return "\n".join(f"- `{name}`: {what}" for name, what in GATE_CHECKS[group])
+
+
 def thresholds_from_settings(s: Any) -> GateThresholds:
     return GateThresholds(
         phase1_latency_ms=s.gate_phase1_latency_ms, phase1_cpu_percent=s.gate_phase1_cpu_percent,
@@ -74,9 +105,11 @@ def evaluate_gate(phase: int, kpi: dict[str, Any], th: GateThresholds | None = N
     if phase == 1:
         fe, fx = trading["first_entry_s"], trading["first_exit_s"]
         check("entry_in_first_minute", fe is not None and fe <= th.entry_within_s, fe,
-              th.entry_within_s, f"first entry at {fe} s (needs <= {th.entry_within_s} s)")
+              th.entry_within_s, (f"first entry at {fe:.1f} s" if fe is not None
+                                  else "no entry") + f" (needs <= {th.entry_within_s:g} s)")
         check("exit_in_first_2_minutes", fx is not None and fx <= th.exit_within_s, fx,
-              th.exit_within_s, f"first exit at {fx} s (needs <= {th.exit_within_s} s)")
+              th.exit_within_s, (f"first exit at {fx:.1f} s" if fx is not None
+                                 else "no exit") + f" (needs <= {th.exit_within_s:g} s)")
         check("loop_latency", lat < th.phase1_latency_ms, lat, th.phase1_latency_ms,
               f"avg loop latency {lat:.2f} ms (needs < {th.phase1_latency_ms})")
         cpu = perf["cpu_percent"]["avg"]
@@ -91,7 +124,8 @@ def evaluate_gate(phase: int, kpi: dict[str, Any], th: GateThresholds | None = N
         # the metrics endpoint answers. None = not configured, so not checked.
         for name, ok, what in (
                 ("telegram_test_alert", (observed or {}).get("telegram_test_alert"),
-                 "a Telegram test alert delivered (`arbops notify test`)"),
+                 "a Telegram test alert delivered before the run (/notify test or "
+                 "`arbops notify test`)"),
                 ("metrics_served", (observed or {}).get("metrics_served"),
                  "Prometheus metrics served")):
             if ok is not None:

@@ -30,7 +30,9 @@ SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
     "arm": ("50", {"usd": "50"}), "disarm": ("", {}), "ladder": ("", {}),
     "override": ("1 registry test", {"phase": 1, "reason": "registry test"}),
     "balance": ("", {}), "reconcile": ("", {}), "guards": ("", {}),
-    "notify": ("test", {"what": "test"}),
+    "notify": ("test", {"what": "test"}), "version": ("", {}),
+    "trades": ("5", {"limit": 5}), "profit": ("", {}), "performance": ("", {}),
+    "daily": ("3", {"days": 3}), "show_config": ("", {}),
 }
 BEFORE = {"reset": TradingState.HALTED, "resume": TradingState.REDUCING}
 

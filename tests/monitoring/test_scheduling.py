@@ -151,6 +151,38 @@ async def test_a_report_missed_beyond_the_grace_period_is_skipped(tmp_path: Path
     assert len(notifier.photos) == 1
 
 
+async def test_a_missed_report_is_said_once_and_only_when_there_was_data(
+        tmp_path: Path) -> None:
+    """Start-up with an empty data dir: no report ever had data, so nothing is said at
+    INFO; with a run in the journal the skip is said (once per start)."""
+    from loguru import logger
+
+    said: list[tuple[str, str]] = []
+    sink = logger.add(lambda m: said.append((m.record["level"].name, m.record["message"])),
+                      level="DEBUG")
+    try:
+        clock = ManualClock(kst(6, 16))
+        jobs, store = await open_jobs(tmp_path, clock, PhotoNotifier())
+        try:
+            assert {r.reason for r in await jobs.catch_up()} == {"missed beyond grace"}
+        finally:
+            await store.close()
+        skips = [(lvl, m) for lvl, m in said if "missed by" in m]
+        assert skips and all(lvl == "DEBUG" for lvl, _ in skips), skips
+        said.clear()
+        (tmp_path / "with-runs").mkdir()
+        await build_journal(tmp_path / "with-runs")
+        jobs, store = await open_jobs(tmp_path / "with-runs", clock, PhotoNotifier())
+        try:
+            await store.set_flag(DAILY_FLAG, "2026-01-04", 0.0)
+            await jobs.daily()
+        finally:
+            await store.close()
+        assert [lvl for lvl, m in said if "missed by" in m] == ["INFO"]
+    finally:
+        logger.remove(sink)
+
+
 async def test_without_send_photo_the_chart_path_goes_in_the_text(tmp_path: Path) -> None:
     from core.monitoring.notifier import LogNotifier
 

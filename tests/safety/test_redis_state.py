@@ -10,6 +10,7 @@ import sys
 import textwrap
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -220,3 +221,26 @@ async def test_file_lock_interface(tmp_path):
     assert a.held
     await a.release()
     assert not await a.fence_ok()
+
+
+async def test_status_says_what_redis_holds(redis_url: str, tmp_path: Path) -> None:
+    """`arbops status` names Redis next to Telegram and metrics: off without REDIS_URL,
+    and with it, the trading state the last write left there."""
+    from bot.app import build_service
+    from core.settings import Settings
+
+    off = await build_service(Settings(data_dir=tmp_path / "a", log_level="WARNING"))
+    try:
+        assert off.status()["surfaces"]["redis"] == {"state": "off"}
+    finally:
+        await off.close()
+    service = await build_service(Settings(
+        data_dir=tmp_path / "b", redis_url=redis_url, log_level="WARNING",
+        redis_key_prefix=f"t{uuid.uuid4().hex[:8]}"))
+    try:
+        await service.kill("status test", "test")
+        await service.durable.settle(5.0)
+        assert service.status()["surfaces"]["redis"] == {
+            "state": "in use", "trading_state_written": "HALTED"}
+    finally:
+        await service.close()

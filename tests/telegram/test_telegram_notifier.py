@@ -5,6 +5,7 @@ keeps within Telegram's limits."""
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -158,3 +159,28 @@ async def test_forbidden_chat_is_logged_and_the_queue_moves_on() -> None:
         assert n.stats.dropped_undeliverable == 1
         assert [t.split("\n")[0] for t in fake.texts(CHAT)] == ["ℹ️ [INFO] next"]
         assert [x[2] for x in inner.sent] == ["lost", "next"]  # both in the log
+
+
+async def test_a_flood_of_trade_messages_is_merged_in_order_and_never_blocks() -> None:
+    """R-O6: 120 trade events while Telegram answers 429: the engine's pushes return at
+    once, the chat gets fewer messages than events, and every event is in them, in the
+    order the trades happened."""
+    from core.domain.trade_events import TradeEvent, TradeEventKind
+    from core.monitoring.trade_notices import TradeNotices
+
+    async with notifier_on() as (fake, n, _inner):
+        fake.inject("sendMessage", "429", times=1, retry_after=1)
+        notices = TradeNotices(lambda: n, "every")
+        notices.start()
+        t0 = time.perf_counter()
+        for i in range(120):
+            notices.push(TradeEvent(TradeEventKind.EXIT, f"C{i:03d}", f"p{i}",
+                                    "sell_upbit_buy_binance", 0.0, pnl_usd=0.01,
+                                    fees_usd=0.0, held_s=3.0, detail="take_profit"))
+        assert (time.perf_counter() - t0) * 1000 < 100
+        await notices.stop()
+        assert await n.flush(20)
+        texts = fake.texts(CHAT)
+        assert len(texts) < 120
+        seen = [int(m) for t in texts for m in re.findall(r"EXIT C(\d{3})", t)]
+        assert seen == list(range(120)), seen[:20]

@@ -237,7 +237,7 @@ def test_cli_reconcile_and_balance_after_a_fast_paper_run() -> None:
         rec = run_cli(["reconcile"], d, env)
         assert rec.returncode == 0, rec.stderr
         assert "reconciliation of run" in rec.stdout and ": OK" in rec.stdout
-        assert "open orders: {'upbit': 0, 'binance': 0}" in rec.stdout
+        assert "open orders on the venues: upbit 0, binance 0" in rec.stdout
         rec_json = run_cli(["reconcile", "--json"], d, env)
         assert rec_json.returncode == 0, rec_json.stderr
         data = json.loads(rec_json.stdout)
@@ -286,7 +286,7 @@ async def test_cli_reconcile_and_balance_of_a_live_run_against_the_emulator() ->
             # A deposit the journal knows nothing of is drift (exit 1), named.
             rc, out, err = await acli(["reconcile"], d, env)
             assert rc == 1 and "(venues now): DRIFT" in out, (out, err)
-            assert "binance USDT: journal 0 vs venue 7.0" in out, out
+            assert "binance USDT: journal 0 vs venue 7 (diff 7)" in out, out
             rc, out, err = await acli(["balance", "--json"], d, env)
             assert rc == 0, err
             b = json.loads(out)

@@ -9,6 +9,7 @@ from aiogram.types import Message
 
 from bot.telegram.context import Ctx, Plan, Reply
 from bot.telegram.format import h
+from bot.telegram.kill_report import follow_kill
 from bot.telegram.parsing import parse_reason
 from bot.telegram.table import flags_for
 from core.errors import ExitCode, ServiceError
@@ -17,14 +18,21 @@ from core.errors import ExitCode, ServiceError
 async def cmd_kill(message: Message, command: CommandObject, ctx: Ctx) -> Reply:
     """HALT first, talk later: the reply is sent only after the kill has begun."""
     reason = parse_reason(command.args, "telegram /kill")
+    incident_before = getattr(ctx.service, "last_incident", None)
     r = await ctx.service.kill(reason, ctx.actor)
+    follow = ctx.deps is not None and ctx.chat_id is not None
     if r.run_id is not None:
         text = (f"🛑 <b>HALTED</b>. run <code>{h(r.run_id)}</code>: {h(r.message)}. "
-                "The final KPI and the incident report follow.")
+                + ("The final KPI and the incident report follow here." if follow else ""))
     elif r.already_halted:
+        follow = False
         text = "🛑 already HALTED; nothing else to do. Inspect, then /reset."
     else:
-        text = f"🛑 <b>HALTED</b>: {h(r.message)}. Incident report follows."
+        text = f"🛑 <b>HALTED</b>: {h(r.message)}." + (
+            " The incident report follows here." if follow else "")
+    if follow:
+        assert ctx.deps is not None and ctx.chat_id is not None
+        follow_kill(ctx.deps, ctx.chat_id, r.run_id, incident_before)
     held = [k for k, v in r.stores.items() if v == "HALTED"]
     waiting = {k: v for k, v in r.stores.items() if v != "HALTED"}
     text += f"\nKept by: {h(', '.join(held) or 'memory only')}"

@@ -12,9 +12,10 @@ from aiogram.filters import CommandObject
 from aiogram.types import Message
 
 from bot.telegram.context import Ctx, Reply
-from bot.telegram.format import h, kpi_text, money, status_text
+from bot.telegram.format import h, kpi_text, money, pre, status_text
 from bot.telegram.parsing import parse_model_args
 from bot.telegram.table import ROLE_NAMES, command, flags_for, help_text
+from bot.views import guard_lines, positions_lines
 from core.commands import AuditArgs, IncidentArgs, LogsArgs
 from core.errors import UsageError
 from core.monitoring.incident import open_by_hand
@@ -33,26 +34,27 @@ async def cmd_whoami(message: Message, ctx: Ctx) -> Reply:
                  f"chat <code>{h(ctx.chat_id)}</code>")
 
 
+async def cmd_version(message: Message, ctx: Ctx) -> Reply:
+    v = ctx.service.version()
+    return Reply(f"arbops <b>{h(v['version'])}</b> · commit <code>{h(v['commit'])}</code> · "
+                 f"Python {h(v['python'])}")
+
+
 async def cmd_status(message: Message, ctx: Ctx) -> Reply:
-    return Reply(status_text(await ctx.service.full_status()))
+    """The status, and while a run trades, its open positions as a table (one row per
+    position: symbol, direction, entry and current premium, PnL, age)."""
+    st = await ctx.service.full_status()
+    text = status_text(st)
+    if st.get("run"):
+        rows = await ctx.service.positions()
+        if rows:
+            text += "\n" + pre(positions_lines(rows, ctx.service.clock.time()))
+    return Reply(text)
 
 
 async def cmd_positions(message: Message, ctx: Ctx) -> Reply:
-    service = ctx.service
-    if hasattr(service, "positions"):
-        rows = await service.positions()
-    else:  # until OperatorService.positions() exists: the journal's open positions
-        rows = (await service.still_open())["open_positions"]
-    if not rows:
-        return Reply("no open positions")
-    lines = [f"<b>{len(rows)} open position(s)</b>"]
-    for p in rows[:25]:
-        qty = p.get("open_qty", p.get("qty"))
-        lines.append(f"{h(p.get('base'))} {h(p.get('direction'))} {h(p.get('state'))} qty {h(qty)}"
-                     + (f" pnl {money(p['pnl_usd'])}" if p.get("pnl_usd") is not None else ""))
-    if len(rows) > 25:
-        lines.append(f"… and {len(rows) - 25} more")
-    return Reply("\n".join(lines))
+    rows = await ctx.service.positions()
+    return Reply(pre(positions_lines(rows, ctx.service.clock.time())))
 
 
 async def cmd_kpi(message: Message, ctx: Ctx) -> Reply:
@@ -63,22 +65,16 @@ async def cmd_kpi(message: Message, ctx: Ctx) -> Reply:
         parts.append(f"<b>running</b> <code>{h(run['run_id'])}</code>: round trips "
                      f"{h(run['round_trips'])} · PnL {money(run['pnl_usd'])} · win "
                      f"{float(run.get('win_rate') or 0) * 100:.0f}%")
-    parts.append("<b>last finished</b>\n" + kpi_text(service.last_run_result()))
+    parts.append("<b>last finished</b>\n" + kpi_text(await service.last_kpi()))
     return Reply("\n".join(parts))
 
 
 async def cmd_guards(message: Message, ctx: Ctx) -> Reply:
-    g = ctx.service.guard_status()
-    if not g.get("watchdog"):
-        return Reply("guards: the watchdog is not running")
-    lines = [f"<b>guards</b> · samples {h(g.get('samples'))}"]
-    for t in g.get("tripped") or []:
-        lines.append(f"TRIPPED {h(t.get('action'))} {h(t.get('name'))}: {h(t.get('reason'))}")
-    for name, room in sorted((g.get("headroom") or {}).items(), key=lambda kv: kv[1]):
-        lines.append(f"{h(name)}: headroom {h(room)}")
-    for w in g.get("memory_headroom_warnings") or []:
-        lines.append(f"⚠️ {h(w)}")
-    return Reply("\n".join(lines))
+    lines = guard_lines(ctx.service.guard_status())
+    if len(lines) == 1:
+        return Reply(h(lines[0]))
+    head, body = lines[0], lines[1:]
+    return Reply(f"<b>{h(head)}</b>\n{pre(body)}")
 
 
 async def cmd_audit(message: Message, command: CommandObject, ctx: Ctx) -> Reply:
@@ -132,7 +128,8 @@ async def cmd_incident(message: Message, command: CommandObject, ctx: Ctx) -> Re
 
 def make_router() -> Router:
     router = Router(name=__name__)
-    for name, fn in (("help", cmd_help), ("whoami", cmd_whoami), ("status", cmd_status),
+    for name, fn in (("help", cmd_help), ("whoami", cmd_whoami), ("version", cmd_version),
+                     ("status", cmd_status),
                      ("positions", cmd_positions), ("kpi", cmd_kpi), ("guards", cmd_guards),
                      ("audit", cmd_audit), ("logs", cmd_logs), ("incident", cmd_incident)):
         command(name)  # KeyError here means the table lost a command this router serves

@@ -9,9 +9,9 @@ from aiogram.types import Message
 from pydantic import ValidationError
 
 from bot.telegram.context import Ctx, Plan, Reply
-from bot.telegram.format import h
-from bot.telegram.routers._util import kv_text
+from bot.telegram.format import h, lines_html
 from bot.telegram.table import flags_for
+from bot.views import ladder_lines, preflight_lines, zone
 from core.commands import OverrideArgs
 from core.errors import UsageError
 from core.safety.arming import parse_cap
@@ -28,17 +28,10 @@ async def cmd_preflight(message: Message, command: CommandObject, ctx: Ctx) -> R
         else:
             raise UsageError("usage: /preflight [1|2|3] [dry]")
     result = await ctx.service.preflight(dry, phase)
-    summary = result.get("summary", {}) if isinstance(result, dict) else {}
-    ready = summary.get("ready_for_live")
-    lines = [f"<b>preflight</b> phase {phase}{' (dry run)' if dry else ''}: ready for live "
-             f"<b>{'yes' if ready else 'NO'}</b>",
-             f"pass {h(summary.get('passed'))} · fail {h(summary.get('failed'))} · "
-             f"warn {h(summary.get('warnings'))} · skip {h(summary.get('skipped'))}"]
-    for c in (result.get("checks", []) if isinstance(result, dict) else []):
-        if c.get("status") != "PASS":
-            lines.append(f"{h(c.get('status'))} {h(c.get('name'))}: "
-                         f"{h(str(c.get('message'))[:200])}")
-    return Reply("\n".join(lines), outcome=f"ok: ready_for_live={bool(ready)}")
+    ready = (result.get("summary") or {}).get("ready_for_live")
+    lines = preflight_lines(result, all_checks=False)
+    return Reply(f"<b>{h(lines[0])}</b>\n" + lines_html(lines[1:]),
+                 outcome=f"ok: ready_for_live={bool(ready)}")
 
 
 async def cmd_arm(message: Message, command: CommandObject, ctx: Ctx) -> Plan:
@@ -66,7 +59,7 @@ async def cmd_disarm(message: Message, ctx: Ctx) -> Reply:
 
 async def cmd_ladder(message: Message, ctx: Ctx) -> Reply:
     r = await ctx.service.ladder_status()
-    return Reply("<b>ramp-up ladder</b>\n" + kv_text(r))
+    return Reply("<b>ramp-up ladder</b>\n" + lines_html(ladder_lines(r, zone(ctx.settings))))
 
 
 async def cmd_override(message: Message, command: CommandObject, ctx: Ctx) -> Plan:
@@ -78,7 +71,8 @@ async def cmd_override(message: Message, command: CommandObject, ctx: Ctx) -> Pl
         raise UsageError("usage: /override <phase 1|2|3> <reason, 3..200 characters>") from None
     async def execute(c: Ctx) -> Reply:
         r = await c.service.ladder_override(args.phase, c.actor, args.reason)
-        return Reply(f"ladder override recorded for LIVE phase {args.phase}\n{kv_text(r)}",
+        return Reply(f"ladder override recorded for LIVE phase {args.phase}\n"
+                     + lines_html(ladder_lines(r, zone(c.settings))),
                      outcome=f"ok: override phase {args.phase}")
 
     impact = (f"allow <b>LIVE phase {args.phase}</b> next although the ramp-up ladder would "

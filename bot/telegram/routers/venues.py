@@ -6,16 +6,20 @@ from aiogram.filters import Command as CommandFilter
 from aiogram.types import Message
 
 from bot.telegram.context import Ctx, Reply
-from bot.telegram.routers._util import kv_text
+from bot.telegram.format import h, lines_html, pre
 from bot.telegram.table import flags_for
+from bot.views import balance_lines, reconcile_lines
 
 
 async def cmd_balance(message: Message, ctx: Ctx) -> Reply:
-    return Reply("<b>balances</b>\n" + kv_text(await ctx.service.balances()))
+    lines = balance_lines(await ctx.service.balances())
+    return Reply(f"<b>{h(lines[0])}</b>\n{pre(lines[1:])}" if len(lines) > 1
+                 else f"<b>{h(lines[0])}</b>")
 
 
 async def cmd_reconcile(message: Message, ctx: Ctx) -> Reply:
-    return Reply("<b>reconcile</b>\n" + kv_text(await ctx.service.reconcile()))
+    lines = reconcile_lines(await ctx.service.reconcile())
+    return Reply(f"<b>{h(lines[0])}</b>\n" + lines_html(lines[1:]))
 
 
 def make_router() -> Router:

@@ -153,6 +153,17 @@ class JournalReader:
             " ORDER BY closed_at, rowid", (start, end))
         return [self._trade(r) for r in rows]
 
+    def recent_round_trips(self, limit: int) -> list[dict[str, Any]]:
+        """The newest closed round trips, newest first, with what /trades shows."""
+        rows = self._all(
+            "SELECT p.position_id, p.run_id, p.base, p.direction, p.opened_at, p.closed_at,"
+            " p.entry_premium_bps, p.exit_reason, p.pnl_usd, p.fees_usd, r.mode"
+            " FROM positions p LEFT JOIN runs r ON r.run_id = p.run_id"
+            " WHERE p.state = 'closed' AND p.closed_at IS NOT NULL"
+            " ORDER BY p.closed_at DESC, p.rowid DESC LIMIT ?", (limit,))
+        return [{**dict(r), "pnl_usd": float(r["pnl_usd"] or 0.0),
+                 "fees_usd": float(r["fees_usd"] or 0.0)} for r in rows]
+
     def counter_points(self, run_ids: list[str]) -> list[CounterPoint]:
         if not run_ids:
             return []
