@@ -268,6 +268,32 @@ class Engine:
             if not slot.working:
                 await self._settle(slot, snap, mono)
 
+    async def record_last_fills(self) -> int:
+        """At the run's end: every order still working is read once more and its
+        fills recorded, so the journal holds what the venues did even when the run
+        stopped before the next tick took it (a close that timed out). Returns how
+        many orders could not be read."""
+        snap = self.last_snapshot
+        items = [(slot, key, wo) for slot in self.slots.values()
+                 for key, wo in slot.working.items() if wo.order_id]
+        if snap is None or not items:
+            return 0
+        answers = await asyncio.gather(
+            *(self.ex[wo.venue].fetch_order(wo.order_id, wo.symbol) for _, _, wo in items),
+            return_exceptions=True)
+        unread = 0
+        for (slot, key, wo), answer in zip(items, answers, strict=True):
+            if isinstance(answer, BaseException):
+                unread += 1
+                logger.warning("last read of {} failed: {}", wo.client_order_id, answer)
+                continue
+            if len(answer.trades) < wo.trades_seen:
+                continue
+            await self._absorb(slot, wo, answer, snap)
+            if answer.status.done:
+                slot.working.pop(key, None)
+        return unread
+
     async def _absorb(self, slot: Slot, wo: WorkingOrder, order: Order, snap: MarketSnapshot) -> None:
         """Record trades not seen before: journal, ledger and the slot's legs."""
         fx = snap.fx.mid

@@ -598,6 +598,12 @@ class PhaseRun:
         if self.trade_notices is not None:  # the last trades (a final digest) go out first
             await self.trade_notices.stop()
         await asyncio.gather(*self._bg, return_exceptions=True)
+        if any(not hasattr(ex, "fund") for ex in self.ex.values()):
+            # Live: fills the loop had no tick left to take are journaled now.
+            try:
+                await asyncio.wait_for(engine.record_last_fills(), JOURNAL_FLUSH_TIMEOUT_S)
+            except Exception as exc:  # noqa: BLE001 - start-up recovery re-reads the venues
+                logger.error("last read of working orders failed: {}", exc)
         try:  # everything the run learned is committed first, if the journal lets it
             await asyncio.wait_for(self.journal.close(), JOURNAL_FLUSH_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - start-up recovery re-reads the venues

@@ -198,3 +198,20 @@ async def test_a_due_cancel_goes_out_without_the_tick_waiting_for_it(rig: Rig) -
         watch.cancel()
         await asyncio.gather(watch, return_exceptions=True)
         rig.emu.clear_faults()
+
+
+async def test_fills_no_tick_took_are_recorded_at_the_runs_end(rig: Rig) -> None:
+    snap = await rig.snapshot()
+    engine = rig.engine
+    engine.last_snapshot = snap
+    slot = engine.slots["BTC"]
+    slot.position_id, slot.state = f"{RUN}-p5", SlotState.ENTERING
+    assert await engine._place(slot, entry_legs(rig, snap), Purpose.ENTRY, snap, 0.0,
+                               all_or_none=True)
+    rig.emu.step(3)  # the venues fill them; no tick reads them
+    assert await engine.record_last_fills() == 0
+    assert not slot.working
+    assert slot.open_qty[Venue.UPBIT] > 0 and slot.open_qty[Venue.BINANCE] > 0
+    await engine.journal.flush()
+    rows = await rig.store.intents_in_states(["FILLED"], RUN)
+    assert {r["venue"] for r in rows} == {"upbit", "binance"}, rows
