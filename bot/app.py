@@ -8,7 +8,9 @@ from typing import Any
 
 from core.clock import Clock, ManualClock, SystemClock
 from core.domain.models import Venue
+from core.files import secure_data_dir
 from core.journal.sqlite_store import SqliteStore
+from core.redaction import register_secrets
 from core.safety.watchdog import Watchdog, headroom_warnings
 from core.service import OperatorService
 from core.settings import Settings
@@ -123,7 +125,8 @@ def _paper_on(settings: Settings, clock: Clock, market: Any) -> dict[Venue, Any]
 
 async def build_service(settings: Settings, *, fast: bool = False) -> OperatorService:
     """Open the store and build the service. `fast` steps the sim on a manual clock."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secure_data_dir(settings.data_dir)
+    register_secrets(settings.secret_values())
     clock: Clock = ManualClock() if fast else SystemClock()
     store = await SqliteStore.open(settings.data_dir / DB_NAME)
 

@@ -11,6 +11,7 @@ control channel -> watchdog thread -> metrics endpoint. The surfaces that only
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -23,18 +24,25 @@ if TYPE_CHECKING:
 @contextlib.asynccontextmanager
 async def engine_process(settings: Settings, *, console_log: bool = True,
                          fast: bool = False) -> AsyncIterator[OperatorService]:
+    from loguru import logger
+
     from bot.app import build_service, start_watchdog
     from bot.monitoring_app import start_metrics
     from core.control_channel import ControlServer, socket_path_for
+    from core.files import private_umask, secure_data_dir
     from core.monitoring.logging_setup import setup_logging
     from core.safety import engine_registry
     from core.safety.instance_lock import InstanceLock
     from core.safety.redis_state import FileEngineLock
+    from core.settings_check import unknown_names
 
     raise_fd_limit()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_umask()
+    secure_data_dir(settings.data_dir)
     setup_logging(settings.data_dir, settings.log_level, settings.secret_values(),
                   console=console_log)
+    for line in unknown_names(os.environ, only_prefixed=True):
+        logger.warning("{} (`arbops config check` lists every such name)", line)
     async with contextlib.AsyncExitStack() as stack:
         lock = InstanceLock(settings.data_dir)
         lock.acquire()  # InstanceLocked is a refusal (exit 2) naming the holder

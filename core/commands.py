@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.errors import BadInput, ServiceError
+from core.redaction import clean_text
 from core.trading.universe import parse_universe
 
 
@@ -31,7 +32,9 @@ POSITIONAL: dict[str, Any] = {"positional": True}
 
 
 class Args(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No NaN or infinity: JSON from the control channel may spell them, and a run of
+    # `inf` seconds or a cap of NaN is bad input, not a value.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class NoArgs(Args):
@@ -130,8 +133,16 @@ class DailyArgs(Args):
     json_output: bool = Field(False, alias="json", description="print one JSON object")
 
 
+def _free_text(value: str) -> str:
+    """What an operator typed, as it is stored and reported: secrets masked, one line."""
+    return clean_text(value)
+
+
 class ReasonArgs(Args):
-    reason: str = Field("manual", max_length=200, description="why (recorded and reported)")
+    # Cut to length rather than refused: a kill must never fail on its reason.
+    reason: str = Field("manual", description="why (recorded and reported, first 200 characters)")
+
+    _clean_reason = field_validator("reason")(_free_text)
 
 
 class ConfirmArgs(ReasonArgs):
@@ -154,6 +165,8 @@ class LogsArgs(Args):
 class IncidentArgs(Args):
     what: Literal["new"] = Field(description="new", json_schema_extra=POSITIONAL)
     title: str = Field(min_length=1, max_length=200, description="what happened, in a line")
+
+    _clean_title = field_validator("title")(_free_text)
 
 
 class ReportArgs(Args):
@@ -195,6 +208,8 @@ class ArmArgs(Args):
 class OverrideArgs(Args):
     phase: int = Field(ge=1, le=3, description="the live phase to allow next")
     reason: str = Field(min_length=3, max_length=200, description="why (audited)")
+
+    _clean_reason = field_validator("reason")(_free_text)
     confirm: str | None = Field(None, description="the confirmation phrase (for scripts)")
 
 

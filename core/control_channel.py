@@ -12,8 +12,12 @@ Protocol: one JSON object per line (UTF-8, ``\\n`` terminated), in both directio
   or        ``{"ok": false, "error": "message", "code": 2}`` (an ExitCode)
 
 A connection may carry several requests; each gets exactly one reply, in order.
+Both ends check the other. The server serves only its own user (or root), read
+from the socket (SO_PEERCRED). The client believes an answer only when the data dir
+and the socket belong to the user running it and the listening process runs as that
+user (SO_PEERCRED again); anything else is UntrustedListener, a refusal (exit 2).
 Who asked is not taken from the request: the server reads the peer's uid from the
-socket (SO_PEERCRED) and names it ``cli:<user>``, the same actor the CLI uses when
+socket and names it ``cli:<user>``, the same actor the CLI uses when
 it acts in its own process (`local_actor`). At most MAX_CONNECTIONS clients are
 served at once; more are answered with an error and closed, so idle connections
 cannot exhaust the engine's file descriptors.
@@ -45,6 +49,7 @@ from core.errors import (
     EngineNotRunning,
     ExitCode,
     SocketPathTooLong,
+    UntrustedListener,
 )
 
 SOCKET_NAME = "control.sock"
@@ -66,6 +71,41 @@ def local_actor(uid: int | None = None) -> str:
         return f"cli:{pwd.getpwuid(uid).pw_name}"
     except KeyError:
         return f"cli:uid{uid}"
+
+
+def _user(uid: int) -> str:
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def verify_listener_path(path: Path) -> None:
+    """Refuse a control socket that another user could have put there: the data dir
+    and the socket must belong to the user running this command."""
+    uid = os.getuid()
+    for target, what in ((path.parent, "data dir"), (path, "control socket")):
+        try:
+            st = os.lstat(target)
+        except FileNotFoundError:
+            return  # nothing listening there: the connection says so
+        if st.st_uid != uid:
+            raise UntrustedListener(
+                f"refusing to trust the {what} {target}: it belongs to {_user(st.st_uid)}, "
+                f"not to you ({_user(uid)}); an engine you run keeps its data dir and "
+                "control socket under your own user")
+        if what == "control socket" and not stat.S_ISSOCK(st.st_mode):
+            raise UntrustedListener(f"refusing {target}: it is not a socket")
+
+
+def verify_listener_peer(writer: asyncio.StreamWriter, path: Path) -> None:
+    """Refuse the answer of a process that runs as another user (SO_PEERCRED)."""
+    uid = _peer_uid(writer)
+    if uid != os.getuid():
+        who = "an unknown user" if uid is None else _user(uid)
+        raise UntrustedListener(
+            f"refusing the engine on {path}: the process listening there runs as {who}, "
+            f"not as you ({_user(os.getuid())}); its answer is not trusted")
 
 
 def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
@@ -247,6 +287,17 @@ class ControlServer:
         uid = _peer_uid(writer)
         actor = local_actor(uid) if uid is not None else "cli:unknown"
         try:
+            if uid is None or uid not in (os.getuid(), 0):
+                # The socket is 0600; this holds even if its mode or dir were widened.
+                # The request is read (and dropped) first, so the refusal is its reply
+                # rather than a broken pipe.
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(2.0):
+                        await reader.readline()
+                writer.write(_encode(_error(
+                    f"refused: {actor} is not the engine's user (or root)", ExitCode.REFUSED)))
+                await writer.drain()
+                return
             while True:
                 try:
                     line = await reader.readline()
@@ -344,6 +395,7 @@ async def request(
     """
     path = Path(socket_path)
     _check_path_length(path)
+    verify_listener_path(path)
     payload: dict[str, Any] = {"cmd": cmd, "args": args or {}}
     line = _encode(payload)
     writer: asyncio.StreamWriter | None = None
@@ -361,6 +413,7 @@ async def request(
                 raise ControlChannelError(
                     f"permission denied on control socket {path} (run as the engine's user)"
                 ) from e
+            verify_listener_peer(writer, path)
             writer.write(line)
             await writer.drain()
             raw = await reader.readline()

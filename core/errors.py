@@ -177,6 +177,13 @@ class SocketPathTooLong(ControlChannelError, ValueError):
     """The socket path does not fit in ``sockaddr_un.sun_path``."""
 
 
+class UntrustedListener(ControlChannelError):
+    """The control socket, its data dir or the process listening on it belongs to
+    another user: its answer is not believed (a refusal, 2)."""
+
+    exit_code = ExitCode.REFUSED
+
+
 class ControlTimeout(ControlChannelError, TimeoutError):
     """The engine did not answer within the timeout."""
 

@@ -10,7 +10,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,6 +79,8 @@ class OperatorService:
         self._proc_started = time.monotonic()
         self._run_task: asyncio.Task[None] | None = None
         self.run_observers: list[Callable[[], None]] = []  # e.g. metrics, at run end
+        # Refused webhook requests by reason, since start (the webhook counts them).
+        self.webhook_refusals: Mapping[str, int] = {}
         # The surfaces' own health (Telegram's link, the metrics endpoint), for status.
         self.surface_health: dict[str, Callable[[], dict[str, Any]]] = {}
         self.last_incident: str | None = None  # the newest kill's incident report, by path

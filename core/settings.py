@@ -2,7 +2,8 @@
 
 Runbook names are kept as they are (ARBITRAGE_ENV, LIVE_ARM_*, venue keys,
 TELEGRAM_*, REDIS_URL, PROMETHEUS_*); arbops' own settings are ARBOPS_<NAME>.
-Files: `.env`, then `.env.<ARBITRAGE_ENV>`; the process environment wins.
+Files: `.env`, then `.env.<ARBITRAGE_ENV>`; the process environment wins. Which
+mode picks the second file, and what is refused, is core.env_files' rule.
 """
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.env_files import resolve_env_files
 from core.errors import SettingsError
+from core.redaction import register_secrets
 
 RUNBOOK_NAMES = (
     "ARBITRAGE_ENV",
@@ -290,12 +293,13 @@ def env_name(field: str) -> str:
 
 
 def load_settings(env_dir: Path | None = None, **overrides: Any) -> Settings:
-    """Load settings or raise SettingsError naming every bad field."""
-    base = env_dir or Path.cwd()
-    mode = os.environ.get("ARBITRAGE_ENV", "paper").strip() or "paper"
-    files = [p for p in (base / ".env", base / f".env.{mode}") if p.is_file()]
+    """Load settings or raise SettingsError naming every bad field. The files read
+    follow core.env_files; a contradiction between them is refused here too."""
+    found = resolve_env_files(env_dir or Path.cwd())
+    if found.problems:
+        raise SettingsError(list(found.problems))
     try:
-        return Settings(_env_file=tuple(files) or None, **overrides)
+        settings = Settings(_env_file=found.files or None, **overrides)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -303,6 +307,8 @@ def load_settings(env_dir: Path | None = None, **overrides: Any) -> Settings:
             name = env_name(loc) if loc in Settings.model_fields else loc
             problems.append(f"{name}: {err['msg']}")
         raise SettingsError(problems) from None
+    register_secrets(settings.secret_values())
+    return settings
 
 
 def load_settings_tolerant(env_dir: Path | None = None) -> tuple[Settings, list[str]]:
@@ -313,14 +319,14 @@ def load_settings_tolerant(env_dir: Path | None = None) -> tuple[Settings, list[
         return load_settings(env_dir), []
     except SettingsError:
         pass
-    base = env_dir or Path.cwd()
-    mode = os.environ.get("ARBITRAGE_ENV", "paper").strip() or "paper"
-    files = tuple(p for p in (base / ".env", base / f".env.{mode}") if p.is_file()) or None
+    found = resolve_env_files(env_dir or Path.cwd())
+    files = found.files or None
     fallback: dict[str, Any] = {}
-    warnings: list[str] = []
+    warnings: list[str] = list(found.problems)
     for _ in range(len(Settings.model_fields)):
         try:
             settings = Settings(_env_file=files, **fallback)
+            register_secrets(settings.secret_values())
             return settings, warnings
         except ValidationError as exc:
             named = (_field_of(str(err["loc"][0])) for err in exc.errors() if err["loc"])

@@ -118,8 +118,8 @@ def test_the_bot_api_stand_in_needs_only_aiohttp():
 
 # core's top-level modules: the kernel (depends on domain only) and the service level
 # (the application API and the table and channel that reach it).
-KERNEL = {"clock", "crash_points", "errors", "files", "http_listener", "ports", "settings",
-          "settings_docs", "version", "money"}
+KERNEL = {"clock", "crash_points", "env_files", "errors", "files", "http_listener", "money",
+          "ports", "redaction", "settings", "settings_check", "settings_docs", "version"}
 SERVICE = {"service", "commands", "control_channel"}
 PACKAGE_LEVEL = {"domain": 0, "venues": 2, "journal": 2, "monitoring": 2, "trading": 3,
                  "safety": 4}

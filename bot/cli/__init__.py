@@ -21,6 +21,8 @@ from pydantic import BaseModel
 
 from core.commands import BY_NAME, COMMANDS, Args, Command, validate_args
 from core.errors import ArbopsError, BadInput, ExitCode
+from core.files import PRIVATE_UMASK
+from core.redaction import redact, redact_data
 
 # Where the handlers live, imported only when their command runs (keeps `status` light).
 HANDLER_MODULES = ("bot.cli.kill", "bot.cli.control", "bot.cli.runs", "bot.cli.safety", "bot.cli.venues",
@@ -131,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return ExitCode.REFUSED
     cmd = BY_NAME[ns.command]
+    # Before anything is created: the journal, its WAL, logs, KPI and incident files
+    # are this user's alone (files 0600, directories 0700).
+    os.umask(PRIVATE_UMASK)
     try:
         args = parse_args(cmd, ns)
         from core.settings import load_settings, load_settings_tolerant
@@ -150,20 +155,20 @@ def main(argv: list[str] | None = None) -> int:
         confirm(cmd, args)
         return int(handler(settings, args))
     except ArbopsError as exc:
-        print(f"arbops {ns.command}: {exc}", file=sys.stderr)
+        print(redact(f"arbops {ns.command}: {exc}"), file=sys.stderr)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         return ExitCode.FAILED
     except Exception as exc:
         if os.environ.get("ARBOPS_DEBUG"):
             raise
-        print(f"arbops {ns.command}: internal error: {type(exc).__name__}: {exc} "
-              "(ARBOPS_DEBUG=1 shows the traceback)", file=sys.stderr)
+        print(redact(f"arbops {ns.command}: internal error: {type(exc).__name__}: {exc} "
+                     "(ARBOPS_DEBUG=1 shows the traceback)"), file=sys.stderr)
         return ExitCode.FAILED
 
 
 def print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str))
+    print(json.dumps(redact_data(data), indent=2, default=str))
 
 
 if __name__ == "__main__":

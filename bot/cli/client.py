@@ -56,7 +56,9 @@ class EngineClient:
 
         async def run() -> T:
             from bot.app import build_service
+            from core.monitoring.logging_setup import redact_console
 
+            redact_console(self.settings.secret_values())
             service = await build_service(self.settings)
             try:
                 return await fn(service)

@@ -256,11 +256,28 @@ def cmd_incident(settings: Settings, args: IncidentArgs) -> int:
 
 
 def cmd_config(settings: Settings, args: ConfigArgs) -> int:
-    print(f"settings OK (ARBITRAGE_ENV={settings.arbitrage_env}, data dir {settings.data_dir})")
+    """Which files were read, in order, and everything the service would ignore or
+    refuse; exit 2 when there is any, so "settings OK" means the service agrees."""
+    import os
+    from pathlib import Path
+
+    from core.env_files import resolve_env_files
+    from core.settings_check import check_settings
+
+    report = check_settings(settings, resolve_env_files(Path.cwd()), os.environ)
+    for line in report.loaded:
+        print(line)
+    print(f"data dir {settings.data_dir}")
     for name, present in settings.secrets_present.items():
         print(f"  {name}: {'set' if present else 'not set'}")
-    if settings.postgres_dsn is not None:
-        print("  POSTGRES_DSN is set but not used: arbops keeps its journal in SQLite")
+    for note in report.notes:
+        print(f"  {note}")
+    if report.errors:
+        for error in report.errors:
+            print(f"arbops config: {error}", file=sys.stderr)
+        print(f"settings NOT OK: {len(report.errors)} problem(s)", file=sys.stderr)
+        return ExitCode.REFUSED
+    print("settings OK")
     return ExitCode.OK
 
 

@@ -20,15 +20,17 @@ import asyncio
 import os
 import signal
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.commands import ReasonArgs
-from core.control_channel import ask, local_actor, socket_path_for
+from core.control_channel import ask, local_actor, socket_path_for, verify_listener_path
 from core.domain.models import TradingState
-from core.errors import ArbopsError, EngineNotRunning, ExitCode
+from core.errors import ArbopsError, EngineNotRunning, ExitCode, UntrustedListener
+from core.redaction import redact
 from core.safety.engine_registry import running_engines
 from core.safety.instance_lock import probe_holder
 from core.settings import DEFAULT_DATA_DIR, Settings, absolute_data_dir
@@ -46,6 +48,7 @@ class TargetResult:
     data_dir: Path
     ok: bool = True
     found: bool = False  # an engine ran there, or a journal exists
+    refused: bool = False  # the data dir or its listener belongs to another user
     already: bool = False  # the state file said HALTED before this kill
     lines: list[str] = field(default_factory=list)
 
@@ -62,9 +65,11 @@ def cmd_kill(settings: Settings, args: ReasonArgs) -> int:
                for d in targets]
     for r in results:
         for line in r.lines:
-            print(line)
+            print(redact(line), file=sys.stderr if r.refused else sys.stdout)
     if note:
         print(note)
+    if any(r.refused for r in results):
+        return ExitCode.REFUSED
     if not any(r.found for r in results):
         print("no engine found: none registered for this user, and no journal in "
               + ", ".join(str(r.data_dir) for r in results)
@@ -91,11 +96,17 @@ def kill_targets(settings: Settings) -> tuple[list[Path], str]:
 def kill_one(settings: Settings, reason: str, why: str) -> TargetResult:
     d = settings.data_dir
     res = TargetResult(d)
+    try:
+        verify_listener_path(socket_path_for(d))
+    except UntrustedListener as exc:
+        return _refused(res, exc)
     res.found = (d / "arbops.sqlite3").exists()
     _write_file(res, why)
     t0 = time.perf_counter()
     try:
         reply = ask(socket_path_for(d), "kill", {"reason": reason}, ASK_TIMEOUT_S)
+    except UntrustedListener as exc:
+        return _refused(res, exc)
     except EngineNotRunning:
         if probe_holder(d) is None:
             res.lines.insert(0, f"HALTED {d}: no engine was running")
@@ -116,6 +127,14 @@ def kill_one(settings: Settings, reason: str, why: str) -> TargetResult:
     res.lines.insert(0, f"HALTED {d}: the engine {problem}")
     _stop_engine(d, res)
     _offline(settings, why, res)
+    return res
+
+
+def _refused(res: TargetResult, exc: UntrustedListener) -> TargetResult:
+    """Nothing stopped, nothing believed: another user's data dir or engine."""
+    res.refused = True
+    res.lines.insert(0, f"NOT HALTED {res.data_dir}: {exc}")
+    res.ok = False
     return res
 
 
@@ -159,6 +178,9 @@ def _stop_engine(d: Path, res: TargetResult) -> None:
 
 def _offline(settings: Settings, why: str, res: TargetResult) -> None:
     """The engine's part of the kill, done here: each step bounded and reported."""
+    from core.monitoring.logging_setup import redact_console
+
+    redact_console(settings.secret_values())
     try:
         asyncio.run(_offline_steps(settings, why, res))
     except Exception as exc:  # noqa: BLE001 - said, never a traceback

@@ -1,9 +1,11 @@
-"""TELEGRAM_ALLOWED_USERS = "id:role,..." -> {user id: Role}. Fail-closed parsing."""
+"""TELEGRAM_ALLOWED_USERS = "id:role,..." -> {user id: Role}. Fail-closed parsing,
+the same as `arbops config check` (core.settings_check.parse_allowlist)."""
 from __future__ import annotations
 
 from loguru import logger
 
 from core.commands import Role
+from core.settings_check import parse_allowlist
 
 _ROLES = {"viewer": Role.VIEWER, "operator": Role.OPERATOR, "admin": Role.ADMIN}
 
@@ -11,20 +13,8 @@ _ROLES = {"viewer": Role.VIEWER, "operator": Role.OPERATOR, "admin": Role.ADMIN}
 def parse_allowed_users(text: str | None) -> dict[int, Role]:
     """Bad entries are skipped with an error in the log (never granted anything);
     an id listed twice keeps its lower role."""
-    users: dict[int, Role] = {}
-    for raw in (text or "").replace(";", ",").split(","):
-        entry = raw.strip()
-        if not entry:
-            continue
-        uid_text, sep, role_text = entry.partition(":")
-        role = _ROLES.get(role_text.strip().lower()) if sep else None
-        try:
-            uid = int(uid_text.strip())
-        except ValueError:
-            uid = 0
-        if uid <= 0 or role is None:
-            logger.error("TELEGRAM_ALLOWED_USERS: ignoring bad entry {!r} (want id:viewer|"
-                         "operator|admin)", entry[:40])
-            continue
-        users[uid] = min(users.get(uid, role), role)
-    return users
+    users, problems = parse_allowlist(text)
+    for problem in problems:
+        logger.error("TELEGRAM_ALLOWED_USERS: ignoring {} (`arbops config check` lists them)",
+                     problem)
+    return {uid: _ROLES[role] for uid, role in users.items()}

@@ -11,7 +11,6 @@ confirmation, then sends what the handler returned.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -34,18 +33,12 @@ from bot.telegram.format import h, ts
 from bot.telegram.table import ROLE_NAMES
 from core.commands import Command
 from core.errors import ServiceError, UsageError
+from core.redaction import clean_text
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
-_SECRET_KV = re.compile(r"(?i)\b([\w-]*(?:token|secret|key|pass|ack)[\w-]*)=(\S+)")
-_LONG = re.compile(r"[A-Za-z0-9_\-:+/=]{32,}")
-
-
 def mask(text: str, secrets: tuple[str, ...] = ()) -> str:
-    for s in secrets:
-        if s:
-            text = text.replace(s, "***")
-    text = _SECRET_KV.sub(lambda m: f"{m.group(1)}=***", text)
-    return _LONG.sub("***", text)[:300]
+    """Typed arguments as the audit stores them: the one redactor (core.redaction)."""
+    return clean_text(text, 300, secrets)
 
 
 def describe(event: TelegramObject, deps: TelegramDeps) -> tuple[str, Any]:

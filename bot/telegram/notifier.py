@@ -30,6 +30,7 @@ from loguru import logger
 
 from bot.telegram.format import MAX_CAPTION, MAX_TEXT, caption_parts, fit, h, plain
 from bot.telegram.sender import RETRYABLE
+from core.redaction import redact
 
 ICONS = {"KILL": "🛑", "CRITICAL": "🛑", "REDUCE": "⚠️", "ALERT": "⚠️", "RECOVERED": "✅",
          "INFO": "ℹ️", "TEST": "🔔"}
@@ -107,7 +108,8 @@ class TelegramNotifier:
                 logger.info("[{}] {}: {}", severity, title, body)
         except Exception:  # noqa: BLE001 - logging must not stop delivery
             logger.exception("inner notifier failed")
-        self._enqueue(Item(str(severity), str(title), str(body), self._clock()))
+        self._enqueue(Item(str(severity), redact(str(title)), redact(str(body)),
+                           self._clock()))
 
     async def send_photo(self, path: str | Path, caption: str) -> None:
         """A chart with its caption; a caption over Telegram's 1024 characters is sent

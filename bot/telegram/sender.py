@@ -23,6 +23,7 @@ from aiogram.types import BufferedInputFile
 from loguru import logger
 
 from bot.telegram.format import MAX_CAPTION, MAX_TEXT, fit, plain
+from core.redaction import redact
 
 T = TypeVar("T")
 RETRYABLE = (TelegramNetworkError, TelegramServerError, ClientDecodeError, asyncio.TimeoutError)
@@ -93,7 +94,7 @@ class Sender:
         """Send HTML; returns the Message or None when it could not be delivered."""
         timeout = self.policy.request_timeout_s
         return await self._send_html(
-            "sendMessage", fit(text), MAX_TEXT,
+            "sendMessage", fit(redact(text)), MAX_TEXT,
             lambda body, mode: self.bot.send_message(chat_id, body, parse_mode=mode,
                                                      reply_markup=markup,
                                                      request_timeout=timeout))  # type: ignore[arg-type]
@@ -105,7 +106,7 @@ class Sender:
         Message or None when it could not be delivered."""
         timeout = self.policy.request_timeout_s
         return await self._send_html(
-            "sendPhoto", fit(caption, MAX_CAPTION), MAX_CAPTION,
+            "sendPhoto", fit(redact(caption), MAX_CAPTION), MAX_CAPTION,
             lambda body, mode: self.bot.send_photo(
                 chat_id, BufferedInputFile(photo, filename), caption=body or None,
                 parse_mode=mode, reply_markup=markup, request_timeout=timeout))  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -29,6 +30,7 @@ import aiosqlite
 
 from core.errors import SchemaTooNew
 from core.journal import migrations as _mig
+from core.redaction import redact
 
 __all__ = ["SchemaTooNew", "SqliteStore"]
 
@@ -49,9 +51,14 @@ def _row(r: aiosqlite.Row | None) -> dict[str, Any] | None:
 
 
 def _text(v: Any) -> str | None:
-    if v is None or isinstance(v, str):
-        return v
-    return json.dumps(v, default=str, sort_keys=True)
+    """Free text or a JSON document as stored: secrets masked (core.redaction)."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return redact(v)
+    # One pass over the JSON text (the patterns keep it valid JSON): far cheaper than
+    # one per string in the document.
+    return redact(json.dumps(v, default=str, sort_keys=True))
 
 
 class SqliteStore:
@@ -93,6 +100,9 @@ class SqliteStore:
     async def open(cls, path: Path, *, now: float | None = None) -> SqliteStore:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Created 0600 before SQLite opens it: SQLite gives its WAL and shared-memory
+        # files the database file's mode, so the whole journal stays private.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         conn = await aiosqlite.connect(str(path), isolation_level=None)
         try:
             conn.row_factory = aiosqlite.Row
@@ -192,7 +202,8 @@ class SqliteStore:
         cur = await self._write(
             "UPDATE runs SET ended_at=?, status=?, stop_reason=?, exit_code=?, kpi_path=?,"
             " gate_json=COALESCE(?, gate_json) WHERE run_id=?",
-            (ended_at, status, stop_reason, int(exit_code), kpi_path, _text(gate_json), run_id),
+            (ended_at, status, _text(stop_reason), int(exit_code), kpi_path, _text(gate_json),
+             run_id),
         )
         if cur.rowcount == 0:
             raise KeyError(f"unknown run {run_id!r}")
@@ -387,7 +398,7 @@ class SqliteStore:
     async def save_kpi(self, run_id: str, final: bool, ts: float, json_text: str) -> int:
         cur = await self._write(
             "INSERT INTO kpi_snapshots(run_id, final, ts, json) VALUES (?,?,?,?)",
-            (run_id, 1 if final else 0, ts, json_text),
+            (run_id, 1 if final else 0, ts, _text(json_text)),
         )
         return int(cur.lastrowid or 0)
 
@@ -415,7 +426,7 @@ class SqliteStore:
             " latency_ms) VALUES (?,?,?,?,?,?,?,?,?)",
             (ts, None if user_id is None else str(user_id), role,
              None if chat_id is None else str(chat_id), surface, command, _text(args),
-             outcome, latency_ms),
+             _text(outcome), latency_ms),
         )
 
     async def audit_rows(self, limit: int = 50) -> list[dict[str, Any]]:
@@ -426,7 +437,7 @@ class SqliteStore:
         await self._write(
             "INSERT INTO flags(key, value, updated_at) VALUES (?,?,?)"
             " ON CONFLICT(key) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at",
-            (key, str(value), ts),
+            (key, _text(str(value)), ts),
         )
 
     async def get_flag(self, key: str) -> str | None:
@@ -441,7 +452,7 @@ class SqliteStore:
     ) -> None:
         await self._write(
             "INSERT INTO events(ts, run_id, kind, payload) VALUES (?,?,?,?)",
-            (ts, run_id, kind, json.dumps(dict(payload), default=str, sort_keys=True)),
+            (ts, run_id, kind, _text(dict(payload))),
         )
 
     async def events(

@@ -12,7 +12,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from core.files import write_private_text
 from core.monitoring.log_extract import iter_records, log_files
+from core.redaction import redact
 
 
 def incident_path(data_dir: Path, run_id: str, when: datetime) -> Path:
@@ -80,7 +82,7 @@ def write_incident(
     lines += ["", "## Log lines of the minute before", "", "```"]
     lines += log_lines or ["(no log lines)"]
     lines += ["```", "", "## Cause", "", "", "## Prevention", "", ""]
-    path.write_text("\n".join(lines))
+    write_private_text(path, redact("\n".join(lines)))
     return path
 
 

@@ -32,6 +32,8 @@ from loguru import logger
 
 from core.clock import Clock
 from core.domain.journal_kinds import Severity
+from core.files import write_private_text
+from core.redaction import redact_data
 
 DAILY_FLAG = "report_daily_last"
 WEEKLY_FLAG = "report_weekly_last"
@@ -145,7 +147,7 @@ def chart_timeout(settings: Any) -> float:
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    write_private_text(tmp, json.dumps(redact_data(data), indent=2, default=str) + "\n")
     tmp.replace(path)
 
 

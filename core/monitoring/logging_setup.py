@@ -1,7 +1,7 @@
 """Loguru setup with secret redaction.
 
-Every record passes a global patcher that redacts (a) every registered secret value and
-(b) generic credential patterns, in the message AND in the exception text. The
+Every record passes a global patcher that applies core.redaction (every registered
+secret value and credential-shaped values), in the message AND in the exception text. The
 exception is formatted here (``traceback.format_exception``, no variable dumps), redacted,
 stored in ``record["extra"]["exc_text"]`` and removed from ``record["exception"]`` so no
 sink can print the raw one.
@@ -17,20 +17,21 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 import traceback
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
+
+from core.redaction import MIN_SECRET_LEN, redact, register_secrets
 
 __all__ = [
     "LOG_FILE_NAME",
     "LOG_FORMAT",
     "MIN_SECRET_LEN",
     "redact",
+    "redact_console",
     "register_secrets",
     "setup_logging",
     "teardown_logging",
@@ -40,54 +41,12 @@ LOG_FILE_NAME = "arbops.log"
 LOG_DIR_NAME = "logs"
 ROTATION = "10 MB"
 RETENTION = 10
-MIN_SECRET_LEN = 4  # shorter "secrets" would shred every log line
-MASK = "***"
 
 LOG_FORMAT = (
     "{time:YYYY-MM-DDTHH:mm:ss.SSSZ!UTC} | {level: <8} | {name}:{function}:{line} - {message}"
 )
 
-_GENERIC: list[tuple[re.Pattern[str], str]] = [
-    # Telegram bot URL / bare bot token: keep the bot id, mask the secret part.
-    (re.compile(r"(\bbot\d+:)[A-Za-z0-9_-]+"), r"\1" + MASK),
-    (re.compile(r"\b(\d{6,12}:)[A-Za-z0-9_-]{30,}"), r"\1" + MASK),
-    # Authorization: Bearer <jwt> (Upbit), and bare JWTs.
-    (re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1" + MASK),
-    (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"), MASK),
-    # key=value / key: value / "key": "value" for credential-looking keys.
-    (
-        re.compile(
-            r"(?i)([\w-]*(?:api[_-]?key|secret|token|passw(?:or)?d|signature)[\w-]*)"
-            r"([\"']?\s*[=:]\s*[\"']?)([^\s\"'&,;}\]]+)"
-        ),
-        r"\1\2" + MASK,
-    ),
-]
-
-_secrets_re: re.Pattern[str] | None = None
 _handler_ids: list[int] = []
-
-
-def register_secrets(secrets: Iterable[str | None]) -> None:
-    """Replace the set of literal secret values that :func:`redact` masks."""
-    global _secrets_re
-    vals = sorted(
-        {s for s in secrets if isinstance(s, str) and len(s.strip()) >= MIN_SECRET_LEN},
-        key=len,
-        reverse=True,
-    )
-    _secrets_re = re.compile("|".join(re.escape(v) for v in vals)) if vals else None
-
-
-def redact(text: str) -> str:
-    """Mask registered secret values and generic credential patterns in ``text``."""
-    if not text:
-        return text
-    if _secrets_re is not None:
-        text = _secrets_re.sub(MASK, text)
-    for pat, repl in _GENERIC:
-        text = pat.sub(repl, text)
-    return text
 
 
 def _patch(record: Any) -> None:
@@ -103,6 +62,13 @@ def _patch(record: Any) -> None:
         record["exception"] = None
     else:
         extra.setdefault("exc_text", "")
+
+
+def redact_console(secrets: list[str]) -> None:
+    """Redaction for a process that keeps loguru's default stderr sink (the CLI
+    acting offline): the same patcher as `setup_logging`, no sinks changed."""
+    register_secrets(secrets)
+    logger.configure(patcher=_patch)
 
 
 def _no_patch(record: Any) -> None:

@@ -69,6 +69,7 @@ METRICS: dict[str, tuple[str, str]] = {
     # additions
     "arbitrage_rate_limit_hits_total": ("counter", "Rate-limit responses from the venues"),
     "arbitrage_entries_total": ("counter", "Positions entered (both legs filled)"),
+    "arbitrage_webhook_refused_total": ("counter", "Telegram webhook requests refused, by reason"),
     "arbitrage_trading_state": ("gauge", "Trading state: 0 ACTIVE, 1 REDUCING, 2 HALTED"),
     "arbitrage_armed": ("gauge", "1 while LIVE trading is armed, else 0"),
     "arbitrage_run_active": ("gauge", "1 while a phase run is active, else 0"),
@@ -244,6 +245,13 @@ class _ServiceCollector(Collector):
             for venue, value in sorted(series.items() or [(ALL_VENUES, 0.0)]):
                 fam.add_metric([venue], value)
             yield fam
+
+        refused = CounterMetricFamily("arbitrage_webhook_refused",
+                                      METRICS["arbitrage_webhook_refused_total"][1],
+                                      labels=["reason"])
+        for reason, n in sorted(getattr(service, "webhook_refusals", {}).items()):
+            refused.add_metric([reason], float(n))
+        yield refused
 
         yield gauge("arbitrage_pnl_usd_total", m.pnl_total())
         st = engine.stats() if engine is not None else None

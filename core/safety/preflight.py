@@ -23,9 +23,11 @@ import psutil
 
 from core.domain.journal_kinds import UNRESOLVED_INTENTS
 from core.domain.models import FX_SYMBOL, QUOTE, Venue
-from core.files import write_atomic
+from core.files import loose_paths, write_atomic
 from core.journal.migrations import latest_version
 from core.ports import JournalStore
+from core.redaction import MASK
+from core.redaction import redact as core_redact
 from core.safety.failure import Failure
 from core.trading.state import HALT_FLAG
 
@@ -75,15 +77,12 @@ def _now_iso(ctx: PreflightContext) -> str:
     return datetime.fromtimestamp(ctx.clock.time(), UTC).isoformat(timespec="seconds")
 
 
-_SIGNED = re.compile(r"(signature|apiKey|access_key|token)=[^&\s]+", re.IGNORECASE)
-
-
 def redact(text: str, settings: Any) -> str:
-    """Error texts quote URLs: drop request signatures and any configured secret value."""
-    text = _SIGNED.sub(r"\1=<redacted>", text)
+    """Error texts quote URLs: the one redactor, plus these settings' own secret
+    values (the report may be built from settings that were never registered)."""
     for raw in settings.secret_values():
-        text = text.replace(raw, "<redacted>")
-    return text
+        text = text.replace(raw, MASK)
+    return core_redact(text)
 
 
 def _result(ctx: PreflightContext, name: str, status: str, message: str,
@@ -163,6 +162,17 @@ async def check_database(ctx: PreflightContext, dry_run: bool) -> Outcome:
         return FAIL, "write test read back a different value", {"version": version}
     return PASS, f"journal open, schema v{version}, write test ok", {
         "path": str(getattr(ctx.store, "path", "?")), "version": version}
+
+
+async def check_data_at_rest(ctx: PreflightContext, dry_run: bool) -> Outcome:
+    """The journal holds the audit, positions and reasons: no other local user may
+    read it. Anything looser than 0700/0600 under the data dir fails, by path."""
+    loose = loose_paths(ctx.settings.data_dir)
+    if loose:
+        shown = ", ".join(loose[:5]) + (f" and {len(loose) - 5} more" if len(loose) > 5 else "")
+        return FAIL, (f"readable by other users: {shown} (chmod 700 the data dir, 600 its "
+                      "files; arbops serve narrows them at start)"), {"loose": loose}
+    return PASS, f"{ctx.settings.data_dir} private (0700, files 0600)", {}
 
 
 async def check_redis(ctx: PreflightContext, dry_run: bool) -> Outcome:
@@ -357,7 +367,7 @@ async def check_memory_headroom(ctx: PreflightContext, dry_run: bool) -> Outcome
         PASS, f"RSS {rss:.0f} MB leaves headroom", details)
 
 
-ORDER = ("environment", "secrets", "live_safety", "database", "redis", "exchange_health",
+ORDER = ("environment", "secrets", "live_safety", "database", "data_at_rest", "redis", "exchange_health",
          "clock_skew", "key_permissions_binance", "key_permissions_upbit", "balances",
          "open_orders_venues", "open_positions_journal", "git_safety", "telegram",
          "memory_headroom")

@@ -26,6 +26,7 @@ from core.clock import Clock
 from core.domain.models import TradingState
 from core.files import fsync_dir
 from core.ports import JournalStore
+from core.redaction import redact
 from core.trading.state import HALT_FLAG, TradingStateBox
 
 STATE_FILE = "trading_state.json"
@@ -68,7 +69,8 @@ def write_state_file(data_dir: Path, record: StateRecord) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     path = state_file(data_dir)
     tmp = data_dir / f".{STATE_FILE}.{os.getpid()}.tmp"
-    body = json.dumps({"state": str(record.state), "reason": record.reason, "at": record.at})
+    body = json.dumps({"state": str(record.state), "reason": redact(record.reason),
+                       "at": record.at})
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, body.encode("utf-8") + b"\n")

@@ -5,6 +5,7 @@ control verb and its Telegram handler reach the same OperatorService method."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib
 import inspect
@@ -71,7 +72,11 @@ async def test_bad_arguments_over_the_socket_are_refusals_naming_the_field(
     try:
         cases = [("audit", {"limit": "many"}, "limit"), ("override", {"phase": 9}, "phase"),
                  ("kill", {"reason": ["x"]}, "reason"), ("run", {"phase": "x"}, "phase"),
-                 ("status", {"actor": "telegram:1"}, "actor"), ("frobnicate", {}, "frobnicate")]
+                 ("status", {"actor": "telegram:1"}, "actor"), ("frobnicate", {}, "frobnicate"),
+                 # JSON may spell NaN and Infinity: a run of inf seconds is bad input
+                 ("run", {"duration_seconds": float("inf")}, "duration_seconds"),
+                 ("run", {"duration_seconds": float("nan")}, "duration_seconds"),
+                 ("preflight", {"output": 5}, "output"), ("reset", {"confirm": 5}, "confirm")]
         for cmd, args, field in cases:
             with pytest.raises(CommandError) as exc:
                 await service.control(cmd, args, "cli:test")
@@ -158,3 +163,37 @@ def test_control_verb_and_telegram_handler_reach_the_same_service_method(tmp_pat
             assert {"kill", "stop", "run", "arm", "reset", "status"} <= set(checked)
         finally:
             runner.run(service.close())
+
+
+def test_only_the_surfaces_internal_reads_go_unaudited():
+    """The registry's `audited=False` is for internal reads only: never a command an
+    operator can type, never one that adds risk or needs more than a viewer."""
+    unaudited = [row for row in COMMANDS if not row.audited]
+    assert {row.name for row in unaudited} == {"still_open", "last_run", "progress"}
+    for row in unaudited:
+        assert row.internal and not row.adds_risk and row.min_role.name == "VIEWER", row.name
+
+
+async def test_every_control_command_is_audited_masked_whoever_asks(tmp_path: Path) -> None:
+    """No actor name skips the audit (an actor ending in "-poll" once did), and a
+    secret typed into an argument is stored masked in the audit row and every table."""
+    secret = "fakeBinanceSecretQWERTYUIOP"
+    settings = Settings(data_dir=tmp_path, sim_fast=True,
+                        binance_api_secret=secret)  # type: ignore[arg-type]
+    service = await build_service(settings, fast=True)
+    try:
+        await service.control("status", {}, "cli:x-poll")
+        with contextlib.suppress(CommandError):  # allowed or refused: audited either way
+            await service.control("override", {"phase": 2, "reason": f"why {secret}"},
+                                  "telegram:1-poll")
+        await service.control("kill", {"reason": f"pasted {secret} password: hunter2hunter2"},
+                              "cli:x-poll")
+        rows = await service.store.audit_rows(10)
+        assert [r["command"] for r in rows] == ["kill", "override", "status"]
+        assert {r["user_id"] for r in rows} == {"cli:x-poll", "telegram:1-poll"}
+        for table in ("audit", "flags", "events", "runs"):
+            text = repr(await service.store._all(f"SELECT * FROM {table}"))
+            assert secret not in text and "hunter2hunter2" not in text, table
+        assert "pasted ***" in rows[0]["args"]
+    finally:
+        await service.close()

@@ -10,6 +10,7 @@ import pytest
 from bot.drill.emulator import start_emulator
 from core.clock import ManualClock, SystemClock
 from core.domain.models import Venue
+from core.files import secure_data_dir
 from core.journal.sqlite_store import SqliteStore
 from core.safety.live_gate import PREFLIGHT_FLAG
 from core.safety.live_safety import LiveSafety
@@ -39,9 +40,11 @@ def by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 async def test_dry_run_shape_and_skips(tmp_path):
     repo = git_repo(tmp_path / "repo")
-    store = await SqliteStore.open(tmp_path / "db.sqlite3")
+    data = tmp_path / "data"
+    secure_data_dir(data)
+    store = await SqliteStore.open(data / "db.sqlite3")
     try:
-        safety = LiveSafety(make_settings(tmp_path), store, ManualClock(), repo_dir=repo,
+        safety = LiveSafety(make_settings(tmp_path, data_dir=data), store, ManualClock(), repo_dir=repo,
                             rss_mb=lambda: 50.0)
         report = await safety.preflight(dry_run=True)
     finally:
@@ -56,13 +59,13 @@ async def test_dry_run_shape_and_skips(tmp_path):
     for name in VENUE_CHECKS:
         assert checks[name]["status"] == SKIP, checks[name]
     assert checks["redis"]["status"] == SKIP  # REDIS_URL unset: allowed
-    for name in ("environment", "secrets", "database", "open_positions_journal", "git_safety",
-                 "memory_headroom"):
+    for name in ("environment", "secrets", "database", "data_at_rest", "open_positions_journal",
+                 "git_safety", "memory_headroom"):
         assert checks[name]["status"] == PASS, checks[name]
     assert checks["live_safety"]["status"] == WARN  # not armed yet
     assert checks["key_permissions_upbit"]["status"] == WARN  # no attestation
     s = report["summary"]
-    assert s["total_checks"] == len(report["checks"]) == 15
+    assert s["total_checks"] == len(report["checks"]) == 16
     assert s["passed"] + s["failed"] + s["warnings"] + s["skipped"] == s["total_checks"]
     # SKIP never counts as PASS: a dry run is never ready.
     assert s["ready_for_live"] is False and exit_code(report) == 1
@@ -155,7 +158,10 @@ async def _run_against_emulator(tmp_path: Path, **safety_kw: Any) -> dict[str, A
         async def get_me() -> dict[str, Any]:
             return {"id": 1, "is_bot": True, "username": "arbops_test_bot"}
 
-        safety = LiveSafety(make_settings(tmp_path), store, SystemClock(), venues_provider=venues,
+        data = tmp_path / "data"
+        secure_data_dir(data)
+        safety = LiveSafety(make_settings(tmp_path, data_dir=data), store, SystemClock(),
+                            venues_provider=venues,
                             telegram_probe=get_me, repo_dir=git_repo(tmp_path / "repo"),
                             rss_mb=lambda: 60.0, **safety_kw)
         report = await safety.preflight(dry_run=False, phase=1)
@@ -253,7 +259,7 @@ async def test_errors_are_redacted(tmp_path):
         await store.close()
     msg = by_name(report)["telegram"]["message"]
     assert by_name(report)["telegram"]["status"] == FAIL
-    assert "<redacted>" in msg and "deadbeef" not in msg
+    assert "signature=***" in msg and "deadbeef" not in msg
     assert GOOD_SECRETS["telegram_bot_token"] not in json.dumps(report)
 
 
@@ -275,3 +281,28 @@ async def test_malformed_secrets(tmp_path, field, value, word):
     assert c["status"] == FAIL and word in c["message"]
     if isinstance(value, str):
         assert value.strip(" <>") not in json.dumps(c)
+
+
+async def test_data_at_rest_fails_naming_the_loose_path(tmp_path):
+    """A data dir or journal file other local users can read fails preflight, by path;
+    the narrowing done at start-up makes it pass again."""
+    data = tmp_path / "data"
+    store = await SqliteStore.open(data / "db.sqlite3")
+    try:
+        data.chmod(0o755)
+        (data / "incidents").mkdir()
+        (data / "incidents" / "x.md").write_text("x")
+        (data / "incidents" / "x.md").chmod(0o644)
+        settings = make_settings(tmp_path, data_dir=data)
+        safety = LiveSafety(settings, store, ManualClock(), repo_dir=git_repo(tmp_path / "r"),
+                            rss_mb=lambda: 50.0)
+        check = by_name(await safety.preflight(dry_run=True))["data_at_rest"]
+        assert check["status"] == FAIL
+        assert f"{data} (0755)" in check["message"]
+        assert f"{data / 'incidents' / 'x.md'} (0644)" in check["message"]
+        assert oct((data / "db.sqlite3").stat().st_mode & 0o777) == "0o600"  # created private
+        secure_data_dir(data)
+        check = by_name(await safety.preflight(dry_run=True))["data_at_rest"]
+        assert check["status"] == PASS, check
+    finally:
+        await store.close()

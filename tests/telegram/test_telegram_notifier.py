@@ -121,6 +121,25 @@ async def test_html_is_escaped_and_long_bodies_fit() -> None:
         assert all(c.status == 200 for c in fake.calls_to("sendMessage", ok_only=False))
 
 
+async def test_alerts_mask_secrets_but_not_setting_names() -> None:
+    """A secret that reaches an alert (a kill reason, an exception text) is masked
+    before it leaves; a setting's name and plain words next to it are kept."""
+    from core.redaction import register_secrets
+
+    register_secrets(["fakeBinanceSecretQWERTYUIOP"])
+    try:
+        async with notifier_on() as (fake, n, _):
+            await n.notify("KILL", "kill switch", "reason: pasted fakeBinanceSecretQWERTYUIOP "
+                           "redis://:pw4242xyz@host:6379/0")
+            await n.notify("INFO", "start", "no TELEGRAM_BOT_TOKEN: headless")
+            assert await n.flush(10)
+            texts = fake.texts(CHAT)
+            assert texts[0] == "🛑 [KILL] kill switch\nreason: pasted *** redis://:***@host:6379/0"
+            assert texts[1] == "ℹ️ [INFO] start\nno TELEGRAM_BOT_TOKEN: headless"
+    finally:
+        register_secrets([])
+
+
 async def test_same_message_repeated_is_counted_once() -> None:
     async with notifier_on() as (fake, n, _):
         fake.inject("sendMessage", "429", times=1, retry_after=1)

@@ -5,6 +5,7 @@ through a TLS proxy) and talks back to it over HTTP."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,7 @@ async def test_a_request_without_the_right_secret_changes_nothing(tmp_path: Path
     async with telegram_env(tmp_path, settings_kw=_webhook_kw()) as env:
         fake, service = env.fake, env.service
         url = _target(env)
+        env.app.webhook.refusals.interval_s = 0.2  # summaries come quickly here
         kill = fake.text_update(VIEWER, "/kill forged")
         kill["update_id"] = 9001
         assert await _post(url, kill, None) == 401
@@ -66,17 +68,78 @@ async def test_a_request_without_the_right_secret_changes_nothing(tmp_path: Path
         assert await _post(url, kill, SECRET.upper()) == 401
         assert await _post(url, kill, "") == 401
         assert await _post(url.replace("hook-7f3a", "other"), kill, SECRET) == 404
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.5)
         assert str(service.state.state) == "ACTIVE"
         assert not fake.calls_to("sendMessage"), "a refused request gets no reply"
+        # the first refusal at once, the rest of the interval as one summary
         rows = [r for r in env.audit() if r["command"] == "webhook"]
-        assert [r["outcome"] for r in rows] == ["denied: missing secret token"] + [
-            "denied: wrong secret token"] * 3
+        assert [r["outcome"] for r in rows] == [
+            "denied: refused 1 request(s): 1 missing secret token (from 127.0.0.1)",
+            "denied: refused 3 request(s): 3 wrong secret token (from 127.0.0.1)"]
+        assert dict(service.webhook_refusals) == {"missing secret token": 1,
+                                                  "wrong secret token": 3}
         assert all(SECRET not in str(r) for r in env.audit())
         # the same update with the registered secret is a command like any other
         assert await _post(url, kill, SECRET) == 200
         await fake.wait_for(lambda: str(service.state.state) == "HALTED", timeout=5, what="HALT")
         await fake.wait_text(VIEWER, "HALTED")
+
+
+async def _raw_post(url: str, body: bytes, secret: bytes | None) -> int:
+    """An HTTP POST written by hand: headers a client library would refuse to send."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    head = (f"POST {parts.path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n").encode()
+    if secret is not None:
+        head += b"X-Telegram-Bot-Api-Secret-Token: " + secret + b"\r\n"
+    writer.write(head + b"\r\n" + body)
+    await writer.drain()
+    status = int((await reader.readline()).split()[1])
+    writer.close()
+    await writer.wait_closed()
+    return status
+
+
+async def test_malformed_requests_are_4xx_never_500(tmp_path: Path) -> None:
+    async with telegram_env(tmp_path, settings_kw=_webhook_kw()) as env:
+        url, good = _target(env), env.fake.text_update(VIEWER, "/status")
+        good["update_id"] = 9100
+        body = json.dumps(good).encode()
+        assert await _raw_post(url, body, "sécret-ü".encode()) == 401
+        assert await _raw_post(url, body, SECRET.encode() + b"\xff\xfe") == 401
+        assert await _raw_post(url, b"{not json", SECRET.encode()) == 400
+        assert await _raw_post(url, b"\xff\xfe", SECRET.encode()) == 400
+        assert await _raw_post(url, b"[1, 2]", SECRET.encode()) == 400
+        assert await _raw_post(url, b'{"message": {}}', SECRET.encode()) == 400
+        assert dict(env.service.webhook_refusals) == {"wrong secret token": 2,
+                                                      "not a JSON update": 4}
+        assert await _raw_post(url, body, SECRET.encode()) == 200  # still serving
+
+
+async def test_a_flood_of_refused_requests_costs_no_journal_row_each(tmp_path: Path) -> None:
+    """Unauthenticated requests are counted; within an interval they leave one audit
+    row and one log line, not a synchronous, fsynced row each."""
+    async with telegram_env(tmp_path, settings_kw=_webhook_kw()) as env:
+        url = _target(env)
+        update = env.fake.text_update(VIEWER, "/kill forged")
+        update["update_id"] = 9200
+        audit_before = len(env.audit())
+        async with aiohttp.ClientSession() as http:
+            async def one(i: int) -> int:
+                async with http.post(url, json=update, headers={
+                        "X-Telegram-Bot-Api-Secret-Token": f"guess-{i}"}) as resp:
+                    return resp.status
+
+            statuses = await asyncio.gather(*(one(i) for i in range(300)))
+        assert set(statuses) == {401}
+        await asyncio.sleep(0.2)
+        rows = env.audit()[audit_before:]
+        assert len(rows) == 1 and "refused 1 request(s)" in rows[0]["outcome"], rows
+        assert env.service.webhook_refusals["wrong secret token"] == 300
+        assert str(env.service.state.state) == "ACTIVE"
 
 
 def test_serve_refuses_a_webhook_without_a_secret() -> None:
