@@ -41,6 +41,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.kill
 	$(BIN)/python -m benchmarks.venues
+	$(BIN)/python -m benchmarks.streams
 	$(BIN)/python -m benchmarks.telegram
 	$(BIN)/python -m benchmarks.charts
 

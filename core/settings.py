@@ -144,6 +144,7 @@ class Settings(BaseSettings):
     max_orders_per_second: float = Field(20.0, gt=0)
     kpi_checkpoint_interval_s: float = Field(60.0, gt=0)
     real_poll_interval_s: float = Field(1.0, gt=0, le=60)
+    market_data_streams: bool = True
     outage_escalate_s: float = Field(300.0, gt=0)
     flatten_alert_interval_s: float = Field(30.0, gt=0)
     report_timezone: str = "Asia/Seoul"

@@ -53,7 +53,10 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     "stale_book_ms": ("refuse orders when the book is older than this", ""),
     "max_orders_per_second": ("order-rate throttle for risk-adding orders", ""),
     "kpi_checkpoint_interval_s": ("KPI checkpoint interval (final: false)", "60 s"),
-    "real_poll_interval_s": ("data source real: how often the venues' books are polled", ""),
+    "real_poll_interval_s": ("data source real: how often the venues' books are polled "
+                             "(REST: the fallback while a stream is down, or streams off)", ""),
+    "market_data_streams": ("data source real: books from the venues' websocket streams; "
+                            "false polls REST instead", ""),
     "outage_escalate_s": ("a venue outage with positions open escalates after this long",
                           "§9 5 min"),
     "flatten_alert_interval_s": ("after a kill, a CRITICAL alert this often while positions "

@@ -174,6 +174,12 @@ class Drill:
         if not self.record("live phase 1 trades on the venues (runbook 2.1)", traded, detail, t0):
             return False
         t0 = time.monotonic()
+        streams = await self._admin_json(self.env["UPBIT_API_BASE"], "/admin/streams")
+        sent = streams.get("events_sent") or {}
+        self.record("live books come from the venues' websocket streams",
+                    all(sent.get(v, 0) > 0 for v in ("upbit", "binance")),
+                    f"book events sent {sent}, connections {streams.get('connections')}", t0)
+        t0 = time.monotonic()
         code, out, err = await self.cli("kill", "--reason", "drill")
         await asyncio.wait_for(live, self.live_seconds + 120)
         st = await self.status()
@@ -190,6 +196,14 @@ class Drill:
         self.record("reset after the post-mortem", code == 0,
                     "; ".join((out or err).strip().splitlines()), t0)
         return all(s.ok for s in self.steps)
+
+
+    @staticmethod
+    async def _admin_json(base: str, path: str) -> Any:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as http, http.get(base + path) as resp:
+            return await resp.json()
 
 
 def _last(text: str, contains: str = "") -> str:

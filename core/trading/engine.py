@@ -1,12 +1,14 @@
 """The trading engine: one tick per market snapshot.
 
-A tick polls working orders (recording fills), updates each pair's signal,
+A tick takes working orders' newest status (read by OrderWatch, off the tick
+for live venues) and records fills, updates each pair's signal,
 manages open positions and takes new entries through the gateway. Loop latency
 is the wall time of that work, order placement included. The engine never
 sleeps inside a tick; pacing comes from the market data task.
 """
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import Counter
@@ -43,6 +45,7 @@ from core.journal.write_behind import WriteBehind
 from core.monitoring.perf import LatencyStats, ResourceSampler
 from core.ports import JournalStore, MarketData
 from core.trading.gateway import Gateway, OrderIntent, Prepared, Purpose, TradingVenue
+from core.trading.order_watch import OrderWatch
 from core.trading.slots import Slot, SlotState, WorkingOrder
 from core.trading.state import TradingStateBox
 from core.trading.strategy import Signal, Strategy
@@ -75,6 +78,7 @@ class Engine:
         clock: Clock,
         strategy: Strategy,
         journal: WriteBehind,
+        orders: OrderWatch | None = None,
     ) -> None:
         self.cfg = cfg
         self.journal = journal
@@ -86,8 +90,14 @@ class Engine:
         self.clock = clock
         self.strategy = strategy
         self.slots = {b: Slot(b) for b in cfg.universe}
+        # Paper venues by default (read inline); a live run passes one that reads
+        # in the background so the tick never waits for a status.
+        self.orders = orders or OrderWatch(exchanges, self.working_orders, background=False)
         self.ledger = Ledger()
         self.latency = LatencyStats()
+        # The venue's event time of the newest book an entry priced on -> its legs
+        # handed to the venues (after the intents' commit), ms.
+        self.book_to_send = LatencyStats()
         self.resources = ResourceSampler()
         self.exit_reasons: Counter[str] = Counter()
         self.entries = 0
@@ -184,45 +194,114 @@ class Engine:
         self.heartbeat_real = time.monotonic()
 
     # --- orders and fills ---------------------------------------------------------
+    def working_orders(self) -> list[tuple[str, WorkingOrder]]:
+        return [(key, wo) for slot in self.slots.values() for key, wo in slot.working.items()]
+
     async def _poll_working(self, snap: MarketSnapshot, mono: float) -> None:
+        """Take each working order's newest status (read off the tick for live
+        venues), send the cancels that are due all at once, record fills and
+        settle the slots whose orders are all done."""
+        if not self.orders.background:
+            await self.orders.refresh()
+        touched: list[Slot] = []
+        updates: list[tuple[Slot, str, WorkingOrder, Order]] = []
+        cancels: list[tuple[Slot, str, WorkingOrder, Order]] = []
+        cancel_results: list[tuple[Slot, str, WorkingOrder, Order | BaseException]] = []
         for slot in self.slots.values():
             if not slot.working:
                 continue
+            touched.append(slot)
             for oid, wo in list(slot.working.items()):
+                cancelled = self.orders.take_cancel(oid, wo)
+                if cancelled is not None:
+                    cancel_results.append((slot, oid, wo, cancelled))
+                answer = self.orders.take(oid, wo)
+                if answer is None:
+                    continue  # nothing new yet
                 if not wo.order_id:
-                    await self._resolve_unknown(slot, oid, wo, mono)
+                    self._resolve_unknown(slot, oid, wo, answer, mono)
                     continue
-                try:
-                    order = await self.ex[wo.venue].fetch_order(oid, wo.symbol)
-                except ExchangeError as exc:
-                    self._venue_error(exc, wo.venue)  # an outage is counted, not an engine failure
+                if isinstance(answer, ExchangeError):
+                    self._venue_error(answer, wo.venue)  # an outage is counted, not an engine failure
                     continue
+                if isinstance(answer, BaseException):
+                    raise answer
+                if len(answer.trades) < wo.trades_seen:
+                    continue  # read before a fill we already hold: stale
                 # Exits are re-priced quickly (cancel, then a fresh order at the new
                 # book); entries simply expire.
                 timeout = (self.cfg.order_timeout_s if wo.purpose is Purpose.ENTRY
                            else min(self.cfg.exit_reprice_s, self.cfg.order_timeout_s))
                 if (
-                    not order.status.done
+                    not answer.status.done
                     and not wo.cancel_sent
                     and mono - wo.placed_mono >= timeout
                 ):
                     wo.cancel_sent = True
-                    try:
-                        order = await self.ex[wo.venue].cancel_order(oid, wo.symbol)
-                    except ExchangeError as exc:
-                        self._venue_error(exc, wo.venue)
-                        logger.warning("cancel of {} failed: {}", wo.client_order_id, exc)
-                        wo.cancel_sent = False
-                await self._absorb(slot, wo, order, snap)
-                if order.status.done:
-                    del slot.working[oid]
-                    if order.filled + 1e-12 < wo.amount and wo.purpose in (Purpose.ENTRY, Purpose.EXIT):
-                        self.failed_fills += 1
-                        self._tell(TradeEventKind.FAILED_LEG, slot, detail=(
-                            f"{wo.purpose.name.lower()} leg on {wo.venue} filled "
-                            f"{order.filled:g} of {wo.amount:g} ({order.status})"))
+                    if self.orders.background:
+                        # Live: sent now, its answer taken by a later tick.
+                        self.orders.cancel(oid, wo)
+                        updates.append((slot, oid, wo, answer))
+                    else:
+                        cancels.append((slot, oid, wo, answer))
+                else:
+                    updates.append((slot, oid, wo, answer))
+        if cancels:
+            # Cancels are sends: all of them at once, never one venue after another.
+            results = await asyncio.gather(
+                *(self.ex[wo.venue].cancel_order(oid, wo.symbol) for _, oid, wo, _ in cancels),
+                return_exceptions=True)
+            cancel_results += [(slot, oid, wo, result) for (slot, oid, wo, _), result
+                               in zip(cancels, results, strict=True)]
+        for slot, oid, wo, result in cancel_results:
+            if isinstance(result, ExchangeError):
+                self._venue_error(result, wo.venue)
+                logger.warning("cancel of {} failed: {}", wo.client_order_id, result)
+                wo.cancel_sent = False
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                updates.append((slot, oid, wo, result))
+        for slot, oid, wo, order in updates:
+            if slot.working.get(oid) is not wo or len(order.trades) < wo.trades_seen:
+                continue  # done already this tick, or a read older than what we hold
+            await self._absorb(slot, wo, order, snap)
+            if order.status.done:
+                slot.working.pop(oid, None)
+                if order.filled + 1e-12 < wo.amount and wo.purpose in (Purpose.ENTRY, Purpose.EXIT):
+                    self.failed_fills += 1
+                    self._tell(TradeEventKind.FAILED_LEG, slot, detail=(
+                        f"{wo.purpose.name.lower()} leg on {wo.venue} filled "
+                        f"{order.filled:g} of {wo.amount:g} ({order.status})"))
+        for slot in touched:
             if not slot.working:
                 await self._settle(slot, snap, mono)
+
+    async def record_last_fills(self) -> int:
+        """At the run's end: every order still working is read once more and its
+        fills recorded, so the journal holds what the venues did even when the run
+        stopped before the next tick took it (a close that timed out). Returns how
+        many orders could not be read."""
+        snap = self.last_snapshot
+        items = [(slot, key, wo) for slot in self.slots.values()
+                 for key, wo in slot.working.items() if wo.order_id]
+        if snap is None or not items:
+            return 0
+        answers = await asyncio.gather(
+            *(self.ex[wo.venue].fetch_order(wo.order_id, wo.symbol) for _, _, wo in items),
+            return_exceptions=True)
+        unread = 0
+        for (slot, key, wo), answer in zip(items, answers, strict=True):
+            if isinstance(answer, BaseException):
+                unread += 1
+                logger.warning("last read of {} failed: {}", wo.client_order_id, answer)
+                continue
+            if len(answer.trades) < wo.trades_seen:
+                continue
+            await self._absorb(slot, wo, answer, snap)
+            if answer.status.done:
+                slot.working.pop(key, None)
+        return unread
 
     async def _absorb(self, slot: Slot, wo: WorkingOrder, order: Order, snap: MarketSnapshot) -> None:
         """Record trades not seen before: journal, ledger and the slot's legs."""
@@ -323,6 +402,10 @@ class Engine:
                 await self._close_round_trip(slot, mono, snap.fx.mid)
             else:
                 slot.state = SlotState.OPEN  # partly exited: try again next tick
+
+    @staticmethod
+    def _book_of(base: str, venue: Venue, snap: MarketSnapshot) -> Any:
+        return (snap.upbit if venue is Venue.UPBIT else snap.binance)[base]
 
     def _tradable(self, base: str, venue: Venue, qty: float, snap: MarketSnapshot) -> float:
         """qty on the venue's step (tolerating float dust), or 0 below its minimum order."""
@@ -475,23 +558,31 @@ class Engine:
         if not prepared:
             return False
         await self.gateway.journal(prepared)
+        if purpose is Purpose.ENTRY:
+            newest = max(self._book_of(slot.base, p.intent.venue, snap).timestamp_ms
+                         for p in prepared)
+            self.book_to_send.record(max(self.clock.time() * 1000 - newest, 0.0))
+        # Every leg goes out at once: the second leg must not wait for the first
+        # venue's answer. A leg that fails leaves the other one working, and the
+        # leg-risk path (_settle's unwind) evens the position once it fills.
+        results = await asyncio.gather(*(self.gateway.send(p) for p in prepared),
+                                       return_exceptions=True)
         placed = False
-        for p in prepared:
-            try:
-                order = await self.gateway.send(p)
-            except RateLimited as exc:
-                self._venue_error(exc, p.intent.venue)
-                logger.warning("rate limited {} {}: {}", p.intent.venue, p.request.symbol, exc)
+        unexpected: BaseException | None = None
+        for p, result in zip(prepared, results, strict=True):
+            if isinstance(result, RateLimited):
+                self._venue_error(result, p.intent.venue)
+                logger.warning("rate limited {} {}: {}", p.intent.venue, p.request.symbol, result)
                 continue
-            except OrderRejected as exc:
+            if isinstance(result, OrderRejected):
                 self.failed_fills += 1
-                logger.warning("rejected {} {}: {}", p.intent.venue, p.request.symbol, exc)
+                logger.warning("rejected {} {}: {}", p.intent.venue, p.request.symbol, result)
                 self._tell(TradeEventKind.FAILED_LEG, slot, detail=(
-                    f"{purpose.name.lower()} leg on {p.intent.venue} rejected: {exc}"))
+                    f"{purpose.name.lower()} leg on {p.intent.venue} rejected: {result}"))
                 continue
-            except SendUnknown as exc:
-                self._venue_error(exc.__cause__ or exc, p.intent.venue)
-                logger.error("order outcome unknown, looking it up by client id: {}", exc)
+            if isinstance(result, SendUnknown):
+                self._venue_error(result.__cause__ or result, p.intent.venue)
+                logger.error("order outcome unknown, looking it up by client id: {}", result)
                 # Never resent: tracked under its client id until the venue says
                 # whether it exists (a 5xx can mean it executed).
                 cid = p.request.client_order_id
@@ -499,21 +590,27 @@ class Engine:
                     p.intent.venue, "", cid, p.request.symbol, purpose, mono, p.intent.amount)
                 placed = True
                 continue
+            if isinstance(result, BaseException):
+                # Recorded after the other legs are: a leg that did go out stays tracked.
+                unexpected = unexpected or result
+                continue
+            order = result
             slot.working[order.id] = WorkingOrder(
                 p.intent.venue, order.id, order.client_order_id, order.symbol, purpose, mono,
                 order.amount or p.intent.amount,
             )
             placed = True
+        if placed:
+            self.orders.nudge()
+        if unexpected is not None:
+            raise unexpected
         return placed
 
-    async def _resolve_unknown(self, slot: Slot, key: str, wo: WorkingOrder, mono: float
-                               ) -> None:
-        """An order whose send had no answer: find it by client id, or give it up
-        once the venue has had time to show it."""
-        try:
-            order = await self.ex[wo.venue].fetch_order(
-                None, wo.symbol, wo.client_order_id)
-        except OrderNotFound:
+    def _resolve_unknown(self, slot: Slot, key: str, wo: WorkingOrder, answer: Order |
+                         BaseException, mono: float) -> None:
+        """An order whose send had no answer: adopt it once the venue shows it by
+        client id, or give it up once the venue has had time to show it."""
+        if isinstance(answer, OrderNotFound):
             if mono - wo.placed_mono >= UNKNOWN_GIVE_UP_S:
                 del slot.working[key]
                 self.journal.later(
@@ -521,12 +618,16 @@ class Engine:
                     client_order_id=wo.client_order_id, state="REJECTED",
                     reason="never reached the venue", updated_at=self.clock.time())
             return  # the caller settles the slot once nothing works any more
-        except ExchangeError as exc:
-            self._venue_error(exc, wo.venue)
+        if isinstance(answer, ExchangeError):
+            self._venue_error(answer, wo.venue)
             return
+        if isinstance(answer, BaseException):
+            raise answer
+        order = answer
         del slot.working[key]
         wo.order_id = order.id
         slot.working[order.id] = wo  # adopted: polled like any other from the next tick
+        self.orders.nudge()
         self.journal.later(
             self.store.update_intent,
             client_order_id=wo.client_order_id, state="OPEN", exchange_order_id=order.id,

@@ -30,7 +30,9 @@ def build_kpi(
     def since_start(mono: float | None) -> float | None:
         return None if mono is None else round(mono - started, 3)
 
-    perf = {"loop_latency_ms": engine.latency.summary(), **engine.resources.summary()}
+    perf = {"loop_latency_ms": engine.latency.summary(),
+            "book_to_legs_sent_ms": engine.book_to_send.summary(),
+            **engine.resources.summary()}
     return {
         "schema_version": SCHEMA_VERSION,
         "final": final,

@@ -33,6 +33,7 @@ from core.trading.durable_state import DurableState
 from core.trading.engine import Engine, EngineConfig
 from core.trading.gateway import Gateway, Purpose, TradingVenue
 from core.trading.kpi import build_kpi
+from core.trading.order_watch import OrderWatch
 from core.trading.phases import HOURLY_S, evaluate_gate, thresholds_from_settings
 from core.trading.slots import SlotState
 from core.trading.state import TradingStateBox
@@ -126,6 +127,7 @@ class PhaseRun:
         self._last_checkpoint = clock.monotonic()
         self._bg: set[asyncio.Task[Any]] = set()
         self._market_task: asyncio.Task[None] | None = None
+        self._orders_task: asyncio.Task[None] | None = None
         self._seq = -1
         self._hour_mark: tuple[float, int, int, float, int] | None = None
         self.hourly_gates: list[dict[str, Any]] = []
@@ -270,9 +272,13 @@ class PhaseRun:
                             break
                 snap = await self._next_snapshot()
         finally:
-            if self._market_task is not None:
-                self._market_task.cancel()
+            self._stop_feeds()
         return await self._finish()
+
+    def _stop_feeds(self) -> None:
+        for task in (self._market_task, self._orders_task):
+            if task is not None:
+                task.cancel()
 
     async def _prepare(self) -> Any:
         if hasattr(self.market, "prepare"):
@@ -317,8 +323,15 @@ class PhaseRun:
             entry_cooldown_s=s.entry_cooldown_s, exit_reprice_s=s.exit_reprice_s,
             limit_slack_bps=s.limit_slack_bps,
         )
+        live_venues = any(not hasattr(ex, "fund") for ex in self.ex.values())
+        watch = None
+        if live_venues and not self.spec.fast:
+            # Live venues: order status is read by its own task, never inside a tick.
+            watch = OrderWatch(self.ex, lambda: self.engine.working_orders() if self.engine
+                               else [], background=True)
+            self._orders_task = asyncio.create_task(watch.run(), name="order-status")
         self.engine = Engine(cfg, self.market, self.ex, gateway, self.store, self.state,
-                             self.clock, strategy, self.journal)
+                             self.clock, strategy, self.journal, watch)
         # Inventory revaluation revalues what the venues held at the start: the paper
         # funding, or a real account's balances as read.
         self.engine.fund(funded or start_balances, first)
@@ -584,12 +597,16 @@ class PhaseRun:
             "duration_seconds": round(self.clock.time() - self.started_at, 3),
             "max_notional_usd": self.spec.notional_usd,
         }
-        return build_kpi(
+        kpi = build_kpi(
             final=final, run=run, engine=self.engine, exit_code=exit_code,
             # a second signal's emergency halt is the kill switch too (R-K1)
             kill_switch_triggered=self.killed or self.emergency, stop_reason=self.stop_reason,
             trading_state=str(self.state.state), fx_mid=snap.fx.mid if snap else 0.0, gate=gate,
         )
+        if hasattr(self.market, "stream_stats"):
+            # Streams: per venue events taken, gaps, disconnects, silences, REST reads.
+            kpi["market_data"] = {"streams": self.market.stream_stats()}
+        return kpi
 
     async def _checkpoint(self, final: bool) -> None:
         if self.engine is None:
@@ -601,8 +618,7 @@ class PhaseRun:
     async def finish_after_crash(self) -> RunOutcome:
         """The end of a run whose loop died (after kill()): the kill's cancels run to
         completion, then the usual end, with the positions still open listed."""
-        if self._market_task is not None:
-            self._market_task.cancel()
+        self._stop_feeds()
         return await self._finish()
 
     async def _finish(self) -> RunOutcome:
@@ -615,6 +631,12 @@ class PhaseRun:
         if self.trade_notices is not None:  # the last trades (a final digest) go out first
             await self.trade_notices.stop()
         await asyncio.gather(*self._bg, return_exceptions=True)
+        if any(not hasattr(ex, "fund") for ex in self.ex.values()):
+            # Live: fills the loop had no tick left to take are journaled now.
+            try:
+                await asyncio.wait_for(engine.record_last_fills(), JOURNAL_FLUSH_TIMEOUT_S)
+            except Exception as exc:  # noqa: BLE001 - start-up recovery re-reads the venues
+                logger.error("last read of working orders failed: {}", exc)
         try:  # everything the run learned is committed first, if the journal lets it
             await asyncio.wait_for(self.journal.close(), JOURNAL_FLUSH_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - start-up recovery re-reads the venues

@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--faults", default=None, help="JSON list of fault specs applied at start-up")
     ap.add_argument("--limits", default=None,
                     help='JSON request-limit overrides, e.g. {"enforce": false}')
+    ap.add_argument("--jump-rate", type=float, default=1.0,
+                    help="premium jumps per minute (more jumps, more entries)")
     ap.add_argument("--bnb-discount", action="store_true",
                     help="Binance charges fees in BNB (the account's discount on)")
     args = ap.parse_args(argv)
@@ -41,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                 limits=limits,
                 bnb_discount=args.bnb_discount,
                 manual_clock=args.manual_clock,
+                jump_rate_per_min=args.jump_rate,
             )
         )
     except KeyboardInterrupt:

@@ -66,7 +66,36 @@ class AdminApi:
             web.delete("/admin/limits", self.reset_limits),
             web.post("/admin/clock", self.clock),
             web.post("/admin/market", self.market_status),
+            web.get("/admin/streams", self.streams),
+            web.post("/admin/streams", self.stream_fault),
         ]
+
+    async def streams(self, request: web.Request) -> web.Response:
+        return web.json_response(self.core.streams.state())
+
+    async def stream_fault(self, request: web.Request) -> web.Response:
+        """{"venue": "binance"|"upbit", "action": "gap"|"disconnect"|"silence",
+        "n": events to drop (gap), "seconds": how long (silence)}"""
+        body = await _json_body(request)
+        if not isinstance(body, dict) or body.get("venue") not in self.core.venues:
+            raise _bad("venue must be binance or upbit")
+        venue, action = body["venue"], body.get("action")
+        streams = self.core.streams
+        if action == "gap":
+            n = body.get("n", 1)
+            if not isinstance(n, int) or n < 1:
+                raise _bad("n must be a positive integer")
+            streams.gap(venue, n)
+        elif action == "disconnect":
+            await streams.disconnect(venue)
+        elif action == "silence":
+            seconds = body.get("seconds")
+            if not isinstance(seconds, int | float) or seconds <= 0:
+                raise _bad("seconds must be a positive number")
+            streams.silence(venue, float(seconds))
+        else:
+            raise _bad("action must be gap, disconnect or silence")
+        return web.json_response(streams.state())
 
     def _limits_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"config": dataclasses.asdict(self.core.limit_config)}
@@ -205,4 +234,7 @@ class AdminApi:
     async def requests(self, request: web.Request) -> web.Response:
         want = request.query.get("venue")
         rows = [r for r in self.core.requests if want in (None, r["venue"])]
-        return web.json_response({"requests": rows})
+        counts = [{"venue": v, "method": m, "path": p, "status": s, "count": n}
+                  for (v, m, p, s), n in self.core.request_counts.items()
+                  if want in (None, v)]
+        return web.json_response({"requests": rows, "counts": counts})

@@ -13,6 +13,7 @@ from typing import Any
 from bot.drill.emulator.auth import UpbitAuth
 from bot.drill.emulator.faults import FaultBook
 from bot.drill.emulator.limits import LimitConfig, VenueLimits
+from bot.drill.emulator.streams import BookStreams
 from bot.drill.emulator.ticker_stats import TickerStats
 from core.clock import Clock, ManualClock, SystemClock
 from core.domain.models import MarketSnapshot, Order, OrderBook, OrderRequest, Venue
@@ -169,6 +170,8 @@ class EmulatorCore:
         self.tickers = TickerStats()
         self.sim.add_listener(self.tickers.on_snapshot)
         self.requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=5000)
+        self.request_counts: collections.Counter[tuple[str, str, str, int]] = \
+            collections.Counter()
         self.venues: dict[str, VenueState] = {}
         for venue in (Venue.BINANCE, Venue.UPBIT):
             engine = PaperExchange(venue, self.sim, self.clock, FEE_BPS[venue.value])
@@ -188,6 +191,8 @@ class EmulatorCore:
                 vs.engine.fund(base, per_base_usd / first.binance[base].mid)
         if bnb_discount:
             bn.engine.fund("BNB", per_base_usd / bnb_usdt)
+        self.streams = BookStreams(self.sim, self.now_ms,
+                                   {f"{b}USDT": b for b in self.universe})
         self.stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._next_step_at = self.clock.time() + interval_s
@@ -247,6 +252,8 @@ class EmulatorCore:
         return int(time.time() * 1000) + offset
 
     def log_request(self, venue: str, method: str, path: str, status: int) -> None:
+        # Counted for good (the log below keeps the newest 5,000): benchmarks read both.
+        self.request_counts[(venue, method, path, status)] += 1
         self.requests.append(
             {
                 "ts_ms": self.now_ms(),
