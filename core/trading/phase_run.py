@@ -632,7 +632,12 @@ class PhaseRun:
             await self.trade_notices.stop()
         await asyncio.gather(*self._bg, return_exceptions=True)
         if any(not hasattr(ex, "fund") for ex in self.ex.values()):
-            # Live: fills the loop had no tick left to take are journaled now.
+            # Live: sends still in flight are waited for (their orders become working
+            # orders), then fills the loop had no tick left to take are journaled.
+            try:
+                await engine.drain_sends(JOURNAL_FLUSH_TIMEOUT_S)
+            except Exception as exc:  # noqa: BLE001 - start-up recovery re-reads the venues
+                logger.error("sends in flight at the run's end: {}", exc)
             try:
                 await asyncio.wait_for(engine.record_last_fills(), JOURNAL_FLUSH_TIMEOUT_S)
             except Exception as exc:  # noqa: BLE001 - start-up recovery re-reads the venues
