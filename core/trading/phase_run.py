@@ -267,6 +267,10 @@ class PhaseRun:
                         else:
                             logger.error("close timed out with positions open")
                             self.stop_reason = f"{self.stop_reason}; close_timeout"
+                            # Sends already decided go out first, so the cancels below
+                            # see them (HALTED would withdraw the ones not yet sent,
+                            # and one sent after the cancels would stay working).
+                            await engine.drain_sends(JOURNAL_FLUSH_TIMEOUT_S)
                             self._halt("close timed out")
                             await self._cancel_everything()
                             break
