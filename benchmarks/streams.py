@@ -140,6 +140,8 @@ async def live_phase(streams: bool, seconds: float) -> dict[str, Any]:
         "loop_max_ms": perf["loop_latency_ms"]["max"],
         "book_to_sent_p50_ms": perf["book_to_legs_sent_ms"]["p50"],
         "book_to_sent_p99_ms": perf["book_to_legs_sent_ms"]["p99"],
+        "send_task_p50_ms": perf.get("send_task_ms", {}).get("p50"),
+        "send_task_p99_ms": perf.get("send_task_ms", {}).get("p99"),
         "binance_md_weight_per_min": round(depth * DEPTH_WEIGHT / minutes, 1),
         "upbit_md_requests_per_min": round(books / minutes, 1),
         "http_429": sum(n for (_, _, st), n in spent.items() if st == 429),

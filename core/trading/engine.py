@@ -109,6 +109,9 @@ class Engine:
         # The venue's event time of the newest book an entry priced on -> its legs
         # handed to the venues (after the intents' commit), ms.
         self.book_to_send = LatencyStats()
+        # Live: a decision handed to its send task -> every leg's ack in (the intents'
+        # commit, the sends and the acks: what the tick no longer waits for), ms.
+        self.send_task = LatencyStats()
         self.resources = ResourceSampler()
         self.exit_reasons: Counter[str] = Counter()
         self.entries = 0
@@ -604,6 +607,7 @@ class Engine:
         """Commit the legs' intents (one fsync), then send every leg at once and wait
         for the acks; the tick takes the results (`_take_acks`)."""
         results: list[Order | BaseException]
+        t0 = time.perf_counter()
         try:
             await self.gateway.journal(job.prepared)
         except Exception as exc:  # noqa: BLE001 - nothing was sent; the tick reports it
@@ -613,6 +617,7 @@ class Engine:
             results = list(await asyncio.gather(
                 *(self._send_if_allowed(p) for p in job.prepared), return_exceptions=True))
         job.results = results
+        self.send_task.record((time.perf_counter() - t0) * 1000.0)
         self.orders.nudge()
 
     async def _send_if_allowed(self, p: Prepared) -> Order:
