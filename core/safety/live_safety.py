@@ -129,7 +129,7 @@ class LiveSafety:
         try:
             earlier = await self.arm_ledger.claim(arm, used_by, Path(self.settings.data_dir),
                                                   now)
-        except Exception as exc:  # noqa: BLE001 - an unrecorded use could be used twice
+        except Exception as exc:
             raise ArmRefused([Failure("arm_ledger", f"cannot record this ARM's use "
                                                     f"({type(exc).__name__}: {exc}); "
                                                     "refusing")]) from exc
