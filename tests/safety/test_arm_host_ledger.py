@@ -1,4 +1,4 @@
-"""An environment ARM is single use per host and account, not per data dir: the same
+"""R-S2: an environment ARM is single use per host and account, not per data dir: the same
 LIVE_ARM_AT used in data dir A is refused in a fresh data dir B within its 600 s
 (real SQLite journals, the real per-user state dir, a real redis-server)."""
 from __future__ import annotations
@@ -45,15 +45,20 @@ async def close(safety: LiveSafety) -> None:
         await safety.redis.close()
 
 
+async def start_live_in(data_dir: Path, clock: ManualClock, run_id: str) -> None:
+    """A live start in data_dir uses the env ARM up."""
+    safety = await safety_in(data_dir, clock)
+    try:
+        assert (await safety.arm_view()).failures == []
+        await safety.consume_arm(run_id)
+    finally:
+        await close(safety)
+
+
 async def test_env_arm_used_in_a_is_refused_in_fresh_b_with_a_clear_message(
         tmp_path: Path) -> None:
     clock = ManualClock(NOW)
-    a = await safety_in(tmp_path / "a", clock)
-    try:
-        assert (await a.arm_view()).failures == []
-        await a.consume_arm("run-a")
-    finally:
-        await close(a)
+    await start_live_in(tmp_path / "a", clock, "run-a")
     b = await safety_in(tmp_path / "b", ManualClock(NOW + 60))  # a fresh journal
     try:
         view = await b.arm_view()
@@ -76,11 +81,7 @@ async def test_env_arm_used_in_a_is_refused_in_fresh_b_with_a_clear_message(
 
 async def test_another_account_on_the_same_host_has_its_own_arm(tmp_path: Path) -> None:
     clock = ManualClock(NOW)
-    a = await safety_in(tmp_path / "a", clock)
-    try:
-        await a.consume_arm("run-a")
-    finally:
-        await close(a)
+    await start_live_in(tmp_path / "a", clock, "run-a")
     other = await safety_in(tmp_path / "b", clock, binance_api_key="another-account-key")
     try:
         assert (await other.arm_view()).failures == []
@@ -121,11 +122,7 @@ async def test_disarm_in_a_burns_the_env_arm_for_b(tmp_path: Path) -> None:
 
 async def test_the_record_is_private_and_holds_no_secret(tmp_path: Path) -> None:
     clock = ManualClock(NOW)
-    a = await safety_in(tmp_path / "a", clock)
-    try:
-        await a.consume_arm("run-a")
-    finally:
-        await close(a)
+    await start_live_in(tmp_path / "a", clock, "run-a")
     directory = ledger_dir()
     assert Path(os.environ["XDG_STATE_HOME"]) in directory.parents
     (record,) = list(directory.iterdir())
