@@ -125,7 +125,7 @@ async def test_staleness_is_the_age_on_arrival_and_is_named(tmp_path: Path) -> N
     clock = [time.time()]
     async with telegram_env(tmp_path, now=lambda: clock[0]) as env:
         fake = env.fake
-        clock[0] = time.time()
+        clock[0] = float(int(time.time()))  # whole seconds, as Telegram's dates are
         fake.send_text(OPERATOR, "/run 1 paper 30", date=clock[0] - 5)
         await fake.wait_text(OPERATOR, "Confirm /run")
         fake.send_text(OPERATOR, "/run 1 paper 30", date=clock[0] - 120)
