@@ -49,6 +49,10 @@ from core.trading.strategy import Signal, Strategy
 
 VENUES = (Venue.UPBIT, Venue.BINANCE)
 UNKNOWN_GIVE_UP_S = 10.0  # an order not visible by client id after this never arrived
+# An exit whose unfilled rest is under the venue's minimum order cannot be re-priced: a
+# cancel would strand that rest as dust no new order may carry. It is left working for
+# this many re-price periods (it fills when the book comes back); only then cancelled.
+DUST_REST_PATIENCE = 5
 
 
 @dataclass(slots=True, frozen=True)
@@ -116,6 +120,9 @@ class Engine:
         self.rate_limit_wait_s_by_venue: dict[str, float] = {}
         self.accept_entries = True
         self.pnl_usd = 0.0
+        # Leg remainders a closed position left behind because no venue takes an order
+        # that small: named in the KPI and the reconciliation, never dropped silently.
+        self.dust: list[dict[str, Any]] = []
         self.last_snapshot: MarketSnapshot | None = None
         self._marks: dict[str, float] = {}
         self._pos_ids = 0
@@ -192,6 +199,10 @@ class Engine:
                 # book); entries simply expire.
                 timeout = (self.cfg.order_timeout_s if wo.purpose is Purpose.ENTRY
                            else min(self.cfg.exit_reprice_s, self.cfg.order_timeout_s))
+                if (wo.purpose is not Purpose.ENTRY and order.filled > 0
+                        and self._tradable(slot.base, wo.venue,
+                                           max(wo.amount - order.filled, 0.0), snap) == 0.0):
+                    timeout *= DUST_REST_PATIENCE
                 if (
                     not order.status.done
                     and not wo.cancel_sent
@@ -301,9 +312,32 @@ class Engine:
                        expected_edge_bps=slot.expected_edge_bps)
         elif slot.state is SlotState.EXITING:
             if tu == 0.0 and tb == 0.0:
+                self._name_dust(slot, snap)
                 await self._close_round_trip(slot, mono, snap.fx.mid)
             else:
                 slot.state = SlotState.OPEN  # partly exited: try again next tick
+
+    def _name_dust(self, slot: Slot, snap: MarketSnapshot) -> None:
+        """Record each leg remainder the position is closed with (too small for any
+        order on its venue), valued at the mark, so the stop's report names it."""
+        for venue, qty in slot.open_qty.items():
+            if qty <= 1e-12:
+                continue
+            books = snap.upbit if venue is Venue.UPBIT else snap.binance
+            book = books.get(slot.base)
+            price = book.mid if book is not None else 0.0
+            to_usd = 1.0 / snap.fx.mid if venue is Venue.UPBIT else 1.0
+            item = {"position_id": slot.position_id, "base": slot.base, "venue": str(venue),
+                    "qty": qty, "usd": round(qty * price * to_usd, 6),
+                    "side_to_flatten": str(slot.direction.side_on(venue).opposite),
+                    "reason": "below the venue's minimum order"}
+            self.dust.append(item)
+            logger.warning("position {} closed with dust on {}: {:g} {} (${:.4f}), below the "
+                           "venue's minimum order", slot.position_id, venue, qty, slot.base,
+                           item["usd"])
+            self._tell(TradeEventKind.FAILED_LEG, slot, qty=qty, detail=(
+                f"{venue} leg left {qty:g} {slot.base} (${item['usd']:.2f}) as dust: "
+                "below the venue's minimum order"))
 
     def _tradable(self, base: str, venue: Venue, qty: float, snap: MarketSnapshot) -> float:
         """qty on the venue's step (tolerating float dust), or 0 below its minimum order."""
