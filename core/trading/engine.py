@@ -52,7 +52,7 @@ UNKNOWN_GIVE_UP_S = 10.0  # an order not visible by client id after this never a
 # An exit whose unfilled rest is under the venue's minimum order cannot be re-priced: a
 # cancel would strand that rest as dust no new order may carry. It is left working for
 # this many re-price periods (it fills when the book comes back); only then cancelled.
-DUST_REST_PATIENCE = 5
+DUST_REST_PATIENCE = 3
 
 
 @dataclass(slots=True, frozen=True)
