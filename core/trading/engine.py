@@ -120,8 +120,8 @@ class Engine:
         self.rate_limit_wait_s_by_venue: dict[str, float] = {}
         self.accept_entries = True
         self.pnl_usd = 0.0
-        # Leg remainders a closed position left behind because no venue takes an order
-        # that small: named in the KPI and the reconciliation, never dropped silently.
+        # Leg remainders a position ended with because no venue takes an order that
+        # small: named in the KPI and the reconciliation, never dropped silently.
         self.dust: list[dict[str, Any]] = []
         self.last_snapshot: MarketSnapshot | None = None
         self._marks: dict[str, float] = {}
@@ -286,7 +286,8 @@ class Engine:
         tb = self._tradable(slot.base, Venue.BINANCE, qb, snap)
         if slot.state is SlotState.ENTERING:
             if tu == 0.0 and tb == 0.0:
-                # Nothing (or only dust) filled: no position.
+                # Nothing (or only dust) filled: no position, the dust named.
+                self._name_dust(slot, snap)
                 await self._save_position(slot, "flat", pnl=self._slot_pnl(slot, snap.fx.mid))
                 slot.reset()
                 return
@@ -318,8 +319,8 @@ class Engine:
                 slot.state = SlotState.OPEN  # partly exited: try again next tick
 
     def _name_dust(self, slot: Slot, snap: MarketSnapshot) -> None:
-        """Record each leg remainder the position is closed with (too small for any
-        order on its venue), valued at the mark, so the stop's report names it."""
+        """Record each leg remainder the position ends with (too small for any order
+        on its venue), valued at the mark, so the run's report names it."""
         for venue, qty in slot.open_qty.items():
             if qty <= 1e-12:
                 continue
@@ -332,7 +333,7 @@ class Engine:
                     "side_to_flatten": str(slot.direction.side_on(venue).opposite),
                     "reason": "below the venue's minimum order"}
             self.dust.append(item)
-            logger.warning("position {} closed with dust on {}: {:g} {} (${:.4f}), below the "
+            logger.warning("position {} ends with dust on {}: {:g} {} (${:.4f}), below the "
                            "venue's minimum order", slot.position_id, venue, qty, slot.base,
                            item["usd"])
             self._tell(TradeEventKind.FAILED_LEG, slot, qty=qty, detail=(
