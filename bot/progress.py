@@ -31,7 +31,8 @@ class ProgressLine:
         state = " closing" if run.closing else ""
         line = (
             f"[{bar}] {elapsed:5.0f}/{total:.0f}s  entries {st.entries}  exits {st.exits}  "
-            f"round trips {st.round_trips}  PnL {usd(st.pnl_usd)}  "
+            f"round trips {st.round_trips}  strategy PnL {usd(st.pnl_usd)}  "
+            f"inventory {usd(st.inventory_pnl_usd)}  "
             f"latency {st.last_latency_ms:.2f} ms{state}"
         )
         if self.tty:
@@ -53,9 +54,11 @@ def summary_table(kpi: dict[str, Any], kpi_path: str) -> str:
         ("run", f"{r['run_id']} ({r['mode']} phase {r['phase']}, {r['universe']}, {r['data_source']})"),
         ("duration", f"{r['duration_seconds']:.1f} s"),
         ("round trips", str(s["round_trips_completed"])),
-        ("total PnL (USD, net of fees)", f"{s['total_pnl_usd']:+.4f}"),
-        ("win rate", f"{s['win_rate']:.1%}"),
-        ("max drawdown (USD)", f"{s['max_drawdown_usd']:.4f}"),
+        ("strategy PnL (USD, net of fees)", f"{s.get('strategy_pnl_usd', 0.0):+.4f}"),
+        ("inventory revaluation (USD)", f"{s.get('inventory_pnl_usd', 0.0):+.4f}"),
+        ("total equity change (USD)", f"{s['total_pnl_usd']:+.4f}"),
+        ("win rate (every closed entry)", f"{s['win_rate']:.1%}"),
+        ("max drawdown of strategy PnL (USD)", f"{s['max_drawdown_usd']:.4f}"),
         ("fees (USD)", f"{kpi['trading']['fees_usd']:.4f}"),
         ("failed fills", str(s["failed_fills_count"])),
         ("exit reasons", ", ".join(f"{k} {v}" for k, v in kpi["exit_reasons"].items()) or "-"),
@@ -80,6 +83,11 @@ def summary_table(kpi: dict[str, Any], kpi_path: str) -> str:
     if still:
         rows.append(("still open", f"{len(still)} item(s): clean up by hand (runbook 6.1)"))
         rows.extend(("", _open_item(x)) for x in still[:10])
+    unresolved = kpi.get("trading", {}).get("unresolved_intents") or []
+    if unresolved:
+        rows.append(("unresolved orders", f"{len(unresolved)} intent(s): run `arbops reconcile`"))
+        rows.extend(("", f"{x.get('client_order_id', '?')}: {x.get('why', '')}")
+                    for x in unresolved[:10])
     incident = (kpi.get("kill") or {}).get("incident")
     if incident:
         rows.append(("incident report", str(incident)))

@@ -295,7 +295,7 @@ class OperatorService:
                 await market.close()
         self.last_outcome = outcome
         day = self._day(self.clock.time())
-        self._day_pnl[day] = self._day_pnl.get(day, 0.0) + outcome.kpi["summary"]["total_pnl_usd"]
+        self._day_pnl[day] = self._day_pnl.get(day, 0.0) + outcome.kpi["summary"]["strategy_pnl_usd"]
         return outcome
 
     async def _crashed(self, run: PhaseRun, exc: BaseException) -> RunOutcome:
@@ -665,7 +665,7 @@ class OperatorService:
                         "started_at": datetime.fromtimestamp(run.started_at, UTC).isoformat(),
                         "elapsed_s": round(self.clock.time() - run.started_at, 1),
                         "duration_s": _finite(run.spec.duration_s), "round_trips": 0,
-                        "pnl_usd": 0.0,
+                        "pnl_usd": 0.0, "inventory_pnl_usd": 0.0, "total_pnl_usd": 0.0,
                         "entries": 0, "exits": 0, "open_positions": 0}
         elif run is not None and run.engine is not None:
             e = run.engine
@@ -676,7 +676,10 @@ class OperatorService:
                 "started_at": datetime.fromtimestamp(run.started_at, UTC).isoformat(),
                 "elapsed_s": round(self.clock.time() - run.started_at, 1),
                 "duration_s": _finite(run.spec.duration_s), "round_trips": st.round_trips,
-                "pnl_usd": round(st.pnl_usd, 4), "entries": st.entries, "exits": st.exits,
+                # pnl_usd is strategy PnL; the other two: docs/monitoring.md
+                "pnl_usd": round(st.pnl_usd, 4), "inventory_pnl_usd": round(st.inventory_pnl_usd, 4),
+                "total_pnl_usd": round(st.total_pnl_usd, 4),
+                "entries": st.entries, "exits": st.exits,
                 "open_positions": len(e.open_positions()), "win_rate": round(st.win_rate, 4),
                 # from the histogram, not a sort of every tick: status is asked for
                 # on the event loop at any time (the final KPI keeps the exact figures)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from bot.app import DB_NAME
+from bot.progress import summary_table
 from core.domain.models import Venue
 from core.trading.engine import DUST_REST_PATIENCE
 from core.trading.gateway import Purpose
@@ -149,6 +150,9 @@ async def test_stop_names_a_rest_no_venue_order_can_carry_as_dust(tmp_path: Path
     assert sorted(round(d["qty"], 9) for d in dust) == rests
     assert kpi["summary"]["dust_usd"] == pytest.approx(sum(d["usd"] for d in dust), abs=1e-6)
     assert kpi["reconciliation"]["dust"] == dust
+    table = summary_table(kpi, "kpi.json")  # what the operator's terminal shows
+    assert f"{kpi['summary']['dust_usd']:.4f} in {len(dust)} leg(s)" in table
+    assert all(d["position_id"] in table for d in dust)
     # The base left over across both venues is exactly the named dust (signed by the
     # side that would flatten it), and nothing else.
     marks = kpi["trading"]["marks"]["base_usdt"]
