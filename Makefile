@@ -41,6 +41,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.kill
 	$(BIN)/python -m benchmarks.venues
+	$(BIN)/python -m benchmarks.streams
 	$(BIN)/python -m benchmarks.telegram
 	$(BIN)/python -m benchmarks.charts
 
@@ -57,6 +58,10 @@ lock:
 clean:
 	rm -rf $(VENV) .arbops
 
-# 50+ seeded kill -9 crash points against the emulator (issue #4); `make test` runs 10.
+# The crash soak: 50 seeded kill -9 points per seed on the data clock (kills too) and
+# 20 on the wall clock; `make test` runs 10 on the data clock and 1 on the wall clock.
 soak: $(TEST_STAMP)
-	ARBOPS_SOAK_CRASHES=$${ARBOPS_SOAK_CRASHES:-50} $(BIN)/python -m pytest -q tests/venues/test_crash.py
+	ARBOPS_SOAK_CRASHES=$${ARBOPS_SOAK_CRASHES:-50} \
+	ARBOPS_CRASH_SEEDS=$${ARBOPS_CRASH_SEEDS:-20261125,7,1234} ARBOPS_CRASH_KILLS=1 \
+	ARBOPS_SOAK_WALL_CRASHES=$${ARBOPS_SOAK_WALL_CRASHES:-20} \
+	$(BIN)/python -m pytest -q -rA tests/venues/test_crash.py

@@ -33,12 +33,15 @@ def paper_venues(settings: Settings, clock: Clock, spec: RunSpec) -> tuple[Any, 
         jump_rate_per_min=settings.sim_jump_rate_per_min,
         jump_bps=settings.sim_jump_bps,
         fx_krw=settings.sim_fx_krw,
+        level_vol_bps=settings.sim_level_vol_bps,
+        level_halflife_s=settings.sim_level_halflife_s,
     )
     return market, _paper_on(settings, clock, market)
 
 
 def real_venues(settings: Settings, budgets: Any = None, role: str = "trading",
-                alert: Any = None, timeout_ms: int = 10_000) -> dict[Venue, Any]:
+                alert: Any = None, timeout_ms: int = 10_000, streams: bool = False
+                ) -> dict[Venue, Any]:
     """ccxt venues from the settings (keys, API bases); nothing is sent yet. A kill
     passes a shorter timeout: every venue call it makes must end within its 10 s.
 
@@ -59,7 +62,7 @@ def real_venues(settings: Settings, budgets: Any = None, role: str = "trading",
         venue: CcxtExchange(venue, setting(p.keys.api_base), setting(p.keys.key),
                             setting(p.keys.secret), setting(p.keys.fee_bps),
                             budget=budgets[venue], role=Role(role), alert=alert,
-                            timeout_ms=timeout_ms)
+                            timeout_ms=timeout_ms, streams=streams)
         for venue, p in PROFILES.items()
     }
 
@@ -78,19 +81,25 @@ def venues_for(settings: Settings, clock: Clock, spec: RunSpec, budgets: Any = N
                alert: Any = None) -> tuple[Any, dict[Venue, Any]]:
     """Market data and venues for a run: sim + paper; real data + paper; or live.
     Real market data has its own ccxt clients (role market data), never the
-    trading ones, so polling books cannot delay an order."""
+    trading ones, so books cannot delay an order: websocket streams, or REST
+    polling when ARBOPS_MARKET_DATA_STREAMS is off."""
     if spec.data_source == "sim":
         if spec.mode == "live":
             raise ValueError("live never runs on the simulated market")
         return paper_venues(settings, clock, spec)
     if spec.data_source == "real":
+        from core.venues.book_streams import StreamMarketData
         from core.venues.ccxt_market_data import CcxtMarketData
 
         budgets = budgets if budgets is not None else venue_budgets()
-        feed_venues = real_venues(settings, budgets, "market_data", alert)
+        streams = settings.market_data_streams
+        feed_venues = real_venues(settings, budgets, "market_data", alert, streams=streams)
         for ex in feed_venues.values():
             ex.owned_by_market = True  # market.close() closes them
-        market = CcxtMarketData(feed_venues, clock, settings.real_poll_interval_s)
+        market = (StreamMarketData(feed_venues, clock, settings.real_poll_interval_s,
+                                   stale_ms=settings.stale_book_ms)
+                  if streams else
+                  CcxtMarketData(feed_venues, clock, settings.real_poll_interval_s))
         if spec.mode == "live":
             # The service closes the trading venues after the run.
             return market, real_venues(settings, budgets, "trading", alert)

@@ -31,7 +31,8 @@ class ProgressLine:
         state = " closing" if run.closing else ""
         line = (
             f"[{bar}] {elapsed:5.0f}/{total:.0f}s  entries {st.entries}  exits {st.exits}  "
-            f"round trips {st.round_trips}  PnL {usd(st.pnl_usd)}  "
+            f"round trips {st.round_trips}  strategy PnL {usd(st.pnl_usd)}  "
+            f"inventory {usd(st.inventory_pnl_usd)}  "
             f"latency {st.last_latency_ms:.2f} ms{state}"
         )
         if self.tty:
@@ -53,9 +54,11 @@ def summary_table(kpi: dict[str, Any], kpi_path: str) -> str:
         ("run", f"{r['run_id']} ({r['mode']} phase {r['phase']}, {r['universe']}, {r['data_source']})"),
         ("duration", f"{r['duration_seconds']:.1f} s"),
         ("round trips", str(s["round_trips_completed"])),
-        ("total PnL (USD, net of fees)", f"{s['total_pnl_usd']:+.4f}"),
-        ("win rate", f"{s['win_rate']:.1%}"),
-        ("max drawdown (USD)", f"{s['max_drawdown_usd']:.4f}"),
+        ("strategy PnL (USD, net of fees)", f"{s.get('strategy_pnl_usd', 0.0):+.4f}"),
+        ("inventory revaluation (USD)", f"{s.get('inventory_pnl_usd', 0.0):+.4f}"),
+        ("total equity change (USD)", f"{s['total_pnl_usd']:+.4f}"),
+        ("win rate (every closed entry)", f"{s['win_rate']:.1%}"),
+        ("max drawdown of strategy PnL (USD)", f"{s['max_drawdown_usd']:.4f}"),
         ("fees (USD)", f"{kpi['trading']['fees_usd']:.4f}"),
         ("failed fills", str(s["failed_fills_count"])),
         ("exit reasons", ", ".join(f"{k} {v}" for k, v in kpi["exit_reasons"].items()) or "-"),
@@ -71,10 +74,20 @@ def summary_table(kpi: dict[str, Any], kpi_path: str) -> str:
         head, _, verdict = gate[0].partition(" gate ")
         rows.append((f"{head} gate", verdict))
         rows.extend(("", line.strip()) for line in gate[1:])
+    dust = kpi.get("trading", {}).get("dust") or []
+    if dust:  # leg remainders under a venue's minimum order: unhedged, so named
+        rows.append(("dust left (USD)", f"{s.get('dust_usd', 0.0):.4f} in {len(dust)} leg(s)"))
+        rows.extend(("", f"{d['base']} {d['venue']} {d['qty']:g} ({d['position_id']})")
+                    for d in dust[:10])
     still = kpi.get("trading", {}).get("still_open_on_venues") or []
     if still:
         rows.append(("still open", f"{len(still)} item(s): clean up by hand (runbook 6.1)"))
         rows.extend(("", _open_item(x)) for x in still[:10])
+    unresolved = kpi.get("trading", {}).get("unresolved_intents") or []
+    if unresolved:
+        rows.append(("unresolved orders", f"{len(unresolved)} intent(s): run `arbops reconcile`"))
+        rows.extend(("", f"{x.get('client_order_id', '?')}: {x.get('why', '')}")
+                    for x in unresolved[:10])
     incident = (kpi.get("kill") or {}).get("incident")
     if incident:
         rows.append(("incident report", str(incident)))

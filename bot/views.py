@@ -124,8 +124,10 @@ def kpi_lines(result: dict[str, Any] | None) -> list[str]:
         f"run {text(result.get('run_id'))} · exit {text(result.get('exit_code'))}",
         f"{str(run.get('mode') or '?').upper()} phase {text(run.get('phase'))} "
         f"{text(run.get('universe'))} · {age(float(dur)) if dur is not None else '-'}",
-        f"round trips {text(s.get('round_trips_completed'))} · PnL {usd(s.get('total_pnl_usd'))}"
-        f" · win {float(s.get('win_rate') or 0) * 100:.0f}% · max drawdown "
+        f"strategy PnL {usd(s.get('strategy_pnl_usd', s.get('total_pnl_usd')))} · inventory "
+        f"{usd(s.get('inventory_pnl_usd'))} · total {usd(s.get('total_pnl_usd'))}",
+        f"round trips {text(s.get('round_trips_completed'))}"
+        f" · win {float(s.get('win_rate') or 0) * 100:.0f}% · max drawdown (strategy) "
         f"{usd(s.get('max_drawdown_usd'), signed=False)}",
         f"failed fills {text(s.get('failed_fills_count'))} · kill switch "
         f"{'TRIGGERED' if s.get('kill_switch_triggered') else 'no'} · stop "

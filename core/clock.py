@@ -39,3 +39,8 @@ class ManualClock:
             raise ValueError("a clock never goes backwards")
         self._now += seconds
         self._mono += seconds
+
+    def advance_to(self, t: float) -> None:
+        """Move to wall time `t` (a recording's own clock); never backwards."""
+        if t > self._now:
+            self.advance(t - self._now)

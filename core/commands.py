@@ -101,6 +101,17 @@ class RecordArgs(Args):
         return self
 
 
+class BacktestArgs(Args):
+    data: list[Path] = Field(min_length=1, description="recordings to replay, in order")
+    param: list[str] | None = Field(None, description="NAME=VALUE: a setting for this backtest")
+    sweep: list[str] | None = Field(
+        None, description="NAME=V1,V2,...: run the grid, ranked by strategy PnL")
+    phase: int = Field(2, ge=1, le=3, description="whose gate is evaluated (and notional)")
+    max_notional_usd: float | None = Field(None, gt=0, le=1000, description="per-leg order cap")
+    json_output: bool = Field(False, alias="json", description="print one JSON object")
+    png: Path | None = Field(None, description="write the equity chart PNG here")
+
+
 class DemoArgs(Args):
     seconds: float = Field(75.0, gt=0, le=3600, description="how long the paper session runs")
     seed: int | None = Field(None, description="sim market seed")
@@ -328,6 +339,8 @@ COMMANDS: tuple[Command, ...] = (
             Role.OPERATOR, telegram=False),
     Command("drill", "rehearse the LIVE runbook on loopback against the emulator", DrillArgs,
             telegram=False),
+    Command("backtest", "replay recordings through the engine on their own clock, fast",
+            BacktestArgs, Role.OPERATOR, telegram=False, timeout_s=3600.0),
     Command("report", "daily, weekly or one run's report, with its chart (runbook 7.2)",
             ReportArgs),
     Command("guards", "guard thresholds and headroom", JsonArgs, method="guard_status"),

@@ -4,6 +4,12 @@ e.g. `after_send:3` = the third time an order has been sent but its ack not
 yet recorded; `raise:run_loop:50` raises "Too many open files" in the run loop's
 50th pass instead (an unexpected exception inside a running phase, which must end
 in a kill). Never set it outside tests and drills.
+
+The points: before_send / after_send (around an order's send), after_fill (a fill
+seen, its journal record only queued), in_flush (the write-behind's batch written
+but not committed), in_recovery (start-up recovery between two intents, and
+between a cancel and its record), in_kill (the kill procedure: the HALT kept, then
+the cancels done), in_close (the run's end, resolving its intents), run_loop.
 """
 from __future__ import annotations
 
@@ -11,7 +17,8 @@ import errno
 import os
 import signal
 
-POINTS = ("before_send", "after_send", "after_fill", "run_loop")
+POINTS = ("before_send", "after_send", "after_fill", "in_flush", "in_recovery", "in_kill",
+          "in_close", "run_loop")
 
 
 class CrashPoints:

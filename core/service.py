@@ -34,6 +34,8 @@ from core.trading.phases import PHASES
 from core.trading.state import HALT_FLAG, TradingStateBox
 from core.trading.universe import parse_universe
 
+# A status read asks Redis itself; a Redis that hangs must not hang status.
+REDIS_PING_TIMEOUT_S = 0.5
 REPLAY_CLOSE_MARGIN_S = 10.0
 VenuesFactory = Callable[[RunSpec], tuple[MarketData, dict[Venue, TradingVenue]]]
 
@@ -295,7 +297,7 @@ class OperatorService:
                 await market.close()
         self.last_outcome = outcome
         day = self._day(self.clock.time())
-        self._day_pnl[day] = self._day_pnl.get(day, 0.0) + outcome.kpi["summary"]["total_pnl_usd"]
+        self._day_pnl[day] = self._day_pnl.get(day, 0.0) + outcome.kpi["summary"]["strategy_pnl_usd"]
         return outcome
 
     async def _crashed(self, run: PhaseRun, exc: BaseException) -> RunOutcome:
@@ -665,7 +667,7 @@ class OperatorService:
                         "started_at": datetime.fromtimestamp(run.started_at, UTC).isoformat(),
                         "elapsed_s": round(self.clock.time() - run.started_at, 1),
                         "duration_s": _finite(run.spec.duration_s), "round_trips": 0,
-                        "pnl_usd": 0.0,
+                        "pnl_usd": 0.0, "inventory_pnl_usd": 0.0, "total_pnl_usd": 0.0,
                         "entries": 0, "exits": 0, "open_positions": 0}
         elif run is not None and run.engine is not None:
             e = run.engine
@@ -676,7 +678,10 @@ class OperatorService:
                 "started_at": datetime.fromtimestamp(run.started_at, UTC).isoformat(),
                 "elapsed_s": round(self.clock.time() - run.started_at, 1),
                 "duration_s": _finite(run.spec.duration_s), "round_trips": st.round_trips,
-                "pnl_usd": round(st.pnl_usd, 4), "entries": st.entries, "exits": st.exits,
+                # pnl_usd is strategy PnL; the other two: docs/monitoring.md
+                "pnl_usd": round(st.pnl_usd, 4), "inventory_pnl_usd": round(st.inventory_pnl_usd, 4),
+                "total_pnl_usd": round(st.total_pnl_usd, 4),
+                "entries": st.entries, "exits": st.exits,
                 "open_positions": len(e.open_positions()), "win_rate": round(st.win_rate, 4),
                 # from the histogram, not a sort of every tick: status is asked for
                 # on the event loop at any time (the final KPI keeps the exact figures)
@@ -722,6 +727,18 @@ class OperatorService:
                             "not answering", "trading_state_written": held}
         return out
 
+    async def _redis_ping(self) -> dict[str, Any]:
+        """Ask Redis now, bounded: status says whether it answers, not only what the
+        last write said (a Redis that went away between writes is seen here)."""
+        assert self.safety.redis is not None
+        started = time.perf_counter()
+        try:
+            ok = await asyncio.wait_for(self.safety.redis.ping(), REDIS_PING_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - a status read reports, never raises
+            return {"state": "not answering", "ping": f"{type(exc).__name__}"}
+        ms = (time.perf_counter() - started) * 1000.0
+        return {"state": "in use" if ok else "not answering", "ping_ms": round(ms, 2)}
+
     def _last_run_brief(self) -> dict[str, Any] | None:
         o = self.last_outcome
         if o is None:
@@ -736,6 +753,8 @@ class OperatorService:
         """status() with the ARM read from the journal (and Redis), and the last run from
         the journal when this process has not finished one: for every surface."""
         st = {**self.status(), **await self.safety.arm_status()}
+        if self.safety.redis is not None:
+            st["surfaces"]["redis"].update(await self._redis_ping())
         if st["last_run"] is None and st["run"] is None:
             last = await self.store.last_run()
             if last is not None:

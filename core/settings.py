@@ -12,7 +12,14 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.env_files import resolve_env_files
@@ -43,6 +50,18 @@ RUNBOOK_NAMES = (
 
 
 _WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{16,256}")
+
+
+# The "rehearsal" profile (ARBOPS_SIM_PROFILE=rehearsal): a sim premium that jumps
+# about once a minute per symbol and reverts in seconds, and a strategy on a
+# 30-second baseline; made to trade at once, not to say anything about real money.
+REHEARSAL: dict[str, Any] = {
+    "sim_mean_reversion": 0.15, "sim_premium_vol_bps": 4.0, "sim_level_vol_bps": 0.0,
+    "sim_jump_rate_per_min": 1.0, "sim_jump_bps": 90.0,
+    "baseline_halflife_s": 30.0, "baseline_warmup_s": 3.0, "take_profit_bps": 10.0,
+    "stop_loss_bps": 60.0, "max_hold_s": 45.0, "reversal_bps": 5.0, "entry_cooldown_s": 2.0,
+    "entry_buffer_bps": 5.0,
+}
 
 
 def _env(name: str) -> Any:
@@ -101,17 +120,22 @@ class Settings(BaseSettings):
     # --- fees and strategy (R-M3) ----------------------------------------
     upbit_fee_bps: float = Field(5.0, ge=0, le=100)
     binance_fee_bps: float = Field(10.0, ge=0, le=100)
-    entry_buffer_bps: float = Field(5.0, ge=0, le=1000)
-    baseline_halflife_s: float = Field(30.0, gt=0)
-    baseline_warmup_s: float = Field(3.0, ge=0)
+    # Chosen on the real training data by scripts/tune_strategy.py (docs/strategy.md);
+    # every time is seconds of the market's clock.
+    entry_buffer_bps: float = Field(0.0, ge=0, le=1000)
+    baseline_halflife_s: float = Field(21_600.0, gt=0)
+    baseline_warmup_s: float = Field(21_600.0, ge=0)
     take_profit_bps: float = Field(10.0, gt=0)
     stop_loss_bps: float = Field(60.0, gt=0)
-    max_hold_s: float = Field(45.0, gt=0)
-    reversal_bps: float = Field(5.0, ge=0)
+    max_hold_s: float = Field(21_600.0, gt=0)
+    reversal_bps: float = Field(1000.0, ge=0)
     max_concurrent: int = Field(5, ge=1, le=100)
     order_timeout_s: float = Field(2.0, gt=0)
-    entry_cooldown_s: float = Field(2.0, ge=0)
+    entry_cooldown_s: float = Field(1800.0, ge=0)
     exit_reprice_s: float = Field(1.0, gt=0)
+    # How far past the touched level a marketable limit may go. Sparse data (a book
+    # every 5 minutes) needs room for the market's move until the next book.
+    limit_slack_bps: float = Field(5.0, ge=0, le=200)
 
     # --- engine and gateway (R-S6) ---------------------------------------
     tick_interval_ms: int = Field(100, ge=5, le=10_000)
@@ -120,6 +144,7 @@ class Settings(BaseSettings):
     max_orders_per_second: float = Field(20.0, gt=0)
     kpi_checkpoint_interval_s: float = Field(60.0, gt=0)
     real_poll_interval_s: float = Field(1.0, gt=0, le=60)
+    market_data_streams: bool = True
     outage_escalate_s: float = Field(300.0, gt=0)
     flatten_alert_interval_s: float = Field(30.0, gt=0)
     report_timezone: str = "Asia/Seoul"
@@ -187,17 +212,32 @@ class Settings(BaseSettings):
     memory_headroom_warn: float = Field(0.2, ge=0, le=1)
 
     # --- simulated market (R-M8) -----------------------------------------
+    # "calibrated": the sim reproduces the real premium's statistics and the strategy
+    # uses the defaults chosen on real data (hours). "rehearsal": a jumpy premium and a
+    # 30-second strategy that trade within a minute, to rehearse the machinery (the
+    # demo, drills); its PnL says nothing about the real market.
+    sim_profile: Literal["calibrated", "rehearsal"] = "calibrated"
     sim_seed: int = 7
     sim_symbols: int = Field(200, ge=1, le=200)
-    sim_mean_reversion: float = Field(0.15, ge=0, le=10)  # per second
-    sim_premium_vol_bps: float = Field(4.0, ge=0)  # per sqrt(second)
-    sim_jump_rate_per_min: float = Field(1.0, ge=0)  # per symbol
-    sim_jump_bps: float = Field(90.0, ge=0)
+    # Fitted to the real BTC premium's change variance at 1 min, 5 min, 1 h and 3 h:
+    # a fast part (stationary SD ~3.7 bps, half-life ~90 s) and a level drifting
+    # ~12 bps an hour with a half-life of days.
+    sim_mean_reversion: float = Field(0.008, ge=0, le=10)  # per second (fast deviation)
+    sim_premium_vol_bps: float = Field(0.464, ge=0)  # per sqrt(second)
+    sim_level_vol_bps: float = Field(0.175, ge=0)  # slow level drift, per sqrt(second)
+    sim_level_halflife_s: float = Field(172_800.0, gt=0)
+    sim_jump_rate_per_min: float = Field(0.001, ge=0)  # per symbol
+    sim_jump_bps: float = Field(20.0, ge=0)
     sim_fx_krw: float = Field(1380.0, gt=0)
     sim_fast: bool = False  # step the market without sleeping: tests and benchmarks only
 
     # --- paper exchange (and fault injection for tests and drills) -------
-    paper_initial_usd: float = Field(20_000.0, gt=0)  # per venue, half quote, half base
+    paper_initial_usd: float = Field(20_000.0, gt=0)  # quote per venue, in USD
+    # Each traded base per venue, in USD at the start; 0 = 20 x the order notional,
+    # at least $1,000 (enough for every round trip of a phase).
+    paper_base_usd: float = Field(0.0, ge=0)
+    # Overrides per venue and asset, in units of the asset: "upbit:BTC=0.5,binance:USDT=5000"
+    paper_funding: str = ""
     paper_latency_ms: float = Field(0.0, ge=0)
     paper_fill_ratio: float = Field(1.0, gt=0, le=1)  # share of an order one book can fill
     paper_cancel_failures: int = Field(0, ge=0)  # next N cancels raise VenueUnavailable
@@ -251,6 +291,23 @@ class Settings(BaseSettings):
                     "secret token (Telegram sends it with every update; without it anyone "
                     "who finds the URL could post commands)"]
         return []
+
+    @model_validator(mode="after")
+    def _profile(self) -> Settings:
+        # The rehearsal profile's values, except where a setting was given explicitly.
+        if self.sim_profile == "rehearsal":
+            for name, value in REHEARSAL.items():
+                if name not in self.model_fields_set:
+                    self.__dict__[name] = value
+        return self
+
+    @field_validator("paper_funding")
+    @classmethod
+    def _paper_funding(cls, value: str) -> str:
+        from core.domain.paper_funding import parse_funding
+
+        parse_funding(value)  # a typo is refused at load, naming the item
+        return value
 
     @field_validator("fault_crash_at")
     @classmethod

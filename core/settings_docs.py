@@ -40,11 +40,11 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     "upbit_fee_bps": ("Upbit taker fee per leg, bps", ""),
     "binance_fee_bps": ("Binance taker fee per leg, bps", ""),
     "entry_buffer_bps": ("margin above the four-leg break-even an entry must clear", ""),
-    "baseline_halflife_s": ("half-life of the premium's rolling baseline (EMA), seconds", ""),
-    "baseline_warmup_s": ("no entries until the baseline has this much history", ""),
+    "baseline_halflife_s": ("half-life of the premium's rolling baseline (EMA), seconds of the market's clock", ""),
+    "baseline_warmup_s": ("no entries until the baseline has this much history (market seconds)", ""),
     "take_profit_bps": ("exit when unrealized net PnL reaches this, bps of notional", ""),
     "stop_loss_bps": ("exit when unrealized net loss reaches this, bps of notional", ""),
-    "max_hold_s": ("time-limit exit, seconds", ""),
+    "max_hold_s": ("time-limit exit, seconds of the market's clock", ""),
     "reversal_bps": ("exit when the premium crosses its baseline by this much", ""),
     "max_concurrent": ("most pairs with a position at once (ALERT above it)", "§3.1 max_concurrent"),
     "order_timeout_s": ("cancel a working order after this many seconds", ""),
@@ -56,7 +56,10 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     "stale_book_ms": ("refuse orders when the book is older than this", ""),
     "max_orders_per_second": ("order-rate throttle for risk-adding orders", ""),
     "kpi_checkpoint_interval_s": ("KPI checkpoint interval (final: false)", "60 s"),
-    "real_poll_interval_s": ("data source real: how often the venues' books are polled", ""),
+    "real_poll_interval_s": ("data source real: how often the venues' books are polled "
+                             "(REST: the fallback while a stream is down, or streams off)", ""),
+    "market_data_streams": ("data source real: books from the venues' websocket streams; "
+                            "false polls REST instead", ""),
     "outage_escalate_s": ("a venue outage with positions open escalates after this long",
                           "§9 5 min"),
     "flatten_alert_interval_s": ("after a kill, a CRITICAL alert this often while positions "
@@ -118,18 +121,25 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     "memory_headroom_warn": (
         "warn when start-up RSS leaves less than this share of headroom below a threshold",
         "20 %"),
+    "sim_profile": ("calibrated (the real premium's statistics, the tuned strategy) or rehearsal (a jumpy premium and a 30-s strategy that trade at once; says nothing about money)", ""),
     "sim_seed": ("sim market seed (deterministic)", ""),
     "sim_symbols": ("symbols in the sim market (up to 200)", ""),
-    "sim_mean_reversion": ("premium mean reversion per second (0 = none, no edge)", ""),
-    "sim_premium_vol_bps": ("premium noise, bps per sqrt(second)", ""),
+    "sim_mean_reversion": ("fast premium deviation's mean reversion per second (0 = none, no edge)", ""),
+    "sim_premium_vol_bps": ("fast premium deviation's noise, bps per sqrt(second)", ""),
+    "sim_level_vol_bps": ("slow drift of each symbol's premium level, bps per sqrt(second)", ""),
+    "sim_level_halflife_s": ("half-life of the premium level's drift back to its start, seconds", ""),
     "sim_jump_rate_per_min": ("premium jumps per symbol per minute", ""),
     "sim_jump_bps": ("premium jump size (std dev), bps", ""),
     "sim_fx_krw": ("starting USDT/KRW rate of the sim", ""),
     "sim_fast": ("step the sim without sleeping (tests and benchmarks only)", ""),
-    "paper_initial_usd": ("paper quote balance per venue, USD", ""),
+    "limit_slack_bps": ("how far past the touched book level an order's limit price may go, bps", ""),
+    "paper_initial_usd": ("paper quote balance per venue (KRW on Upbit, USDT on Binance), in USD", ""),
+    "paper_base_usd": ("paper balance of each traded base per venue, in USD; 0 = 20 x the order notional, at least $1,000", ""),
+    "paper_funding": ("paper balances per venue and asset in units, overriding the two above: upbit:BTC=0.5,binance:USDT=5000", ""),
     "paper_latency_ms": ("fault injection: delay on every paper exchange call", ""),
     "paper_fill_ratio": ("fault injection: share of an order one book can fill", ""),
-    "fault_crash_at": ("crash tests only: SIGKILL at before_send|after_send|after_fill|run_loop:N, "
+    "fault_crash_at": ("crash tests only: SIGKILL at before_send|after_send|after_fill|"
+                       "in_flush|in_recovery|in_kill|in_close|run_loop:N, "
                        "or raise:run_loop:N to raise inside the run", ""),
     "paper_cancel_failures": ("fault injection: the next N cancels fail", ""),
 }

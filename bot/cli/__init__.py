@@ -26,7 +26,7 @@ from core.redaction import redact, redact_data
 
 # Where the handlers live, imported only when their command runs (keeps `status` light).
 HANDLER_MODULES = ("bot.cli.kill", "bot.cli.control", "bot.cli.runs", "bot.cli.safety", "bot.cli.venues",
-                   "bot.cli.reports", "bot.cli.trades")
+                   "bot.cli.reports", "bot.cli.trades", "bot.cli.backtest")
 Handler = Callable[[Any, Any], int]
 
 
@@ -71,11 +71,20 @@ def _add_model_args(p: argparse.ArgumentParser, model: type[BaseModel]) -> None:
                            nargs=None if field.is_required() else "?")
         elif annotation is bool:
             p.add_argument(f"--{flag}", dest=name, action="store_true", help=help_text)
+        elif _is_list(annotation):  # --data A B, or --param X --param Y: one list
+            p.add_argument(f"--{flag}", dest=name, nargs="+", action="extend", default=None,
+                           metavar=flag.upper(), help=help_text)
         else:
             default = field.default
             p.add_argument(f"--{flag}", dest=name, default=None, metavar=flag.upper(),
                            help=f"{help_text} (default: {default})" if default is not None
                            else help_text)
+
+
+def _is_list(annotation: Any) -> bool:
+    if get_origin(annotation) is list:
+        return True
+    return any(get_origin(a) is list for a in get_args(annotation))
 
 
 def _literal_choices(annotation: Any) -> list[str] | None:

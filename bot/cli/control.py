@@ -62,8 +62,10 @@ def status_lines(status: dict[str, Any], settings: Settings) -> list[str]:
         out.append(f"run {run['run_id']}: {str(run.get('mode', '')).upper()} phase "
                    f"{run['phase']} {run['universe']}  {age(run['elapsed_s'])} of "
                    f"{age(total) if total else 'continuous'}  round trips "
-                   f"{run['round_trips']}  PnL {usd(run['pnl_usd'])}  "
-                   f"open {run['open_positions']}")
+                   f"{run['round_trips']}  open {run['open_positions']}")
+        # The three PnL figures, labelled (docs/monitoring.md, "Three PnL figures").
+        out.append(f"  strategy PnL {usd(run['pnl_usd'])}  inventory revaluation "
+                   f"{usd(run.get('inventory_pnl_usd'))}  total {usd(run.get('total_pnl_usd'))}")
     last = status.get("last_run")
     if last:
         gate = f", gate {last['gate']}" if last.get("gate") else ""
@@ -96,6 +98,8 @@ def _surface(s: dict[str, Any], tz: Any) -> str:
                 f"last: {s.get('last_error')})")
     if state == "serving" and s.get("url"):
         return f"serving {s['url']}"
+    if s.get("ping_ms") is not None:
+        return f"{state} (ping {s['ping_ms']} ms)"
     return state
 
 

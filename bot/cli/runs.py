@@ -27,11 +27,25 @@ def cmd_run(settings: Settings, args: RunArgs) -> int:
 
 
 def cmd_demo(settings: Settings, args: DemoArgs) -> int:
+    # On the calibrated market the strategy holds for hours and a 75-second demo would
+    # show nothing trading; the demo rehearses on the "rehearsal" profile and says so.
+    if settings.sim_profile != "rehearsal" and "sim_profile" not in settings.model_fields_set:
+        from core.settings import load_settings
+
+        settings = load_settings(sim_profile="rehearsal")
     print(f"arbops demo: paper phase 1 on the simulated market ({args.universe}, "
           f"{args.seconds:.0f} s, seed {args.seed if args.seed is not None else settings.sim_seed})")
+    if settings.sim_profile == "rehearsal":
+        print("sim profile: REHEARSAL - a jumpy premium (about one "
+              f"{settings.sim_jump_bps:.0f}-bps jump a minute per symbol) and a "
+              f"{settings.baseline_halflife_s:.0f}-s baseline, made to trade at once. It shows "
+              "the machinery; its PnL says nothing about the real market (see docs/strategy.md "
+              "and `arbops backtest` on real recordings).")
     run_args = RunArgs(phase=1, mode="paper", universe=args.universe,
                        duration_seconds=args.seconds, seed=args.seed)
     code = _run(settings, run_args, show_progress=True)
+    if settings.sim_profile == "rehearsal":
+        print("(rehearsal profile: the figures above are the machinery's, not a forecast)")
     print(demo_epilogue(settings))
     return code
 
@@ -81,7 +95,7 @@ def _run_in_service(settings: Settings, args: RunArgs) -> int:
         if run is None or run.get("run_id") != started["run_id"]:
             break
         print(f"  {run['elapsed_s']:.0f}/{run['duration_s'] or float('inf'):.0f}s  round trips "
-              f"{run['round_trips']}  PnL {usd(run['pnl_usd'])}", file=sys.stderr)
+              f"{run['round_trips']}  strategy PnL {usd(run['pnl_usd'])}", file=sys.stderr)
     last = client.ask("last_run")
     if not last or last["run_id"] != started["run_id"]:
         raise ServiceError("the run ended without a result; see `arbops logs errors`",

@@ -62,8 +62,11 @@ async def _record(settings: Settings, args: RecordArgs, seconds: float, path: An
         market: Any = SimMarket(seed=settings.sim_seed, n_symbols=settings.sim_symbols,
                                 interval_s=settings.tick_interval_ms / 1000.0, clock=clock,
                                 mean_reversion=settings.sim_mean_reversion,
+                                premium_vol_bps=settings.sim_premium_vol_bps,
                                 jump_rate_per_min=settings.sim_jump_rate_per_min,
-                                jump_bps=settings.sim_jump_bps, fx_krw=settings.sim_fx_krw)
+                                jump_bps=settings.sim_jump_bps, fx_krw=settings.sim_fx_krw,
+                                level_vol_bps=settings.sim_level_vol_bps,
+                                level_halflife_s=settings.sim_level_halflife_s)
     else:
         from core.venues.ccxt_market_data import CcxtMarketData
 

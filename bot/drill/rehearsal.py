@@ -80,6 +80,9 @@ class Drill:
                 "TELEGRAM_BOT_TOKEN": "424242:AAdrillTokenNotRealOnlyForTheEmulator0", "TELEGRAM_CHAT_ID": "1",
                 "TELEGRAM_API_BASE": emu.url, "ARBOPS_UPBIT_WITHDRAWALS_DISABLED_ATTESTED": "true",
                 "ARBOPS_REAL_POLL_INTERVAL_S": "0.5",
+                # The drill rehearses the runbook's steps, which need entries within a
+                # minute: the rehearsal profile's 30-second strategy (docs/strategy.md).
+                "ARBOPS_SIM_PROFILE": "rehearsal",
                 # aiogram + ccxt put a live process near 250 MB: the runbook's 300 MB
                 # anomaly threshold leaves too little headroom (docs/configuration.md).
                 "ARBOPS_GUARD_MEMORY_ANOMALY_MB": "450", "ARBOPS_GATE_PHASE1_MEMORY_MB": "450",
@@ -171,6 +174,12 @@ class Drill:
         if not self.record("live phase 1 trades on the venues (runbook 2.1)", traded, detail, t0):
             return False
         t0 = time.monotonic()
+        streams = await self._admin_json(self.env["UPBIT_API_BASE"], "/admin/streams")
+        sent = streams.get("events_sent") or {}
+        self.record("live books come from the venues' websocket streams",
+                    all(sent.get(v, 0) > 0 for v in ("upbit", "binance")),
+                    f"book events sent {sent}, connections {streams.get('connections')}", t0)
+        t0 = time.monotonic()
         code, out, err = await self.cli("kill", "--reason", "drill")
         await asyncio.wait_for(live, self.live_seconds + 120)
         st = await self.status()
@@ -187,6 +196,14 @@ class Drill:
         self.record("reset after the post-mortem", code == 0,
                     "; ".join((out or err).strip().splitlines()), t0)
         return all(s.ok for s in self.steps)
+
+
+    @staticmethod
+    async def _admin_json(base: str, path: str) -> Any:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as http, http.get(base + path) as resp:
+            return await resp.json()
 
 
 def _last(text: str, contains: str = "") -> str:

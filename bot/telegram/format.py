@@ -83,7 +83,10 @@ def status_text(st: dict[str, Any]) -> str:
             f"{float(run.get('elapsed_s', 0)):.0f}/{float(run.get('duration_s') or float('inf')):.0f} s"
             + (" (closing)" if run.get("closing") else ""))
         lines.append(
-            f"PnL {money(run.get('pnl_usd'))} · round trips {h(run.get('round_trips'))} · "
+            f"strategy PnL {money(run.get('pnl_usd'))} · inventory "
+            f"{money(run.get('inventory_pnl_usd'))} · total {money(run.get('total_pnl_usd'))}")
+        lines.append(
+            f"round trips {h(run.get('round_trips'))} · "
             f"win {float(run.get('win_rate') or 0) * 100:.0f}% · open {h(run.get('open_positions'))}")
         if lat:
             lines.append("latency ms: " + " ".join(

@@ -27,7 +27,8 @@ class EngineStats:
     exchange_errors_by_venue: Mapping[str, int]
     rate_limit_hits_by_venue: Mapping[str, int]
     rate_limit_wait_s_by_venue: Mapping[str, float]
-    pnl_usd: float
+    pnl_usd: float  # strategy PnL: trading's change of the holdings, net of fees
+    inventory_pnl_usd: float  # the pre-funded holdings' revaluation
     worst_trade_pnl: float
     open_positions: int  # pairs holding a position (entering ones excluded)
     first_entry_mono: float | None
@@ -35,6 +36,11 @@ class EngineStats:
     last_entry_mono: float | None
     last_exit_mono: float | None
     last_latency_ms: float
+
+    @property
+    def total_pnl_usd(self) -> float:
+        """The account's equity change: strategy PnL + inventory revaluation."""
+        return self.pnl_usd + self.inventory_pnl_usd
 
     @property
     def win_rate(self) -> float:

@@ -1,19 +1,45 @@
-"""USD PnL marked to market on total assets, net of every fee (R-M5).
+"""USD PnL on three bases, each venue marked at its own price (R-M5, R-M1).
 
-The ledger tracks how trading changed each venue's holdings; PnL is that
-change valued at current prices (KRW at the USDT/KRW mid, USDT at 1, a base
-asset at its Binance mid). Pre-funded inventory that merely sits there is not
-PnL, and KRW is never added to USDT without the FX rate (R-M1).
+Definitions (docs/monitoring.md, "Three PnL figures"):
+
+- Marks: KRW at 1 / the USDT/KRW mid (the FX the engine trades at), USDT at 1, a
+  base held on Upbit at the Upbit mid / FX, a base held on Binance at the Binance
+  mid. Valuing both venues' coins at one price would show the premium's *level* on
+  every open hedged position; with each venue at its own price an open position
+  shows the premium's *change* since entry, minus costs.
+- Strategy PnL: what trading changed in each venue's holdings (fills, fees
+  included), valued at the current marks. Fees charged in another asset are fixed
+  in USD at the fill.
+- Inventory revaluation: the pre-funded holdings (what the venues held before the
+  first order) valued now minus valued at the start.
+- Total: the change of the whole account's equity = strategy + inventory.
+
+Drawdown is tracked on strategy PnL: it is what the strategy controls; a move of
+the coins the desk must hold anyway is reported, not mistaken for a trading loss.
 """
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 
 from core.domain.models import Side, Venue
 
+# The USD value of one unit of a base, per venue: {Venue.UPBIT: {"BTC": 101_200.0}, ...}
+VenueMarks = Mapping[Venue, Mapping[str, float]]
+
+
+def unit_usd(venue: Venue, asset: str, fx_mid: float, marks: VenueMarks) -> float:
+    """What one unit of `asset` held on `venue` is worth in USD now."""
+    if asset == "KRW":
+        return 1.0 / fx_mid
+    if asset == "USDT":
+        return 1.0
+    return marks[venue][asset]
+
 
 class Ledger:
-    __slots__ = ("delta", "fees_by_asset", "fees_usd", "fixed_fees_usd", "max_drawdown", "peak")
+    __slots__ = ("delta", "fees_by_asset", "fees_usd", "fixed_fees_usd", "funding",
+                 "funding_start_usd", "max_drawdown", "peak")
 
     def __init__(self) -> None:
         self.delta: dict[tuple[Venue, str], float] = defaultdict(float)
@@ -24,6 +50,15 @@ class Ledger:
         self.fees_by_asset: dict[tuple[Venue, str], float] = defaultdict(float)
         self.peak = 0.0
         self.max_drawdown = 0.0
+        # Pre-funded holdings per (venue, asset) and their USD value at the start.
+        self.funding: dict[tuple[Venue, str], float] = {}
+        self.funding_start_usd = 0.0
+
+    def fund(self, holdings: Mapping[tuple[Venue, str], float], fx_mid: float,
+             marks: VenueMarks) -> None:
+        """The holdings the venues had before trading, valued at the start's marks."""
+        self.funding = dict(holdings)
+        self.funding_start_usd = self._value(self.funding, fx_mid, marks)
 
     def apply_fill(
         self, venue: Venue, base: str, quote: str, side: Side, qty: float, cost: float,
@@ -46,19 +81,24 @@ class Ledger:
         self.fees_usd += fee_usd
         self.fixed_fees_usd += fee_usd
 
-    def pnl_usd(self, fx_mid: float, base_usd: dict[str, float]) -> float:
-        total = -self.fixed_fees_usd
-        for (_venue, asset), amount in self.delta.items():
-            if asset == "KRW":
-                total += amount / fx_mid
-            elif asset == "USDT":
-                total += amount
-            else:
-                total += amount * base_usd[asset]
-        return total
+    @staticmethod
+    def _value(holdings: Mapping[tuple[Venue, str], float], fx_mid: float,
+               marks: VenueMarks) -> float:
+        return sum(amount * unit_usd(venue, asset, fx_mid, marks)
+                   for (venue, asset), amount in holdings.items() if amount)
+
+    def pnl_usd(self, fx_mid: float, marks: VenueMarks) -> float:
+        """Strategy PnL: trading's change of the holdings, each venue at its own mark."""
+        return self._value(self.delta, fx_mid, marks) - self.fixed_fees_usd
+
+    def inventory_pnl_usd(self, fx_mid: float, marks: VenueMarks) -> float:
+        """Inventory revaluation: the pre-funded holdings now minus at the start."""
+        if not self.funding:
+            return 0.0
+        return self._value(self.funding, fx_mid, marks) - self.funding_start_usd
 
     def observe(self, pnl: float) -> None:
-        """Track max drawdown of the marked-to-market PnL curve."""
+        """Track max drawdown of the strategy PnL curve."""
         self.peak = max(self.peak, pnl)
         dd = self.peak - pnl
         self.max_drawdown = max(self.max_drawdown, dd)

@@ -70,6 +70,7 @@ class ExitReason(StrEnum):
     REVERSAL = "reversal"
     SHUTDOWN = "shutdown"
     KILL = "kill"
+    UNWOUND = "unwound"  # one leg filled, the other did not: the filled leg was sold back
 
 
 def pair_symbols(base: str) -> dict[Venue, str]:

@@ -56,8 +56,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "arbitrage_loop_latency_ms": ("histogram", "Engine tick wall time in milliseconds"),
     "arbitrage_round_trips_total": ("counter", "Completed round trips (entry+exit, both legs)"),
     "arbitrage_pnl_usd_total": (
-        "gauge", ("Marked-to-market net PnL in USD: finished runs of this process plus the "
-                  "running one")),
+        "gauge", ("Strategy PnL in USD, net of fees, each venue at its own price: finished "
+                  "runs of this process plus the running one")),
     "arbitrage_win_rate": ("gauge", "Win rate (0..1) of the running run, else the last one"),
     "arbitrage_cpu_percent": ("gauge", "Process CPU as a share of one core, percent"),
     "arbitrage_memory_mb": ("gauge", "Process resident memory (RSS) in MiB"),

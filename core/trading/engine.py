@@ -1,12 +1,14 @@
 """The trading engine: one tick per market snapshot.
 
-A tick polls working orders (recording fills), updates each pair's signal,
+A tick takes working orders' newest status (read by OrderWatch, off the tick
+for live venues) and records fills, updates each pair's signal,
 manages open positions and takes new entries through the gateway. Loop latency
 is the wall time of that work, order placement included. The engine never
 sleeps inside a tick; pacing comes from the market data task.
 """
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import Counter
@@ -43,12 +45,17 @@ from core.journal.write_behind import WriteBehind
 from core.monitoring.perf import LatencyStats, ResourceSampler
 from core.ports import JournalStore, MarketData
 from core.trading.gateway import Gateway, OrderIntent, Prepared, Purpose, TradingVenue
+from core.trading.order_watch import OrderWatch
 from core.trading.slots import Slot, SlotState, WorkingOrder
 from core.trading.state import TradingStateBox
 from core.trading.strategy import Signal, Strategy
 
 VENUES = (Venue.UPBIT, Venue.BINANCE)
 UNKNOWN_GIVE_UP_S = 10.0  # an order not visible by client id after this never arrived
+# An exit whose unfilled rest is under the venue's minimum order cannot be re-priced: a
+# cancel would strand that rest as dust no new order may carry. It is left working for
+# this many re-price periods (it fills when the book comes back); only then cancelled.
+DUST_REST_PATIENCE = 3
 
 
 @dataclass(slots=True, frozen=True)
@@ -75,6 +82,7 @@ class Engine:
         clock: Clock,
         strategy: Strategy,
         journal: WriteBehind,
+        orders: OrderWatch | None = None,
     ) -> None:
         self.cfg = cfg
         self.journal = journal
@@ -86,8 +94,14 @@ class Engine:
         self.clock = clock
         self.strategy = strategy
         self.slots = {b: Slot(b) for b in cfg.universe}
+        # Paper venues by default (read inline); a live run passes one that reads
+        # in the background so the tick never waits for a status.
+        self.orders = orders or OrderWatch(exchanges, self.working_orders, background=False)
         self.ledger = Ledger()
         self.latency = LatencyStats()
+        # The venue's event time of the newest book an entry priced on -> its legs
+        # handed to the venues (after the intents' commit), ms.
+        self.book_to_send = LatencyStats()
         self.resources = ResourceSampler()
         self.exit_reasons: Counter[str] = Counter()
         self.entries = 0
@@ -115,9 +129,16 @@ class Engine:
         self.rate_limit_hits_by_venue: dict[str, int] = {}
         self.rate_limit_wait_s_by_venue: dict[str, float] = {}
         self.accept_entries = True
-        self.pnl_usd = 0.0
+        self.pnl_usd = 0.0  # strategy PnL (the guards, the gates and drawdown use it)
+        self.inventory_pnl_usd = 0.0
+        # Leg remainders a position ended with because no venue takes an order that
+        # small: named in the KPI and the reconciliation, never dropped silently.
+        self.dust: list[dict[str, Any]] = []
         self.last_snapshot: MarketSnapshot | None = None
-        self._marks: dict[str, float] = {}
+        self.last_signals: dict[str, Signal] = {}  # the newest tick's, for reports
+        self._marks: dict[str, float] = {}  # Binance mid, USDT
+        self._upbit_marks: dict[str, float] = {}  # Upbit mid / FX, USD
+        self._fx = 0.0
         self._pos_ids = 0
         self._last_resource_sample = time.perf_counter()
         # Per-trade messages (core/monitoring/trade_notices.py): called from the tick,
@@ -146,7 +167,9 @@ class Engine:
                 if ub is None or bb is None:
                     continue
                 self._marks[base] = bb.mid
+                self._upbit_marks[base] = ub.mid / fx
                 signals[base] = self.strategy.observe(base, ub, bb, fx, now)
+            self.last_signals = signals
             for base, slot in self.slots.items():
                 sig = signals.get(base)
                 if sig is None:
@@ -160,7 +183,10 @@ class Engine:
             self.errors += 1
             self.consecutive_errors += 1
             logger.exception("engine tick failed")
-        self.pnl_usd = self.ledger.pnl_usd(fx, self._marks)
+        self._fx = fx
+        marks = self.venue_marks()
+        self.pnl_usd = self.ledger.pnl_usd(fx, marks)
+        self.inventory_pnl_usd = self.ledger.inventory_pnl_usd(fx, marks)
         self.ledger.observe(self.pnl_usd)
         self.latency.record((time.perf_counter() - t0) * 1000.0)
         self.heartbeat_mono = self.clock.monotonic()
@@ -175,45 +201,118 @@ class Engine:
         self.heartbeat_real = time.monotonic()
 
     # --- orders and fills ---------------------------------------------------------
+    def working_orders(self) -> list[tuple[str, WorkingOrder]]:
+        return [(key, wo) for slot in self.slots.values() for key, wo in slot.working.items()]
+
     async def _poll_working(self, snap: MarketSnapshot, mono: float) -> None:
+        """Take each working order's newest status (read off the tick for live
+        venues), send the cancels that are due all at once, record fills and
+        settle the slots whose orders are all done."""
+        if not self.orders.background:
+            await self.orders.refresh()
+        touched: list[Slot] = []
+        updates: list[tuple[Slot, str, WorkingOrder, Order]] = []
+        cancels: list[tuple[Slot, str, WorkingOrder, Order]] = []
+        cancel_results: list[tuple[Slot, str, WorkingOrder, Order | BaseException]] = []
         for slot in self.slots.values():
             if not slot.working:
                 continue
+            touched.append(slot)
             for oid, wo in list(slot.working.items()):
+                cancelled = self.orders.take_cancel(oid, wo)
+                if cancelled is not None:
+                    cancel_results.append((slot, oid, wo, cancelled))
+                answer = self.orders.take(oid, wo)
+                if answer is None:
+                    continue  # nothing new yet
                 if not wo.order_id:
-                    await self._resolve_unknown(slot, oid, wo, mono)
+                    self._resolve_unknown(slot, oid, wo, answer, mono)
                     continue
-                try:
-                    order = await self.ex[wo.venue].fetch_order(oid, wo.symbol)
-                except ExchangeError as exc:
-                    self._venue_error(exc, wo.venue)  # an outage is counted, not an engine failure
+                if isinstance(answer, ExchangeError):
+                    self._venue_error(answer, wo.venue)  # an outage is counted, not an engine failure
                     continue
+                if isinstance(answer, BaseException):
+                    raise answer
+                if len(answer.trades) < wo.trades_seen:
+                    continue  # read before a fill we already hold: stale
                 # Exits are re-priced quickly (cancel, then a fresh order at the new
                 # book); entries simply expire.
                 timeout = (self.cfg.order_timeout_s if wo.purpose is Purpose.ENTRY
                            else min(self.cfg.exit_reprice_s, self.cfg.order_timeout_s))
+                if (wo.purpose is not Purpose.ENTRY and answer.filled > 0
+                        and self._tradable(slot.base, wo.venue,
+                                           max(wo.amount - answer.filled, 0.0), snap) == 0.0):
+                    timeout *= DUST_REST_PATIENCE
                 if (
-                    not order.status.done
+                    not answer.status.done
                     and not wo.cancel_sent
                     and mono - wo.placed_mono >= timeout
                 ):
                     wo.cancel_sent = True
-                    try:
-                        order = await self.ex[wo.venue].cancel_order(oid, wo.symbol)
-                    except ExchangeError as exc:
-                        self._venue_error(exc, wo.venue)
-                        logger.warning("cancel of {} failed: {}", wo.client_order_id, exc)
-                        wo.cancel_sent = False
-                await self._absorb(slot, wo, order, snap)
-                if order.status.done:
-                    del slot.working[oid]
-                    if order.filled + 1e-12 < wo.amount and wo.purpose in (Purpose.ENTRY, Purpose.EXIT):
-                        self.failed_fills += 1
-                        self._tell(TradeEventKind.FAILED_LEG, slot, detail=(
-                            f"{wo.purpose.name.lower()} leg on {wo.venue} filled "
-                            f"{order.filled:g} of {wo.amount:g} ({order.status})"))
+                    if self.orders.background:
+                        # Live: sent now, its answer taken by a later tick.
+                        self.orders.cancel(oid, wo)
+                        updates.append((slot, oid, wo, answer))
+                    else:
+                        cancels.append((slot, oid, wo, answer))
+                else:
+                    updates.append((slot, oid, wo, answer))
+        if cancels:
+            # Cancels are sends: all of them at once, never one venue after another.
+            results = await asyncio.gather(
+                *(self.ex[wo.venue].cancel_order(oid, wo.symbol) for _, oid, wo, _ in cancels),
+                return_exceptions=True)
+            cancel_results += [(slot, oid, wo, result) for (slot, oid, wo, _), result
+                               in zip(cancels, results, strict=True)]
+        for slot, oid, wo, result in cancel_results:
+            if isinstance(result, ExchangeError):
+                self._venue_error(result, wo.venue)
+                logger.warning("cancel of {} failed: {}", wo.client_order_id, result)
+                wo.cancel_sent = False
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                updates.append((slot, oid, wo, result))
+        for slot, oid, wo, order in updates:
+            if slot.working.get(oid) is not wo or len(order.trades) < wo.trades_seen:
+                continue  # done already this tick, or a read older than what we hold
+            await self._absorb(slot, wo, order, snap)
+            if order.status.done:
+                slot.working.pop(oid, None)
+                if order.filled + 1e-12 < wo.amount and wo.purpose in (Purpose.ENTRY, Purpose.EXIT):
+                    self.failed_fills += 1
+                    self._tell(TradeEventKind.FAILED_LEG, slot, detail=(
+                        f"{wo.purpose.name.lower()} leg on {wo.venue} filled "
+                        f"{order.filled:g} of {wo.amount:g} ({order.status})"))
+        for slot in touched:
             if not slot.working:
                 await self._settle(slot, snap, mono)
+
+    async def record_last_fills(self) -> int:
+        """At the run's end: every order still working is read once more and its
+        fills recorded, so the journal holds what the venues did even when the run
+        stopped before the next tick took it (a close that timed out). Returns how
+        many orders could not be read."""
+        snap = self.last_snapshot
+        items = [(slot, key, wo) for slot in self.slots.values()
+                 for key, wo in slot.working.items() if wo.order_id]
+        if snap is None or not items:
+            return 0
+        answers = await asyncio.gather(
+            *(self.ex[wo.venue].fetch_order(wo.order_id, wo.symbol) for _, _, wo in items),
+            return_exceptions=True)
+        unread = 0
+        for (slot, key, wo), answer in zip(items, answers, strict=True):
+            if isinstance(answer, BaseException):
+                unread += 1
+                logger.warning("last read of {} failed: {}", wo.client_order_id, answer)
+                continue
+            if len(answer.trades) < wo.trades_seen:
+                continue
+            await self._absorb(slot, wo, answer, snap)
+            if answer.status.done:
+                slot.working.pop(key, None)
+        return unread
 
     async def _absorb(self, slot: Slot, wo: WorkingOrder, order: Order, snap: MarketSnapshot) -> None:
         """Record trades not seen before: journal, ledger and the slot's legs."""
@@ -275,7 +374,19 @@ class Engine:
         tb = self._tradable(slot.base, Venue.BINANCE, qb, snap)
         if slot.state is SlotState.ENTERING:
             if tu == 0.0 and tb == 0.0:
-                # Nothing (or only dust) filled: no position.
+                # Only dust left on the legs (if anything): named, never dropped.
+                self._name_dust(slot, snap)
+                if slot.fees_usd > 0.0:
+                    # Something filled and was unwound: a closed entry like any other,
+                    # counted in the round trips and the win rate (its fees are a loss).
+                    slot.exit_reason = slot.exit_reason or ExitReason.UNWOUND
+                    self.entries += 1  # it entered (one leg), and it is closed
+                    self.last_entry_mono = mono
+                    if self.first_entry_mono is None:
+                        self.first_entry_mono = mono
+                    await self._close_round_trip(slot, mono, snap.fx.mid)
+                    return
+                # Nothing filled: no position.
                 await self._save_position(slot, "flat", pnl=self._slot_pnl(slot, snap.fx.mid))
                 slot.reset()
                 return
@@ -301,9 +412,36 @@ class Engine:
                        expected_edge_bps=slot.expected_edge_bps)
         elif slot.state is SlotState.EXITING:
             if tu == 0.0 and tb == 0.0:
+                self._name_dust(slot, snap)
                 await self._close_round_trip(slot, mono, snap.fx.mid)
             else:
                 slot.state = SlotState.OPEN  # partly exited: try again next tick
+
+    def _name_dust(self, slot: Slot, snap: MarketSnapshot) -> None:
+        """Record each leg remainder the position ends with (too small for any order
+        on its venue), valued at the mark, so the run's report names it."""
+        for venue, qty in slot.open_qty.items():
+            if qty <= 1e-12:
+                continue
+            books = snap.upbit if venue is Venue.UPBIT else snap.binance
+            book = books.get(slot.base)
+            price = book.mid if book is not None else 0.0
+            to_usd = 1.0 / snap.fx.mid if venue is Venue.UPBIT else 1.0
+            item = {"position_id": slot.position_id, "base": slot.base, "venue": str(venue),
+                    "qty": qty, "usd": round(qty * price * to_usd, 6),
+                    "side_to_flatten": str(slot.direction.side_on(venue).opposite),
+                    "reason": "below the venue's minimum order"}
+            self.dust.append(item)
+            logger.warning("position {} ends with dust on {}: {:g} {} (${:.4f}), below the "
+                           "venue's minimum order", slot.position_id, venue, qty, slot.base,
+                           item["usd"])
+            self._tell(TradeEventKind.FAILED_LEG, slot, qty=qty, detail=(
+                f"{venue} leg left {qty:g} {slot.base} (${item['usd']:.2f}) as dust: "
+                "below the venue's minimum order"))
+
+    @staticmethod
+    def _book_of(base: str, venue: Venue, snap: MarketSnapshot) -> Any:
+        return (snap.upbit if venue is Venue.UPBIT else snap.binance)[base]
 
     def _tradable(self, base: str, venue: Venue, qty: float, snap: MarketSnapshot) -> float:
         """qty on the venue's step (tolerating float dust), or 0 below its minimum order."""
@@ -319,6 +457,8 @@ class Engine:
         return q
 
     def _slot_pnl(self, slot: Slot, fx: float) -> float:
+        # What is left in base after both legs closed is dust; it is valued at the
+        # Binance mid (the legs' base quantities are equal by construction).
         mark = self._marks.get(slot.base, 0.0)
         return (slot.usdt_flow + slot.krw_flow / fx + slot.base_flow * mark
                 - slot.fixed_fees_usd)
@@ -454,23 +594,31 @@ class Engine:
         if not prepared:
             return False
         await self.gateway.journal(prepared)
+        if purpose is Purpose.ENTRY:
+            newest = max(self._book_of(slot.base, p.intent.venue, snap).timestamp_ms
+                         for p in prepared)
+            self.book_to_send.record(max(self.clock.time() * 1000 - newest, 0.0))
+        # Every leg goes out at once: the second leg must not wait for the first
+        # venue's answer. A leg that fails leaves the other one working, and the
+        # leg-risk path (_settle's unwind) evens the position once it fills.
+        results = await asyncio.gather(*(self.gateway.send(p) for p in prepared),
+                                       return_exceptions=True)
         placed = False
-        for p in prepared:
-            try:
-                order = await self.gateway.send(p)
-            except RateLimited as exc:
-                self._venue_error(exc, p.intent.venue)
-                logger.warning("rate limited {} {}: {}", p.intent.venue, p.request.symbol, exc)
+        unexpected: BaseException | None = None
+        for p, result in zip(prepared, results, strict=True):
+            if isinstance(result, RateLimited):
+                self._venue_error(result, p.intent.venue)
+                logger.warning("rate limited {} {}: {}", p.intent.venue, p.request.symbol, result)
                 continue
-            except OrderRejected as exc:
+            if isinstance(result, OrderRejected):
                 self.failed_fills += 1
-                logger.warning("rejected {} {}: {}", p.intent.venue, p.request.symbol, exc)
+                logger.warning("rejected {} {}: {}", p.intent.venue, p.request.symbol, result)
                 self._tell(TradeEventKind.FAILED_LEG, slot, detail=(
-                    f"{purpose.name.lower()} leg on {p.intent.venue} rejected: {exc}"))
+                    f"{purpose.name.lower()} leg on {p.intent.venue} rejected: {result}"))
                 continue
-            except SendUnknown as exc:
-                self._venue_error(exc.__cause__ or exc, p.intent.venue)
-                logger.error("order outcome unknown, looking it up by client id: {}", exc)
+            if isinstance(result, SendUnknown):
+                self._venue_error(result.__cause__ or result, p.intent.venue)
+                logger.error("order outcome unknown, looking it up by client id: {}", result)
                 # Never resent: tracked under its client id until the venue says
                 # whether it exists (a 5xx can mean it executed).
                 cid = p.request.client_order_id
@@ -478,21 +626,27 @@ class Engine:
                     p.intent.venue, "", cid, p.request.symbol, purpose, mono, p.intent.amount)
                 placed = True
                 continue
+            if isinstance(result, BaseException):
+                # Recorded after the other legs are: a leg that did go out stays tracked.
+                unexpected = unexpected or result
+                continue
+            order = result
             slot.working[order.id] = WorkingOrder(
                 p.intent.venue, order.id, order.client_order_id, order.symbol, purpose, mono,
                 order.amount or p.intent.amount,
             )
             placed = True
+        if placed:
+            self.orders.nudge()
+        if unexpected is not None:
+            raise unexpected
         return placed
 
-    async def _resolve_unknown(self, slot: Slot, key: str, wo: WorkingOrder, mono: float
-                               ) -> None:
-        """An order whose send had no answer: find it by client id, or give it up
-        once the venue has had time to show it."""
-        try:
-            order = await self.ex[wo.venue].fetch_order(
-                None, wo.symbol, wo.client_order_id)
-        except OrderNotFound:
+    def _resolve_unknown(self, slot: Slot, key: str, wo: WorkingOrder, answer: Order |
+                         BaseException, mono: float) -> None:
+        """An order whose send had no answer: adopt it once the venue shows it by
+        client id, or give it up once the venue has had time to show it."""
+        if isinstance(answer, OrderNotFound):
             if mono - wo.placed_mono >= UNKNOWN_GIVE_UP_S:
                 del slot.working[key]
                 self.journal.later(
@@ -500,12 +654,16 @@ class Engine:
                     client_order_id=wo.client_order_id, state="REJECTED",
                     reason="never reached the venue", updated_at=self.clock.time())
             return  # the caller settles the slot once nothing works any more
-        except ExchangeError as exc:
-            self._venue_error(exc, wo.venue)
+        if isinstance(answer, ExchangeError):
+            self._venue_error(answer, wo.venue)
             return
+        if isinstance(answer, BaseException):
+            raise answer
+        order = answer
         del slot.working[key]
         wo.order_id = order.id
         slot.working[order.id] = wo  # adopted: polled like any other from the next tick
+        self.orders.nudge()
         self.journal.later(
             self.store.update_intent,
             client_order_id=wo.client_order_id, state="OPEN", exchange_order_id=order.id,
@@ -636,7 +794,8 @@ class Engine:
             exchange_errors_by_venue=dict(self.exchange_errors_by_venue),
             rate_limit_hits_by_venue=dict(self.rate_limit_hits_by_venue),
             rate_limit_wait_s_by_venue=dict(self.rate_limit_wait_s_by_venue),
-            pnl_usd=self.pnl_usd, worst_trade_pnl=self.worst_trade_pnl,
+            pnl_usd=self.pnl_usd, inventory_pnl_usd=self.inventory_pnl_usd,
+            worst_trade_pnl=self.worst_trade_pnl,
             open_positions=sum(1 for s in self.slots.values()
                                if (s.has_position or s.working)
                                and s.state is not SlotState.ENTERING),
@@ -651,6 +810,24 @@ class Engine:
 
     def marks(self) -> dict[str, float]:
         return dict(self._marks)
+
+    def upbit_marks(self) -> dict[str, float]:
+        return dict(self._upbit_marks)
+
+    def venue_marks(self) -> dict[Venue, dict[str, float]]:
+        """Each venue's coin at its own price in USD (Upbit's converted at the FX)."""
+        return {Venue.UPBIT: self._upbit_marks, Venue.BINANCE: self._marks}
+
+    def fund(self, holdings: dict[tuple[Venue, str], float], snap: MarketSnapshot) -> None:
+        """The pre-funded holdings and the start's marks, for inventory revaluation."""
+        fx = snap.fx.mid
+        upbit = {b: ub.mid / fx for b, ub in snap.upbit.items()}
+        binance = {b: bb.mid for b, bb in snap.binance.items()}
+        for b in upbit.keys() & binance.keys():
+            self._upbit_marks.setdefault(b, upbit[b])
+            self._marks.setdefault(b, binance[b])
+        self.ledger.fund(holdings, fx, {Venue.UPBIT: upbit, Venue.BINANCE: binance})
+        self.inventory_pnl_usd = 0.0
 
 
 def _marketable_limit(levels: list[tuple[float, float]], qty: float, side: Side, slack_bps: float) -> float:

@@ -30,19 +30,29 @@ def build_kpi(
     def since_start(mono: float | None) -> float | None:
         return None if mono is None else round(mono - started, 3)
 
-    perf = {"loop_latency_ms": engine.latency.summary(), **engine.resources.summary()}
+    dust = [dict(d) for d in getattr(engine, "dust", [])]
+    perf = {"loop_latency_ms": engine.latency.summary(),
+            "book_to_legs_sent_ms": engine.book_to_send.summary(),
+            **engine.resources.summary()}
     return {
         "schema_version": SCHEMA_VERSION,
         "final": final,
         "summary": {
             "exit_code": exit_code,
             "round_trips_completed": st.round_trips,
-            "total_pnl_usd": round(st.pnl_usd, 6),
+            # Three PnL figures (docs/monitoring.md): strategy (what trading made, net
+            # of fees, each venue at its own price), inventory revaluation (the
+            # pre-funded holdings' price change) and total (= their sum, the account's
+            # equity change). Drawdown and the gates use strategy PnL.
+            "strategy_pnl_usd": round(st.pnl_usd, 6),
+            "inventory_pnl_usd": round(st.inventory_pnl_usd, 6),
+            "total_pnl_usd": round(st.total_pnl_usd, 6),
             "win_rate": round(st.win_rate, 6),
             "failed_fills_count": st.failed_fills,
             "kill_switch_triggered": kill_switch_triggered,
             "stop_reason": stop_reason,
-            "max_drawdown_usd": round(engine.ledger.max_drawdown, 6),
+            "max_drawdown_usd": round(engine.ledger.max_drawdown, 6),  # of strategy PnL
+            "dust_usd": round(sum(d["usd"] for d in dust), 6),
         },
         "run": run,
         "performance": perf,
@@ -56,8 +66,11 @@ def build_kpi(
             "first_entry_s": since_start(st.first_entry_mono),
             "first_exit_s": since_start(st.first_exit_mono),
             "open_positions": open_positions if open_positions is not None else engine.open_positions(),
-            "marks": {"fx_usdt_krw": fx_mid, "base_usdt": engine.marks()},
+            "marks": {"fx_usdt_krw": fx_mid, "base_usdt": engine.marks(),
+                      "upbit_base_usd": engine.upbit_marks()},
             "inventory_change": engine.ledger.inventory_change(),
+            # leg remainders closed positions left (under a venue's minimum order)
+            "dust": dust,
         },
         "fills": {
             "orders_sent": sum(getattr(ex, "orders_sent", 0) for ex in engine.ex.values()),

@@ -20,8 +20,9 @@ from loguru import logger
 
 from core.clock import Clock, ManualClock
 from core.crash_points import CrashPoints
-from core.domain.journal_kinds import EventKind, Severity
+from core.domain.journal_kinds import UNRESOLVED_INTENTS, EventKind, Severity
 from core.domain.models import ExitReason, TradingState, Venue
+from core.domain.paper_funding import paper_holdings
 from core.errors import ExchangeError, RateLimited
 from core.files import write_atomic
 from core.journal.write_behind import WriteBehind
@@ -32,6 +33,7 @@ from core.trading.durable_state import DurableState
 from core.trading.engine import Engine, EngineConfig
 from core.trading.gateway import Gateway, Purpose, TradingVenue
 from core.trading.kpi import build_kpi
+from core.trading.order_watch import OrderWatch
 from core.trading.phases import HOURLY_S, evaluate_gate, thresholds_from_settings
 from core.trading.slots import SlotState
 from core.trading.state import TradingStateBox
@@ -64,9 +66,14 @@ class RunOutcome:
     kpi: dict[str, Any]
 
 
+REPLAY_ENDED = "replay recording ended"
+
 # How long the run's end waits for the journal (a flush, a reconciliation read) before it
 # reports the journal as not answering and goes on with the files and the alert.
 JOURNAL_FLUSH_TIMEOUT_S = 15.0
+# How long the run's end spends resolving its own intents against the venues by
+# client id before it lists the ones left as unresolved.
+RESOLVE_TIMEOUT_S = 15.0
 
 
 def new_run_id(mode: str, phase: int, now: float) -> str:
@@ -120,6 +127,7 @@ class PhaseRun:
         self._last_checkpoint = clock.monotonic()
         self._bg: set[asyncio.Task[Any]] = set()
         self._market_task: asyncio.Task[None] | None = None
+        self._orders_task: asyncio.Task[None] | None = None
         self._seq = -1
         self._hour_mark: tuple[float, int, int, float, int] | None = None
         self.hourly_gates: list[dict[str, Any]] = []
@@ -191,7 +199,9 @@ class PhaseRun:
         """Persist the flag, then cancel everything (R-K1's order); flattening
         and verification follow in the run loop."""
         await self._persist_halt(reason)
+        self.crash.hit("in_kill")
         await self._cancel_everything()
+        self.crash.hit("in_kill")
 
     def step(self, name: str, ok: bool, detail: str) -> None:
         at = datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]
@@ -206,7 +216,8 @@ class PhaseRun:
             return {}
         st = e.stats()
         return {
-            "pnl_usd": round(st.pnl_usd, 4), "round_trips": st.round_trips,
+            "pnl_usd": round(st.pnl_usd, 4), "inventory_pnl_usd": round(st.inventory_pnl_usd, 4),
+            "round_trips": st.round_trips,
             "open_positions": len(e.open_positions()), "loop_latency_ms_last": st.last_latency_ms,
             "loop_latency_ms": e.latency.summary(), "cpu_percent": e.resources.last.cpu_percent,
             "rss_mb": e.resources.rss_now(), "exchange_errors": st.exchange_errors,
@@ -261,9 +272,13 @@ class PhaseRun:
                             break
                 snap = await self._next_snapshot()
         finally:
-            if self._market_task is not None:
-                self._market_task.cancel()
+            self._stop_feeds()
         return await self._finish()
+
+    def _stop_feeds(self) -> None:
+        for task in (self._market_task, self._orders_task):
+            if task is not None:
+                task.cancel()
 
     async def _prepare(self) -> Any:
         if hasattr(self.market, "prepare"):
@@ -285,10 +300,10 @@ class PhaseRun:
             self._market_task = asyncio.create_task(self.market.run(), name="market")
             first = await asyncio.wait_for(self.market.wait_next(-1), 30.0)
         self._seq = first.seq
-        self._fund(first)
-        await self._record_start_balances()
+        funded = self._fund(first)
+        start_balances = await self._record_start_balances()
         s = self.settings
-        self.journal = WriteBehind(self.store)
+        self.journal = WriteBehind(self.store, self.crash)
         gateway = Gateway(
             self.ex, self.store, self.state, self.clock, run_id=self.run_id,
             write_behind=self.journal,
@@ -306,9 +321,20 @@ class PhaseRun:
             run_id=self.run_id, universe=self.universe, notional_usd=self.spec.notional_usd,
             max_concurrent=s.max_concurrent, order_timeout_s=s.order_timeout_s,
             entry_cooldown_s=s.entry_cooldown_s, exit_reprice_s=s.exit_reprice_s,
+            limit_slack_bps=s.limit_slack_bps,
         )
+        live_venues = any(not hasattr(ex, "fund") for ex in self.ex.values())
+        watch = None
+        if live_venues and not self.spec.fast:
+            # Live venues: order status is read by its own task, never inside a tick.
+            watch = OrderWatch(self.ex, lambda: self.engine.working_orders() if self.engine
+                               else [], background=True)
+            self._orders_task = asyncio.create_task(watch.run(), name="order-status")
         self.engine = Engine(cfg, self.market, self.ex, gateway, self.store, self.state,
-                             self.clock, strategy, self.journal)
+                             self.clock, strategy, self.journal, watch)
+        # Inventory revaluation revalues what the venues held at the start: the paper
+        # funding, or a real account's balances as read.
+        self.engine.fund(funded or start_balances, first)
         if self.notifier is not None:
             from core.monitoring.trade_notices import TradeNotices, resolve_mode
 
@@ -333,53 +359,73 @@ class PhaseRun:
         """Resolve what an earlier process left open before trading (crash safety)."""
         from core.venues.recovery import recover_live
 
-        report = await recover_live(self.store, self.ex, self.clock.time())
+        report = await recover_live(self.store, self.ex, self.clock.time(), crash=self.crash)
         await self.store.record_event(self.clock.time(), self.run_id, EventKind.RECOVERED,
                                       report.as_dict())
         if not report.complete:
             self._halt("recovery incomplete: run `arbops reconcile`")
             raise RuntimeError(f"recovery incomplete, trading HALTED: {report.unresolved}")
 
-    async def _record_start_balances(self) -> None:
-        """Balances at the start, for reconciliation against the journal's fills."""
+    async def _record_start_balances(self) -> dict[tuple[Venue, str], float]:
+        """Balances at the start, for reconciliation against the journal's fills;
+        returns the priced ones (the universe's bases and the quotes)."""
         balances: dict[str, dict[str, Any]] = {}
+        held: dict[tuple[Venue, str], float] = {}
         for venue, ex in self.ex.items():
             try:
                 balances[str(venue)] = {a: b.total for a, b in (await ex.fetch_balance()).items()}
             except ExchangeError as exc:
                 balances[str(venue)] = {"error": str(exc)}
+                continue
+            for asset, total in balances[str(venue)].items():
+                if asset in (*self.universe, "KRW" if venue is Venue.UPBIT else "USDT"):
+                    held[(venue, asset)] = float(total)
         await self.store.record_event(self.clock.time(), self.run_id,
                                       EventKind.STARTING_BALANCES_RECORDED, balances)
+        return held
 
-    def _fund(self, snap: Any) -> None:
-        """Pre-funded inventory on both venues (R-M4): quote plus every base."""
+    def _fund(self, snap: Any) -> dict[tuple[Venue, str], float]:
+        """Pre-funded inventory on both venues (R-M4): quote plus every base, as the
+        paper settings say; a real venue's balances are what they are."""
         s = self.settings
-        fx = snap.fx.mid
-        per_base_usd = max(20 * self.spec.notional_usd, 1000.0)
+        holdings = paper_holdings(self.universe, snap, quote_usd=s.paper_initial_usd,
+                                  base_usd=s.paper_base_usd, notional_usd=self.spec.notional_usd,
+                                  overrides=s.paper_funding)
+        funded: dict[tuple[Venue, str], float] = {}
         for venue, ex in self.ex.items():
             if not isinstance(ex, PaperExchange):
                 continue
             ex.list_markets(self.universe, snap)
-            ex.fund(ex.quote, s.paper_initial_usd * (fx if venue is Venue.UPBIT else 1.0))
-            for base in self.universe:
-                ex.fund(base, per_base_usd / snap.binance[base].mid)
+            for (v, asset), amount in holdings.items():
+                if v is venue:
+                    ex.fund(asset, amount)
+                    funded[(v, asset)] = amount
+        return funded
 
     async def _next_snapshot(self) -> Any | None:
         if self.spec.fast:
             # The gap between ticks is where the write-behind journal commits in
             # real time; with no gap, let it finish here, outside the measured tick.
             await self.journal.flush()
-            if isinstance(self.clock, ManualClock):
+            if isinstance(self.clock, ManualClock) and not getattr(self.market, "drives_clock",
+                                                                   False):
                 self.clock.advance(getattr(self.market, "interval_s",
                                            self.settings.tick_interval_ms / 1000.0))
             try:
                 snap = self.market.step()
             except EOFError:  # a recording ran out: stop as if the duration ended
                 if not self.closing:
-                    self.request_stop("replay recording ended")
+                    self.request_stop(REPLAY_ENDED)
                 return None
+            if getattr(self.market, "ended", False) and not self.closing:
+                # The last books are held so what is open closes at the last prices.
+                self.request_stop(REPLAY_ENDED)
             await asyncio.sleep(0)  # let the control channel and signal tasks run
         else:
+            if getattr(self.market, "lockstep", False):
+                # A market that moves only when asked (a data clock): commit here,
+                # before it moves, so a replay of the same books does the same.
+                await self.journal.flush()
             # Bounded wait: with a venue down no snapshot may come, and the loop
             # must keep its heartbeat and its deadlines.
             wait_s = max(2.0, 3.0 * getattr(self.market, "interval_s", 0.1))
@@ -406,7 +452,7 @@ class PhaseRun:
         rts, wins = engine.round_trips - rt0, engine.wins - wins0
         lat = engine.latency.samples[lat0:]
         hour = {"summary": {"round_trips_completed": rts, "win_rate": wins / rts if rts else 0.0,
-                            "total_pnl_usd": engine.pnl_usd - pnl0},
+                            "strategy_pnl_usd": engine.pnl_usd - pnl0},
                 "performance": {"loop_latency_ms": {"avg": sum(lat) / len(lat) if lat else 0.0}},
                 "trading": {}, "guards": {}}
         gate = evaluate_gate(3, hour, thresholds_from_settings(self.settings))
@@ -551,12 +597,16 @@ class PhaseRun:
             "duration_seconds": round(self.clock.time() - self.started_at, 3),
             "max_notional_usd": self.spec.notional_usd,
         }
-        return build_kpi(
+        kpi = build_kpi(
             final=final, run=run, engine=self.engine, exit_code=exit_code,
             # a second signal's emergency halt is the kill switch too (R-K1)
             kill_switch_triggered=self.killed or self.emergency, stop_reason=self.stop_reason,
             trading_state=str(self.state.state), fx_mid=snap.fx.mid if snap else 0.0, gate=gate,
         )
+        if hasattr(self.market, "stream_stats"):
+            # Streams: per venue events taken, gaps, disconnects, silences, REST reads.
+            kpi["market_data"] = {"streams": self.market.stream_stats()}
+        return kpi
 
     async def _checkpoint(self, final: bool) -> None:
         if self.engine is None:
@@ -568,8 +618,7 @@ class PhaseRun:
     async def finish_after_crash(self) -> RunOutcome:
         """The end of a run whose loop died (after kill()): the kill's cancels run to
         completion, then the usual end, with the positions still open listed."""
-        if self._market_task is not None:
-            self._market_task.cancel()
+        self._stop_feeds()
         return await self._finish()
 
     async def _finish(self) -> RunOutcome:
@@ -582,14 +631,22 @@ class PhaseRun:
         if self.trade_notices is not None:  # the last trades (a final digest) go out first
             await self.trade_notices.stop()
         await asyncio.gather(*self._bg, return_exceptions=True)
+        if any(not hasattr(ex, "fund") for ex in self.ex.values()):
+            # Live: fills the loop had no tick left to take are journaled now.
+            try:
+                await asyncio.wait_for(engine.record_last_fills(), JOURNAL_FLUSH_TIMEOUT_S)
+            except Exception as exc:  # noqa: BLE001 - start-up recovery re-reads the venues
+                logger.error("last read of working orders failed: {}", exc)
         try:  # everything the run learned is committed first, if the journal lets it
             await asyncio.wait_for(self.journal.close(), JOURNAL_FLUSH_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - start-up recovery re-reads the venues
             logger.error("journal flush at the run's end failed: {}", exc)
+        self.crash.hit("in_close")
+        unresolved = await self._resolve_intents()
         still_open = await self._verify_flat()
         reconciliation = await self._reconcile()
         halted = self.killed or self.emergency
-        clean = not (halted or still_open)
+        clean = not (halted or still_open or unresolved)
         gate = None
         if self.hourly_gates:  # phase 3 continuous: the last hour's gate decides
             gate = self.hourly_gates[-1]
@@ -601,6 +658,7 @@ class PhaseRun:
         exit_code = 0 if clean and (gate is None or gate["result"] == "PASS") else 1
         data = self.kpi(final=True, exit_code=exit_code, gate=gate)
         data["trading"]["still_open_on_venues"] = still_open
+        data["trading"]["unresolved_intents"] = unresolved
         data["reconciliation"] = reconciliation
         if halted:
             if self.kill_trigger is None:  # an emergency halt (second signal) is reported
@@ -658,12 +716,59 @@ class PhaseRun:
         except Exception as exc:  # noqa: BLE001 - reported in the KPI and the alert
             result = {"run_id": self.run_id, "ok": False, "drift": [],
                       "problems": [f"not reconciled: {type(exc).__name__}: {exc}"]}
+        # The journal and the venues agree on dust (it is in both), so it is no drift;
+        # it is named here so the record of the run's end says what was left unhedged.
+        result["dust"] = list(self.engine.dust) if self.engine is not None else []
+        if result["dust"] and self.notifier is not None:
+            await self.notifier.notify(Severity.ALERT, "dust left", f"run {self.run_id}: "
+                                       + "; ".join(f"{d['base']} {d['venue']} {d['qty']:g} "
+                                                   f"(${d['usd']:.2f})" for d in result["dust"]))
         await self.durably("reconciliation", lambda: self.store.record_event(
             self.clock.time(), self.run_id, EventKind.RECONCILED, result))
         if not result["ok"] and self.notifier is not None:
             await self.notifier.notify(Severity.ALERT, "reconciliation",
                                        f"run {self.run_id}: " + "; ".join(result["problems"]))
         return result
+
+    async def _resolve_intents(self) -> list[dict[str, Any]]:
+        """Every intent of this run the journal still has PENDING, UNKNOWN or OPEN is
+        resolved against its venue by client id before the final KPI: an order placed
+        in the run's last tick, a cancel that raced a fill at the close deadline, a close
+        that timed out with orders working, an order adopted after an unknown send.
+        Returns the ones it could not resolve, each with why (empty: all resolved)."""
+        from core.venues.recovery import recover_live
+
+        left: list[dict[str, Any]]
+        try:
+            report = await asyncio.wait_for(recover_live(
+                self.store, self.ex, self.clock.time(), cancel_foreign=False,
+                run_id=self.run_id, reason="resolved at the run's end"), RESOLVE_TIMEOUT_S)
+            left = report.unresolved
+            done = len(report.resolved)
+        except Exception as exc:  # noqa: BLE001 - listed below, never silent
+            why = (f"not resolved within {RESOLVE_TIMEOUT_S:.0f} s"
+                   if isinstance(exc, TimeoutError) else f"not resolved: {exc!r}")
+            done = 0
+            try:  # briefly: a journal that did not answer above rarely does now
+                rows = await asyncio.wait_for(self.store.intents_in_states(
+                    list(UNRESOLVED_INTENTS), self.run_id), 2.0)
+                left = [{"client_order_id": r["client_order_id"], "venue": r["venue"],
+                         "state": r["state"], "why": why} for r in rows]
+            except Exception as exc2:  # noqa: BLE001 - the journal itself does not answer
+                left = [{"why": f"{why}; the journal could not list them: {exc2}"}]
+        if done:
+            logger.info("run's end: {} intent(s) resolved against the venues", done)
+        if self.killed or self.emergency:
+            self.step("resolve_intents", not left,
+                      "every order intent resolved on the venues" if not left
+                      else f"{len(left)} intent(s) not resolved: run `arbops reconcile`")
+        if left:
+            body = (f"run {self.run_id}: {len(left)} order intent(s) not resolved at the end: "
+                    + "; ".join(f"{x.get('client_order_id', '?')} ({x['why']})" for x in left[:5]))
+            logger.error(body)
+            if self.notifier is not None:
+                await self.notifier.notify(Severity.ALERT, "unresolved orders", body)
+        return left
 
     async def _verify_flat(self) -> list[dict[str, Any]]:
         """What is still open: the engine's positions and every venue's open orders.
@@ -711,7 +816,9 @@ class PhaseRun:
                if still_open else []),
         )
         if self.notifier is not None:
-            body = (f"run {self.run_id} HALTED: {self.kill_trigger}. PnL {usd(self.engine.pnl_usd)}"
+            body = (f"run {self.run_id} HALTED: {self.kill_trigger}. Strategy PnL "
+                    f"{usd(self.engine.pnl_usd)}, inventory revaluation "
+                    f"{usd(self.engine.inventory_pnl_usd)}"
                     if self.engine else str(self.kill_trigger))
             if still_open:
                 body += f"; {len(still_open)} item(s) still open, see {path}"
@@ -721,7 +828,9 @@ class PhaseRun:
 
     @property
     def stop_reason_is_signal(self) -> bool:
-        return bool(self.stop_reason) and self.stop_reason != "duration_elapsed"
+        # A recording running out ends the run like its duration: the gate is evaluated.
+        return bool(self.stop_reason) and self.stop_reason not in ("duration_elapsed",
+                                                                   REPLAY_ENDED)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

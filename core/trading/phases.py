@@ -131,13 +131,15 @@ def evaluate_gate(phase: int, kpi: dict[str, Any], th: GateThresholds | None = N
             if ok is not None:
                 check(name, ok, ok, True, f"{what}: {'yes' if ok else 'no'}")
     else:
-        rt, wr, pnl = s["round_trips_completed"], s["win_rate"], s["total_pnl_usd"]
+        # Strategy PnL: the pre-funded coins' price moves are not the strategy's doing.
+        pnl = s.get("strategy_pnl_usd", s.get("total_pnl_usd"))
+        rt, wr = s["round_trips_completed"], s["win_rate"]
         check("round_trips", rt >= th.min_round_trips, rt, th.min_round_trips,
               f"{rt} round trips (needs >= {th.min_round_trips})")
         check("win_rate", wr >= th.min_win_rate, wr, th.min_win_rate,
               f"win rate {wr:.0%} (needs >= {th.min_win_rate:.0%})")
         check("total_pnl", pnl >= th.min_pnl_usd, pnl, th.min_pnl_usd,
-              f"PnL ${pnl:.2f} (needs >= ${th.min_pnl_usd:.2f})")
+              f"strategy PnL ${pnl:.2f} (needs >= ${th.min_pnl_usd:.2f})")
         check("avg_loop_latency", lat < th.phase2_latency_ms, lat, th.phase2_latency_ms,
               f"avg loop latency {lat:.2f} ms (needs < {th.phase2_latency_ms})")
     return GateResult(phase, all(c["passed"] for c in checks), checks)

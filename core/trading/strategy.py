@@ -48,8 +48,13 @@ class Strategy:
         bl = self._baselines.get(base)
         if bl is None:
             bl = self._baselines[base] = RollingBaseline(self.p.baseline_halflife_s)
-        value = bl.update(prem.mid_bps, t)
-        return Signal(prem, value, bl.samples_s >= self.p.baseline_warmup_s)
+        # The deviation is measured against the baseline as it stood before this
+        # sample: a baseline that already holds the sample hides part of the move.
+        bl.expire(t)
+        before = bl.value
+        warm = before is not None and bl.samples_s >= self.p.baseline_warmup_s
+        bl.update(prem.mid_bps, t)
+        return Signal(prem, prem.mid_bps if before is None else before, warm)
 
     def entry(
         self, sig: Signal, upbit: OrderBook, binance: OrderBook, qty: float

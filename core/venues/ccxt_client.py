@@ -44,7 +44,7 @@ def patience(max_wait_s: float) -> Iterator[None]:
         yield
     finally:
         _PATIENCE.reset(token)
-_CLASSES: dict[str, type] = {}  # ccxt class per venue, built once (a type, not state)
+_CLASSES: dict[tuple[str, bool, bool], type] = {}  # per venue and kind, built once
 
 
 @dataclass(slots=True)
@@ -54,21 +54,32 @@ class Gate:
     max_wait_s: float  # longest a request may wait for budget before RateLimited
 
 
-def make_client(ccxt_id: str, config: dict[str, Any], gate: Gate) -> Any:
-    cls = _CLASSES.get(ccxt_id)
+def make_client(ccxt_id: str, config: dict[str, Any], gate: Gate, *,
+                streams: bool = False, whole_books: bool = False) -> Any:
+    """A budgeted ccxt client; `streams` makes it ccxt.pro's (websockets too),
+    whose REST requests (a book snapshot for a resync) spend the same budget.
+    `whole_books`: the venue's book messages are whole books (Upbit), kept as
+    they arrive instead of re-sorted level by level."""
+    key = (ccxt_id, streams, whole_books)
+    cls = _CLASSES.get(key)
     if cls is None:
-        cls = _CLASSES[ccxt_id] = _budgeted(ccxt_id)
+        cls = _CLASSES[key] = _budgeted(ccxt_id, streams, whole_books)
     client = cls(config)
     client.enableRateLimit = False  # the shared budget paces instead
     client.arbops_gate = gate
     return client
 
 
-def _budgeted(ccxt_id: str) -> type:
+def _budgeted(ccxt_id: str, streams: bool = False, whole_books: bool = False) -> type:
     import ccxt
     import ccxt.async_support as ccxt_async
 
-    base = getattr(ccxt_async, ccxt_id)
+    if streams:
+        import ccxt.pro as ccxt_pro
+
+        base = getattr(ccxt_pro, ccxt_id)
+    else:
+        base = getattr(ccxt_async, ccxt_id)
 
     class VenueRateLimit(ccxt.RateLimitExceeded):
         """A 429 (or 418: `banned`) with the venue's Retry-After in seconds."""
@@ -115,5 +126,33 @@ def _budgeted(ccxt_id: str) -> type:
             return super().handle_errors(code, reason, url, method, headers, body, response,
                                          request_headers, request_body)
 
+    if streams and hasattr(base, "handle_deltas"):
+        def handle_deltas(self: Any, bookside: Any, deltas: list[Any]) -> None:
+            # ccxt.pro's own loop reads each level through two safe_float calls; a
+            # diff-depth event of a busy book carries dozens of levels, many times a
+            # second per symbol: the same store, without the per-level overhead.
+            store = bookside.store
+            for delta in deltas:
+                store(float(delta[0]), float(delta[1]))
+
+        Budgeted.handle_deltas = handle_deltas
+    if streams and whole_books:
+        def handle_order_book(self: Any, client: Any, message: dict[str, Any]) -> None:
+            # A whole book per message, best level first: kept as a plain book
+            # (ccxt.pro re-stores and re-sorts every level of every message, about
+            # 2 ms each; fifty books several times a second is a core's worth).
+            symbol = self.safe_symbol(message.get("code"), None, "-")
+            units = message.get("orderbook_units") or []
+            book = {
+                "symbol": symbol, "timestamp": message.get("timestamp"), "nonce": None,
+                "bids": [[float(u["bid_price"]), float(u["bid_size"])] for u in units
+                         if u.get("bid_price") is not None],
+                "asks": [[float(u["ask_price"]), float(u["ask_size"])] for u in units
+                         if u.get("ask_price") is not None],
+            }
+            self.orderbooks[symbol] = book
+            client.resolve(book, "orderbook:" + symbol)
+
+        Budgeted.handle_order_book = handle_order_book
     Budgeted.__name__ = f"Budgeted{base.__name__}"
     return Budgeted

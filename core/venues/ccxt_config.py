@@ -3,7 +3,7 @@
 Everything venue-specific comes from the venue's profile: which `urls['api']`
 keys to point at the base URL (for Binance every API family, so at the
 emulator a stray sapi/fapi call shows up as a 404 instead of reaching a real
-venue) and the ccxt options (Binance spot only, so `load_markets` makes one call).
+venue, and the websocket streams on the same host) and the ccxt options (Binance spot only, so `load_markets` makes one call).
 """
 from __future__ import annotations
 
@@ -27,5 +27,11 @@ def ccxt_config(venue: Venue | str, base_url: str, api_key: str | None, secret: 
     if secret is not None:
         cfg["secret"] = secret
     cfg["urls"] = {"api": {name: base + path for name, path in profile.api_paths.items()}}
+    streams = profile.streams
+    if base != streams.production_base.rstrip("/"):
+        # Anywhere but the venue itself (the emulator), its streams live on the same host.
+        ws = "ws" + base.removeprefix("http") + streams.ws_path
+        cfg["urls"]["api"][streams.ws_url_key] = (
+            {streams.ws_market_key: ws} if streams.ws_market_key else ws)
     cfg["options"] = copy.deepcopy(dict(profile.ccxt_options))
     return cfg

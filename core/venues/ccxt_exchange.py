@@ -68,7 +68,8 @@ def _log_alert(title: str, body: str) -> None:
 class CcxtExchange:
     def __init__(self, venue: Venue, base_url: str, api_key: str | None, secret: str | None,
                  fee_bps: float, timeout_ms: int = 10_000, *, budget: VenueBudget | None = None,
-                 role: Role = Role.TRADING, alert: Alert | None = None) -> None:
+                 role: Role = Role.TRADING, alert: Alert | None = None,
+                 streams: bool = False) -> None:
         self.profile = profile_of(venue)
         self.venue = self.profile.venue
         self.quote = self.profile.quote
@@ -77,7 +78,8 @@ class CcxtExchange:
         self.budget = budget or VenueBudget(str(self.venue), self.profile.rate, time.monotonic)
         self.ccxt = make_client(self.profile.ccxt_id,
                                 ccxt_config(self.venue, base_url, api_key, secret, timeout_ms),
-                                Gate(self.budget, role, MAX_WAIT_S[role]))
+                                Gate(self.budget, role, MAX_WAIT_S[role]), streams=streams,
+                                whole_books=self.profile.streams.book_resync == "full_snapshot")
         self.alert = alert or _log_alert
         self._markets: dict[str, Market] = {}
         self._rules: dict[str, VenueRules] = {}

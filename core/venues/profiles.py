@@ -57,6 +57,9 @@ class StreamCapabilities:
     my_trades: str = "watch_my_trades"
     balance: str = "watch_balance"
     ws_url_key: str = "ws"  # urls['api'][key] to point ccxt.pro at another host
+    ws_market_key: str | None = None  # ...and the key under it (Binance: "spot")
+    ws_path: str = ""  # the stream endpoint's path on that host
+    production_base: str = ""  # the REST base whose streams are ccxt's own defaults
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +187,9 @@ BINANCE = VenueProfile(
                     "quote; both in BNB when the account's BNB discount is on"),
     streams=StreamCapabilities(books="watch_order_book_for_symbols",
                                books_in_one_subscription=False,
-                               book_resync="snapshot+update_id"),
+                               book_resync="snapshot+update_id",
+                               ws_market_key="spot", ws_path="/ws",
+                               production_base="https://api.binance.com"),
     cost_budget=_binance_budget,
     quote_tolerance="0.02",
     fills_from="trades",
@@ -225,9 +230,12 @@ UPBIT = VenueProfile(
                      "UPBIT_SECRET_KEY", "upbit_api_base", "upbit_fee_bps"),
     default_fee_bps=5.0,
     fee_asset_rule="per order, in KRW (paid_fee), on buys and sells alike",
-    streams=StreamCapabilities(books="watch_order_book_for_symbols",
+    # ccxt.pro's Upbit watches one book per call; one orderbook request with
+    # every code is what the venue documents (core.venues.book_streams).
+    streams=StreamCapabilities(books="orderbook_codes",
                                books_in_one_subscription=True,
-                               book_resync="full_snapshot"),
+                               book_resync="full_snapshot", ws_path="/websocket/v1",
+                               production_base="https://api.upbit.com"),
     pair_ticks=True,
     books_in_one_request=True,
     quote_tolerance="20",

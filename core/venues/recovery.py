@@ -8,12 +8,14 @@ leftovers are closed in the journal without asking anyone.
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
 
+from core.crash_points import NO_CRASH, CrashPoints
 from core.domain.journal_kinds import UNRESOLVED_INTENTS
 from core.domain.models import OrderStatus, Venue
 from core.errors import ExchangeError, OrderNotFound
@@ -22,6 +24,10 @@ from core.venues.ccxt_client import patience
 
 UNRESOLVED = list(UNRESOLVED_INTENTS)
 RECOVERY_PATIENCE_S = 90.0  # a venue's budget frees within its window (Binance: 60 s)
+# A cancel's answer can be the order as it was before the cancel (Upbit says `wait`):
+# it is read again this many times, this far apart, before it counts as not done.
+CANCEL_REREADS = 5
+CANCEL_REREAD_GAP_S = 0.2
 STATE_OF = {OrderStatus.CLOSED: "FILLED", OrderStatus.CANCELED: "CANCELED",
             OrderStatus.EXPIRED: "CANCELED", OrderStatus.REJECTED: "REJECTED",
             OrderStatus.OPEN: "OPEN"}
@@ -88,22 +94,40 @@ async def _record_missing_fill(store: JournalStore, intent: dict[str, Any], orde
 
 
 async def recover_live(store: JournalStore, venues: Mapping[Venue, ExchangePort], now: float,
-                       cancel_foreign: bool = True, act: bool = True) -> RecoveryReport:
+                       cancel_foreign: bool = True, act: bool = True, *,
+                       run_id: str | None = None, crash: CrashPoints = NO_CRASH,
+                       reason: str = "recovered at start-up") -> RecoveryReport:
     """Resolve the journal against the venues. `act=False` only reads: open orders
-    stay open (and are reported), nothing is cancelled.
+    stay open (and are reported), nothing is cancelled. `run_id` limits it to one
+    run's intents (a run's end resolves its own).
 
     Nothing trades yet, so its requests wait for the venue's budget as long as it
     takes (another process on this IP, an earlier one that crashed, may have spent
     most of it) rather than fail and leave the journal unresolved."""
     with patience(RECOVERY_PATIENCE_S):
-        return await _recover_live(store, venues, now, cancel_foreign, act)
+        return await _recover_live(store, venues, now, cancel_foreign, act, run_id, crash,
+                                   reason)
+
+
+async def _cancel_and_confirm(ex: ExchangePort, order: Any, symbol: str, cid: str) -> Any:
+    """Cancel, then read the order by client id until the venue says it is done: an
+    order recorded as OPEN after a cancel is one nobody reads again."""
+    order = await ex.cancel_order(order.id, symbol)
+    for _ in range(CANCEL_REREADS):
+        if order.status.done:
+            break
+        await asyncio.sleep(CANCEL_REREAD_GAP_S)
+        order = await ex.fetch_order(None, symbol, cid)
+    return order
 
 
 async def _recover_live(store: JournalStore, venues: Mapping[Venue, ExchangePort], now: float,
-                        cancel_foreign: bool, act: bool) -> RecoveryReport:
+                        cancel_foreign: bool, act: bool, run_id: str | None,
+                        crash: CrashPoints, reason: str) -> RecoveryReport:
     report = RecoveryReport()
     known: set[str] = set()
-    for intent in await store.intents_in_states(UNRESOLVED):
+    for intent in await store.intents_in_states(UNRESOLVED, run_id):
+        crash.hit("in_recovery")
         cid = intent["client_order_id"]
         known.add(cid)
         ex = venues.get(Venue(intent["venue"]))
@@ -125,14 +149,19 @@ async def _recover_live(store: JournalStore, venues: Mapping[Venue, ExchangePort
             continue
         if not order.status.done:
             try:
-                order = await ex.cancel_order(order.id, intent["symbol"])
+                order = await _cancel_and_confirm(ex, order, intent["symbol"], cid)
             except ExchangeError as exc:
                 report.unresolved.append({"client_order_id": cid, "why": f"cancel: {exc}"})
+                continue
+            crash.hit("in_recovery")
+            if not order.status.done:
+                report.unresolved.append({"client_order_id": cid,
+                                          "why": "cancel sent, the venue still lists it open"})
                 continue
         await _record_missing_fill(store, intent, order, now)
         state = STATE_OF.get(order.status, "CANCELED")
         await store.update_intent(cid, state, exchange_order_id=order.id, filled=order.filled,
-                                  reason="recovered at start-up", updated_at=now)
+                                  reason=reason, updated_at=now)
         report.resolved.append({"client_order_id": cid, "state": state, "filled": order.filled})
     if cancel_foreign and act:
         for venue, ex in venues.items():

@@ -1,10 +1,16 @@
 """Seeded synthetic market (R-M8, the default data source).
 
 Per symbol: a geometric random-walk Binance price, and a premium
-``level + x`` where ``level`` is a persistent per-symbol +1..5 % and ``x`` (bps)
-is an Ornstein-Uhlenbeck deviation (theta = ``mean_reversion``; theta 0 is a
+``level + drift + x`` where ``level`` is a persistent per-symbol +1..5 %,
+``drift`` (bps) a slow Ornstein-Uhlenbeck walk of the level (``level_vol_bps`` per
+sqrt(second), half-life ``level_halflife_s``: days, each symbol its own), and ``x``
+(bps) a fast Ornstein-Uhlenbeck deviation (theta = ``mean_reversion``; theta 0 is a
 pure random walk) with compound-Poisson jumps N(0, ``jump_bps``). FX (Upbit
 USDT/KRW) random-walks slightly. Upbit mid = Binance mid x FX x (1 + premium).
+
+The run's defaults (settings, profile "calibrated") reproduce the real BTC premium's
+statistics: 1-minute changes ~4 bps, 5-minute ~6 bps, hourly ~12, a level that
+wanders over days, jumps rare; the constructor's own defaults are the jumpy "rehearsal" market.
 
 Determinism: every draw comes from ``random.Random`` instances seeded from
 ``seed``. Price dynamics use one generator and book shapes another, so what
@@ -127,6 +133,8 @@ class SimMarket:
         jump_bps: float = 90.0,
         fx_krw: float = 1380.0,
         levels: int = 10,
+        level_vol_bps: float = 0.0,
+        level_halflife_s: float = 172_800.0,
     ) -> None:
         if not 1 <= n_symbols <= MAX_SYMBOLS:
             raise ValueError(f"n_symbols must be 1..{MAX_SYMBOLS}, got {n_symbols}")
@@ -136,6 +144,8 @@ class SimMarket:
             raise ValueError("mean_reversion, vols and jump parameters must be >= 0")
         if fx_krw <= 0:
             raise ValueError("fx_krw must be > 0")
+        if level_vol_bps < 0 or level_halflife_s <= 0:
+            raise ValueError("level_vol_bps must be >= 0 and level_halflife_s > 0")
         if levels < 1:
             raise ValueError("levels must be >= 1")
         self.seed = seed
@@ -165,6 +175,10 @@ class SimMarket:
             self._ou_a = 1.0
             self._ou_b = premium_vol_bps * math.sqrt(dt)
         self._jump_rate_s = jump_rate_per_min / 60.0
+        self.level_vol_bps = level_vol_bps
+        theta_l = math.log(2.0) / level_halflife_s
+        self._lv_a = math.exp(-theta_l * dt)
+        self._lv_b = level_vol_bps * math.sqrt((1.0 - self._lv_a**2) / (2.0 * theta_l))
         self._fx_a = math.exp(-_FX_REVERSION * dt)
         self._fx_s = _FX_VOL_BPS * 1e-4 * math.sqrt(dt)
 
@@ -198,6 +212,7 @@ class SimMarket:
         ou_sd = self._stationary_sd_bps()
         self._x = [rng.gauss(0.0, ou_sd) for _ in names]  # deviation, bps
         self._next_jump = [self._draw_jump_gap(rng) for _ in names]
+        self._drift = [0.0 for _ in names]  # slow level drift, bps
 
         self._bn_vol: list[float] = []
         self._up_vol_krw: list[float] = []
@@ -216,15 +231,24 @@ class SimMarket:
             up_usd = bn_vol * math.exp(rng.gauss(-1.0, 1.0))
             self._bn_vol.append(bn_vol)
             self._up_vol_krw.append(up_usd * self._fx)
-            for vol, spread_rng, depth, spread, gap in (
-                (bn_vol, (1.0, 3.0), self._bn_depth, self._bn_spread, self._bn_gap),
-                (up_usd, (3.0, 10.0), self._up_depth, self._up_spread, self._up_gap),
+            # The top of the market (BTC) is shaped like the real BTC books: Binance a
+            # tick wide with about $300k in its top five levels a side, Upbit about
+            # half a bps with about $12k. Below it, wider and thinner with volume.
+            for vol, spread_rng, top_book, depth, spread, gap in (
+                (bn_vol, (1.0, 3.0), (0.001, 300_000.0), self._bn_depth, self._bn_spread,
+                 self._bn_gap),
+                (up_usd, (3.0, 10.0), (0.5, 12_000.0), self._up_depth, self._up_spread,
+                 self._up_gap),
             ):
                 f = min(1.0, max(0.0, math.log(max(vol, _VOL_LO) / _VOL_LO) / span))
                 lo, hi = spread_rng
-                spread.append(hi - (hi - lo) * f * rng.uniform(0.85, 1.0))
                 d = 5_000.0 * 40.0**f * math.exp(rng.gauss(0.0, 0.15))
-                depth.append(min(200_000.0, max(5_000.0, d)))
+                if i == 0:  # the top symbol, BTC when there are real names
+                    spread.append(top_book[0] * rng.uniform(1.0, 1.5))
+                    depth.append(top_book[1] * rng.uniform(0.9, 1.1))
+                else:
+                    spread.append(hi - (hi - lo) * f * rng.uniform(0.85, 1.0))
+                    depth.append(min(200_000.0, max(5_000.0, d)))
                 gap.append((1.0 + 3.0 * (1.0 - f)) * 1e-4)
         lv = self.levels
         self._bn_profile = [self._profile(rng, lv) for _ in range(n)]
@@ -296,11 +320,13 @@ class SimMarket:
 
     def upbit_mid(self, base: str) -> float:
         i = self._index[base]
-        return self._px[i] * self._fx * max(0.01, 1.0 + self._level[i] + self._x[i] * 1e-4)
+        return self._px[i] * self._fx * max(
+            0.01, 1.0 + self._level[i] + (self._drift[i] + self._x[i]) * 1e-4)
 
     def premium_level(self, base: str) -> float:
-        """Persistent premium level (fraction, e.g. 0.03 = 3 %)."""
-        return self._level[self._index[base]]
+        """Persistent premium level (fraction, e.g. 0.03 = 3 %), its slow drift included."""
+        i = self._index[base]
+        return self._level[i] + self._drift[i] * 1e-4
 
     def deviation_bps(self, base: str) -> float:
         """Current premium deviation from the level, bps."""
@@ -308,7 +334,7 @@ class SimMarket:
 
     def true_premium(self, base: str) -> float:
         i = self._index[base]
-        return self._level[i] + self._x[i] * 1e-4
+        return self._level[i] + (self._drift[i] + self._x[i]) * 1e-4
 
     # ----------------------------------------------------------------- step
     def step(self) -> MarketSnapshot:
@@ -343,6 +369,11 @@ class SimMarket:
                     x += gauss(0.0, jump_sd)
                     nxt[i] += rng.expovariate(self._jump_rate_s)
             xs[i] = x
+        if self._lv_b > 0.0:
+            drift = self._drift
+            la, lb = self._lv_a, self._lv_b
+            for i in range(self.n_symbols):
+                drift[i] = la * drift[i] + lb * gauss(0.0, 1.0)
 
         self._seq += 1
         seq = self._seq
@@ -383,7 +414,8 @@ class SimMarket:
     def _books(self, i: int, base: str, ts_ms: int, seq: int) -> tuple[OrderBook, OrderBook]:
         fx = self._fx
         bn_mid = self._px[i]
-        up_mid = bn_mid * fx * max(0.01, 1.0 + self._level[i] + self._x[i] * 1e-4)
+        premium = self._level[i] + (self._drift[i] + self._x[i]) * 1e-4
+        up_mid = bn_mid * fx * max(0.01, 1.0 + premium)
         tick = self._bn_tick[i]
         grid = self._bn_grid[i]
         bn = self._side_book(

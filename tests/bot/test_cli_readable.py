@@ -59,7 +59,8 @@ READS: dict[str, list[str]] = {
     "report": ["daily", "--date", "today"], "config": ["check"],
 }
 NOT_READS = {"demo", "serve", "run", "stop", "kill", "reset", "pause", "resume", "logs",
-             "arm", "disarm", "override", "record", "drill", "incident", "notify"}
+             "arm", "disarm", "override", "record", "drill", "incident", "notify",
+             "backtest"}  # a replay, checked in tests/trading/test_backtest.py
 JSON_READS = ("status", "kpi", "positions", "guards", "trades", "profit", "performance",
               "daily", "show_config", "ladder", "balance", "reconcile", "preflight")
 

@@ -84,7 +84,7 @@ def test_kpi_lines_say_no_rather_than_false() -> None:
         "run": {"mode": "paper", "phase": 1, "universe": "top10", "duration_seconds": 300}}})
     text = "\n".join(lines)
     assert "kill switch no" in text and "False" not in text
-    assert "PnL -$1.50" in text and "max drawdown $6.64" in text and "$+" not in text
+    assert "PnL -$1.50" in text and "max drawdown (strategy) $6.64" in text and "$+" not in text
     assert "PAPER phase 1 top10 · 5m" in text
 
 

@@ -189,6 +189,21 @@ def test_baseline_follows_a_level_shift() -> None:
     assert bl.value == pytest.approx(400.0, abs=1e-3)
 
 
+@pytest.mark.parametrize(("gap", "forgets"), [(29.0, False), (30.0, False), (31.0, True),
+                                              (3 * 86400.0, True)])
+def test_baseline_forgets_after_a_gap_longer_than_its_half_life(gap: float,
+                                                                forgets: bool) -> None:
+    bl = RollingBaseline(30.0)
+    bl.update(100.0, 0.0)
+    bl.update(100.0, 20.0)
+    assert bl.expire(20.0 + gap) is forgets
+    if forgets:
+        assert bl.value is None and bl.samples_s == 0.0
+        assert bl.update(40.0, 20.0 + gap) == 40.0  # starts over at the new sample
+    else:
+        assert bl.value == 100.0 and bl.samples_s == 20.0
+
+
 # --- slippage from depth --------------------------------------------------------
 
 DEPTH = book(
@@ -370,6 +385,48 @@ def test_strategy_waits_for_warmup_and_trades_deviation_not_level() -> None:
     assert decision is not None and decision.direction is Direction.BUY_UPBIT
 
 
+def test_the_deviation_is_measured_against_the_baseline_before_the_sample() -> None:
+    """A 1-hour baseline fed a constant premium for 2 h, then a sample 40 bps higher
+    after 5 minutes: the signal's baseline is the old level exactly (the sample is
+    folded in afterwards, moving the next baseline by alpha x the deviation)."""
+    hourly = StrategyParams(5.0, 10.0, 5.0, 3600.0, 3600.0, 10.0, 60.0, 3600.0, 1000.0)
+    s = Strategy(hourly)
+    up, bn = top(141_450, 141_726), top(99.9, 100.0)
+    for i in range(25):  # every 5 minutes for 2 hours
+        level = s.observe("BTC", up, bn, 1380.0, i * 300.0)
+    assert level.warm
+    up_hi = top(141_450 * 1.004, 141_726 * 1.004)
+    sig_hi = s.observe("BTC", up_hi, bn, 1380.0, 25 * 300.0)
+    assert sig_hi.baseline == pytest.approx(level.prem.mid_bps)
+    # Upbit +0.4 % moves a +2.65 % premium by 40 x 1.0265 bps.
+    dev = ((1 + level.prem.mid_bps / 1e4) * 1.004 - 1) * 1e4 - level.prem.mid_bps
+    assert sig_hi.prem.mid_bps - sig_hi.baseline == pytest.approx(dev) and 41 < dev < 41.1
+    alpha = 1.0 - 2.0 ** (-300.0 / 3600.0)
+    after = s.observe("BTC", up_hi, bn, 1380.0, 25 * 300.0)  # same instant: no decay
+    assert after.baseline == pytest.approx(level.prem.mid_bps + alpha * dev)
+
+
+def test_a_gap_in_the_data_is_not_a_deviation() -> None:
+    """Recordings days apart (or an outage): the premium 2 % lower after the gap is
+    measured against nothing stale - the baseline starts over and warms up again."""
+    hourly = StrategyParams(5.0, 10.0, 5.0, 3600.0, 3600.0, 10.0, 60.0, 3600.0, 1000.0)
+    s = Strategy(hourly)
+    up, bn = top(141_450, 141_726), top(99.9, 100.0)
+    for i in range(25):
+        assert s.observe("BTC", up, bn, 1380.0, i * 300.0).warm is (i * 300.0 > 3600.0)
+    up_lo = top(141_450 * 0.98, 141_726 * 0.98)
+    after_gap = 24 * 300.0 + 3 * 86400.0
+    sig = s.observe("BTC", up_lo, bn, 1380.0, after_gap)
+    assert not sig.warm and sig.baseline == pytest.approx(sig.prem.mid_bps)
+    assert s.entry(sig, up_lo, bn, 0.1) is None
+    # without the gap the same move is an entry: the test above is not vacuous
+    s2 = Strategy(hourly)
+    for i in range(25):
+        s2.observe("BTC", up, bn, 1380.0, i * 300.0)
+    sig2 = s2.observe("BTC", up_lo, bn, 1380.0, 25 * 300.0)
+    assert s2.entry(sig2, up_lo, bn, 0.1) is not None
+
+
 def test_strategy_refuses_a_deviation_smaller_than_the_break_even() -> None:
     s = Strategy(PARAMS)
     up, bn = top(141_450, 141_726), top(99.9, 100.0)
@@ -405,11 +462,14 @@ def test_ledger_fees_in_usd_convert_krw_at_fx() -> None:
 
 def test_ledger_pnl_converts_krw_via_fx_never_raw() -> None:
     led = round_trip_ledger()
-    marks = {"BTC": 100.0}
-    expected = (141_450.0 - 70.725) / 1380.0 - 100.1 + (-1.0 + 1.0) * 100.0
+    # Upbit's coin at the Upbit mid / FX, Binance's at the Binance mid: here both 100 USD.
+    marks = {Venue.UPBIT: {"BTC": 141_450.0 / 1380.0}, Venue.BINANCE: {"BTC": 100.0}}
+    expected = (141_450.0 - 70.725) / 1380.0 - 100.1 + (-141_450.0 / 1380.0 + 100.0)
     assert led.pnl_usd(1380.0, marks) == pytest.approx(expected)
-    # KRW weakening by 10 % shrinks the KRW leg's USD value by 10 %
-    assert led.pnl_usd(1518.0, marks) == pytest.approx((141_450.0 - 70.725) / 1518.0 - 100.1)
+    # KRW weakening by 10 % shrinks the KRW leg's USD value by 10 %, and Upbit's coin too
+    weak = {Venue.UPBIT: {"BTC": 141_450.0 / 1518.0}, Venue.BINANCE: {"BTC": 100.0}}
+    assert led.pnl_usd(1518.0, weak) == pytest.approx(
+        (141_450.0 - 70.725) / 1518.0 - 100.1 - 141_450.0 / 1518.0 + 100.0)
     # raw KRW added to USDT would be ~141,000 "dollars"
     assert abs(led.pnl_usd(1380.0, marks)) < 10.0
 
@@ -417,8 +477,60 @@ def test_ledger_pnl_converts_krw_via_fx_never_raw() -> None:
 def test_ledger_marks_net_base_at_its_price() -> None:
     led = Ledger()
     led.apply_fill(Venue.BINANCE, "ETH", "USDT", Side.BUY, 2.0, 200.0, 0.2, 1380.0)
-    assert led.pnl_usd(1380.0, {"ETH": 110.0}) == pytest.approx(2 * 110.0 - 200.2)
-    assert led.pnl_usd(1380.0, {"ETH": 90.0}) == pytest.approx(2 * 90.0 - 200.2)
+    assert led.pnl_usd(1380.0, {Venue.BINANCE: {"ETH": 110.0}}) == pytest.approx(2 * 110.0 - 200.2)
+    assert led.pnl_usd(1380.0, {Venue.BINANCE: {"ETH": 90.0}}) == pytest.approx(2 * 90.0 - 200.2)
+
+
+# Hand-computed: an open hedged position at a +200 bps premium. Entry sells 0.01 BTC on
+# Upbit at 1,428,000 KRW... scaled: BTC 100,000 USDT on Binance, FX 1,400 KRW/USDT,
+# Upbit 142,800,000 KRW = 102,000 USD (premium +200 bps). No fees, to see the marks alone.
+FX = 1400.0
+QTY = 0.01
+
+
+def open_hedged(upbit_fee: float = 0.0, binance_fee: float = 0.0) -> Ledger:
+    led = Ledger()
+    led.apply_fill(Venue.UPBIT, "BTC", "KRW", Side.SELL, QTY, QTY * 142_800_000.0, upbit_fee, FX)
+    led.apply_fill(Venue.BINANCE, "BTC", "USDT", Side.BUY, QTY, QTY * 100_000.0, binance_fee, FX)
+    return led
+
+
+def venue_marks(upbit_krw: float, binance_usdt: float, fx: float = FX) -> dict[Venue, dict[str, float]]:
+    return {Venue.UPBIT: {"BTC": upbit_krw / fx}, Venue.BINANCE: {"BTC": binance_usdt}}
+
+
+def test_an_open_hedged_position_shows_the_premium_change_not_its_level() -> None:
+    led = open_hedged()
+    # Nothing moved: the position is worth what it cost, although the premium is +200 bps
+    # (marking both coins at the Binance mid would show +$20 = 200 bps x $1,000).
+    assert led.pnl_usd(FX, venue_marks(142_800_000.0, 100_000.0)) == pytest.approx(0.0, abs=1e-9)
+    # The premium falls to +150 bps with Binance unchanged: Upbit 142,100,000 KRW
+    # = 101,500 USD. Short Upbit gains 0.01 x 500 = $5 = 50 bps of $1,000.
+    assert led.pnl_usd(FX, venue_marks(142_100_000.0, 100_000.0)) == pytest.approx(5.0)
+    # Both venues rise 10 % together (premium unchanged). The legs hold equal base, so
+    # the short Upbit leg (worth 2 % more) loses $102 while Binance gains $100: -$2,
+    # the premium times the move, never the premium level ($20).
+    assert led.pnl_usd(FX, venue_marks(157_080_000.0, 110_000.0)) == pytest.approx(-2.0)
+    # Fees come straight off: 5 bps of 1,428,000 KRW and 10 bps of 1,000 USDT.
+    paid = open_hedged(upbit_fee=714.0, binance_fee=1.0)
+    assert paid.pnl_usd(FX, venue_marks(142_800_000.0, 100_000.0)) == pytest.approx(-1.51)
+
+
+def test_inventory_revaluation_is_the_prefunded_coins_price_change() -> None:
+    led = open_hedged()
+    start = venue_marks(142_800_000.0, 100_000.0)
+    led.fund({(Venue.UPBIT, "BTC"): 0.2, (Venue.UPBIT, "KRW"): 28_000_000.0,
+              (Venue.BINANCE, "BTC"): 0.2, (Venue.BINANCE, "USDT"): 20_000.0}, FX, start)
+    assert led.inventory_pnl_usd(FX, start) == pytest.approx(0.0, abs=1e-9)
+    # BTC +1 % on both venues: 0.2 x 1,020 + 0.2 x 1,000 = $404 of revaluation; the
+    # position moves by the premium x the move only: -0.01 x 1,020 + 0.01 x 1,000.
+    up = venue_marks(142_800_000.0 * 1.01, 101_000.0)
+    assert led.inventory_pnl_usd(FX, up) == pytest.approx(404.0)
+    assert led.pnl_usd(FX, up) == pytest.approx(-0.2)
+    # KRW weakens to 1,470: the KRW and Upbit's coin lose 1 - 1400/1470 of their USD value.
+    weak = venue_marks(142_800_000.0, 100_000.0, fx=1470.0)
+    loss = (28_000_000.0 + 0.2 * 142_800_000.0) * (1 / 1470.0 - 1 / 1400.0)
+    assert led.inventory_pnl_usd(1470.0, weak) == pytest.approx(loss)
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,11 @@ def test_ccxt_config_points_everything_at_the_emulator() -> None:
     b = ccxt_config("binance", url, "k", "s")
     assert b["apiKey"] == "k" and b["secret"] == "s"
     assert b["urls"]["api"]["public"] == b["urls"]["api"]["private"] == url + "/api/v3"
-    assert set(b["urls"]["api"]) == set(BINANCE_API_PATHS)
-    assert all(v.startswith(url + "/") for v in b["urls"]["api"].values())
+    rest = {k: v for k, v in b["urls"]["api"].items() if k != "ws"}
+    assert set(rest) == set(BINANCE_API_PATHS)
+    assert all(v.startswith(url + "/") for v in rest.values())
+    # The streams on the same host (ccxt.pro's spot websocket URL).
+    assert b["urls"]["api"]["ws"] == {"spot": "ws://127.0.0.1:9999/ws"}
     # Spot only (one exchangeInfo call); open orders listable without a symbol.
     assert b["options"] == {
         "fetchMarkets": {"types": ["spot"]},
@@ -26,7 +29,11 @@ def test_ccxt_config_points_everything_at_the_emulator() -> None:
         "fetchOpenOrders": {"warnWithoutSymbol": False},
     }
     u = ccxt_config("upbit", url + "/", "k", "s")
-    assert u["urls"]["api"] == {"public": url, "private": url}
+    assert u["urls"]["api"] == {"public": url, "private": url,
+                                "ws": "ws://127.0.0.1:9999/websocket/v1"}
+    # At the venues themselves ccxt.pro keeps its own stream URLs.
+    assert "ws" not in ccxt_config("binance", "https://api.binance.com", "k", "s")["urls"]["api"]
+    assert "ws" not in ccxt_config("upbit", "https://api.upbit.com", "k", "s")["urls"]["api"]
     assert u["options"] == {"createMarketBuyOrderRequiresPrice": False}
     with pytest.raises(ValueError):
         ccxt_config("kraken", url, "k", "s")

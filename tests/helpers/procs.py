@@ -67,6 +67,8 @@ def arbops_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[s
     env["XDG_STATE_HOME"] = str(Path(data_dir) / ".xdg-state")
     env["XDG_DATA_HOME"] = str(Path(data_dir) / ".xdg-data")
     env["PYTHONUNBUFFERED"] = "1"
+    # Machinery tests trade on the rehearsal market (tests/conftest.py says why).
+    env["ARBOPS_SIM_PROFILE"] = "rehearsal"
     if extra:
         env.update(extra)
     return env

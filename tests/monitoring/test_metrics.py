@@ -107,7 +107,7 @@ async def test_scrape_names_types_and_values_follow_the_engine(tmp_path: Path) -
             assert after1.v("arbitrage_failed_fills_total") == summary["failed_fills_count"]
             assert after1.v("arbitrage_entries_total") == kpi["trading"]["entries"]
             assert after1.v("arbitrage_pnl_usd_total") == pytest.approx(
-                summary["total_pnl_usd"], abs=1e-6)
+                summary["strategy_pnl_usd"], abs=1e-6)
             assert after1.v("arbitrage_win_rate") == pytest.approx(summary["win_rate"], abs=1e-6)
             count = after1.v("arbitrage_loop_latency_ms_count")
             assert count == kpi["trading"]["ticks"]  # every tick observed exactly once
@@ -137,7 +137,7 @@ async def test_scrape_names_types_and_values_follow_the_engine(tmp_path: Path) -
             assert after2.v("arbitrage_loop_latency_ms_count") == (
                 kpi["trading"]["ticks"] + second.kpi["trading"]["ticks"])
             assert after2.v("arbitrage_pnl_usd_total") == pytest.approx(
-                summary["total_pnl_usd"] + s2["total_pnl_usd"], abs=1e-5)
+                summary["strategy_pnl_usd"] + s2["strategy_pnl_usd"], abs=1e-5)
             assert after2.v("arbitrage_win_rate") == pytest.approx(s2["win_rate"], abs=1e-6)
 
             # HALTED shows as 2.

@@ -87,7 +87,7 @@ def test_week_with_a_losing_day(journal: Path) -> None:
 def test_text_report_and_dates(journal: Path) -> None:
     text = build_report("daily", journal, date(2026, 1, 5), KST, NOW).text
     assert "Daily report 2026-01-05 (Asia/Seoul)" in text
-    for line in ("Total runtime: 4.50 h", "Round trips: 5", "Total PnL: $-1.00",
+    for line in ("Total runtime: 4.50 h", "Round trips: 5", "Strategy PnL (closed round trips): $-1.00",
                  "Win rate: 40.0%", "Max drawdown: $5.00", "Exchange API errors: 7",
                  "Rate-limit hits: 3"):
         assert line in text
@@ -144,7 +144,7 @@ def test_run_reports(journal: Path) -> None:
                  "Start 2026-01-05 10:00, end 2026-01-05 11:30 (Asia/Seoul): 1.50 h",
                  "Round trips: 3 (wins 1)", "Closed-trade PnL: $+1.00 (fees $0.30 included)",
                  "Win rate: 33.3%", "Max drawdown (closed trades): $1.00",
-                 "KPI (checkpoint 2026-01-05 11:30): PnL n/a marked to market",
+                 "KPI (checkpoint 2026-01-05 11:30): strategy PnL n/a marked to market",
                  "Exchange API errors: 3; rate-limit hits: 2"):
         assert line in text, line
     crashed = run_report(journal, "R3", KST, NOW)  # never finished: until its last snapshot

@@ -71,6 +71,8 @@ def live_env(data_dir: Path, emu: EmulatorHandle, telegram_url: str) -> dict[str
         "TELEGRAM_ALLOWED_USERS": ALLOWED, "TELEGRAM_API_BASE": telegram_url,
         "ARBOPS_UPBIT_WITHDRAWALS_DISABLED_ATTESTED": "true",
         "ARBOPS_REAL_POLL_INTERVAL_S": "0.3",
+        # Orders within the run's first minute: the rehearsal profile's 30-s strategy.
+        "ARBOPS_SIM_PROFILE": "rehearsal",
         # aiogram + ccxt put a live process near 250 MB (as in `arbops drill`).
         "ARBOPS_GUARD_MEMORY_ANOMALY_MB": "450", "ARBOPS_GATE_PHASE1_MEMORY_MB": "450",
     })

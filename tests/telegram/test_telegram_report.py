@@ -84,7 +84,7 @@ async def test_daily_and_weekly_reports_are_charts_with_the_figures(tmp_path: Pa
         call = photos(fake, VIEWER)[0]
         assert call["parse_mode"] == "HTML" and call["caption"] == daily.caption
         for line in ("Daily report 2026-01-05 (Asia/Seoul)", "Round trips: 5 (wins 2)",
-                     "Total PnL: $-1.00", "Win rate: 40.0%", "Max drawdown: $5.00",
+                     "Strategy PnL (closed round trips): $-1.00", "Win rate: 40.0%", "Max drawdown: $5.00",
                      "Exchange API errors: 7", "Rate-limit hits: 3"):
             assert line in daily.caption
         assert "matplotlib" not in sys.modules  # drawn by the worker, not by the bot

@@ -99,13 +99,15 @@ async def test_kpi_figures_match_the_journal(tmp_path: Path, seed: int) -> None:
     marks = kpi["trading"]["marks"]
     fx_mark = D(repr(marks["fx_usdt_krw"]))
     base_marks = {b: D(repr(v)) for b, v in marks["base_usdt"].items()}
+    # Each venue's coin at its own price: Upbit's at its mid / FX (R-M1).
+    upbit_marks = {b: D(repr(v)) for b, v in marks["upbit_base_usd"].items()}
 
-    def usd(asset: str, amount: D) -> D:
+    def usd(venue: str, asset: str, amount: D) -> D:
         if asset == "KRW":
             return amount / fx_mark
         if asset == "USDT":
             return amount
-        return amount * base_marks[asset]
+        return amount * (upbit_marks if venue == "upbit" else base_marks)[asset]
 
     # Fees in USD: KRW fees at the fill's own FX, USDT fees as they are.
     fees_usd = D(0)
@@ -125,8 +127,11 @@ async def test_kpi_figures_match_the_journal(tmp_path: Path, seed: int) -> None:
     # KRW lives only on Upbit and USDT only on Binance: never mixed (R-M1).
     assert {a for (v, a) in inventory if v == "upbit"} & {"USDT"} == set()
     assert {a for (v, a) in inventory if v == "binance"} & {"KRW"} == set()
-    total_pnl = sum((usd(asset, amt) for (_v, asset), amt in inventory.items()), D(0))
-    assert abs(total_pnl - D(repr(kpi["summary"]["total_pnl_usd"]))) < CENT
+    strategy_pnl = sum((usd(v, asset, amt) for (v, asset), amt in inventory.items()), D(0))
+    assert abs(strategy_pnl - D(repr(kpi["summary"]["strategy_pnl_usd"]))) < CENT
+    # Total = strategy + inventory revaluation, as the KPI says.
+    assert abs(D(repr(kpi["summary"]["total_pnl_usd"])) - strategy_pnl
+               - D(repr(kpi["summary"]["inventory_pnl_usd"]))) < CENT
 
     # The KPI's inventory change is the journal's, asset by asset.
     for (venue, asset), amt in inventory.items():
@@ -142,7 +147,10 @@ async def test_kpi_figures_match_the_journal(tmp_path: Path, seed: int) -> None:
     for p in closed:
         pf = by_pos[p["position_id"]]
         assert pf, p
-        assert {f["venue"] for f in pf} == {"upbit", "binance"}  # two legs (R-M4)
+        if p["exit_reason"] == "unwound":  # one leg filled and was sold back on its venue
+            assert len({f["venue"] for f in pf}) == 1, p
+        else:
+            assert {f["venue"] for f in pf} == {"upbit", "binance"}  # two legs (R-M4)
         usdt = sum((flows(f)[1] for f in pf if quote_of(f["symbol"]) == "USDT"), D(0))
         krw = sum((flows(f)[1] for f in pf if quote_of(f["symbol"]) == "KRW"), D(0))
         net_base = sum((flows(f)[0] for f in pf), D(0))
@@ -179,7 +187,7 @@ async def test_no_free_money_on_a_random_walk_premium(tmp_path: Path) -> None:
     trips = 0
     for seed in range(20):
         out = await run_fast(tmp_path / f"s{seed}", seed, 30, sim_mean_reversion=0.0)
-        total += D(repr(out.kpi["summary"]["total_pnl_usd"]))
+        total += D(repr(out.kpi["summary"]["strategy_pnl_usd"]))
         trips += out.kpi["summary"]["round_trips_completed"]
     assert trips > 0, "nothing traded: the test would prove nothing"
     assert total <= 0, f"{trips} round trips made ${total} on a martingale premium"
@@ -456,7 +464,8 @@ async def test_readers_see_the_engine_through_one_frozen_snapshot(tmp_path: Path
     st = seen["engine"].stats()
     s = outcome.kpi["summary"]
     assert st.round_trips == s["round_trips_completed"] > 0
-    assert round(st.pnl_usd, 6) == s["total_pnl_usd"]
+    assert round(st.pnl_usd, 6) == s["strategy_pnl_usd"]
+    assert round(st.total_pnl_usd, 6) == s["total_pnl_usd"]
     assert round(st.win_rate, 6) == s["win_rate"]
     assert st.failed_fills == s["failed_fills_count"]
     assert (st.entries, st.exits) == (outcome.kpi["trading"]["entries"],

@@ -174,8 +174,8 @@ def test_the_ledger_values_a_fee_in_another_asset_at_the_fill() -> None:
     assert based.delta[(Venue.BINANCE, "USDT")] == -30.0
     assert based.fees_usd == pytest.approx(quoted.fees_usd)
     for mark in (3000.0, 3300.0):  # the base moves: the fee's value does not
-        assert based.pnl_usd(1400.0, {"ETH": mark}) == pytest.approx(
-            quoted.pnl_usd(1400.0, {"ETH": mark}))
+        assert based.pnl_usd(1400.0, {Venue.BINANCE: {"ETH": mark}}) == pytest.approx(
+            quoted.pnl_usd(1400.0, {Venue.BINANCE: {"ETH": mark}}))
     assert based.fees_by_asset[(Venue.BINANCE, "ETH")] == pytest.approx(fee_base)
     with pytest.raises(ValueError):
         Ledger().apply_fill(Venue.BINANCE, "ETH", "USDT", Side.BUY, 1, 1, 0.1, 1, fee_asset="BNB")

@@ -45,6 +45,10 @@ async def test_live_phase_1_trades_within_the_armed_cap(tmp_path: Path) -> None:
             outcome = await service.run_phase(spec)
             assert outcome.kpi["run"]["mode"] == "live"
             assert outcome.kpi["reconciliation"]["ok"], outcome.kpi["reconciliation"]
+            # Books came from the venues' websocket streams, stamped by the venues.
+            streams = outcome.kpi["market_data"]["streams"]
+            assert all(streams[v]["events"] > 0 for v in ("upbit", "binance")), streams
+            assert outcome.kpi["performance"]["book_to_legs_sent_ms"]["max"] >= 0
             # The ARM was used up by this start: the next live phase is refused.
             with pytest.raises(ServiceError) as refused:
                 await service.run_phase(spec)

@@ -86,7 +86,9 @@ class OutageDriver:
 
 async def test_outage_goes_reducing_escalates_and_recovers(tmp_path: Path) -> None:
     async with emulator(interval_s=0.1, autostep=True) as emu:
+        # The REST path: its outage is a depth endpoint in maintenance.
         settings = emu_settings(emu, tmp_path, outage_escalate_s=1.0, max_concurrent=6,
+                                market_data_streams=False,
                                 **HOLDING)
         service = await build_service(settings)
         watchdog = start_watchdog(service)  # the real heartbeat guard is watching

@@ -71,9 +71,11 @@ async def test_orders_use_the_pairs_own_tick_and_fall_back_to_the_table() -> Non
             # Stale ticks are read again in the background, never on an order's path.
             emu.core.venues["upbit"].tick_overrides["BTC/KRW"] = float(table * 10)
             ex.pair_ticks.ttl_s = 0.0
+            # On both the old and the new tick, whatever the sim's price: the order must
+            # go through while the refresh happens beside it.
             await ex.create_order(OrderRequest(
                 "BTC/KRW", Side.BUY, OrderType.LIMIT, amount, f"pt-{uuid.uuid4().hex[:12]}",
-                float(k * table - 10 * table)))
+                float((k // 10 - 1) * 10 * table)))
             for _ in range(50):
                 fresh = ex.rules("BTC/KRW")
                 if isinstance(fresh, UpbitKrwRules) and fresh.pair_tick is not None and \

@@ -18,9 +18,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top-n", type=int, default=50)
     ap.add_argument("--interval", type=float, default=0.1, help="sim step seconds")
     ap.add_argument("--no-autostep", action="store_true", help="step only via POST /admin/step")
+    ap.add_argument("--manual-clock", action="store_true",
+                    help="the market moves only with POST /admin/advance (a shared data clock)")
     ap.add_argument("--faults", default=None, help="JSON list of fault specs applied at start-up")
     ap.add_argument("--limits", default=None,
                     help='JSON request-limit overrides, e.g. {"enforce": false}')
+    ap.add_argument("--jump-rate", type=float, default=1.0,
+                    help="premium jumps per minute (more jumps, more entries)")
     ap.add_argument("--bnb-discount", action="store_true",
                     help="Binance charges fees in BNB (the account's discount on)")
     args = ap.parse_args(argv)
@@ -38,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
                 faults=faults,
                 limits=limits,
                 bnb_discount=args.bnb_discount,
+                manual_clock=args.manual_clock,
+                jump_rate_per_min=args.jump_rate,
             )
         )
     except KeyboardInterrupt:

@@ -6,8 +6,11 @@ DELETE /admin/faults    (?venue=) -> {"cleared": n}
 GET    /admin/orders    (?venue=) -> {"binance":[record...], "upbit":[record...]}
 GET    /admin/balances  -> {"binance":{"USDT":{"free","used","total"}}, "upbit":{...}}
 POST   /admin/step      {"n":1} -> {"seq": n}
+POST   /admin/advance   {"seconds": s} -> {"seq","time","snapshot"}: the manual clock moves
+                        s on, the market steps once per interval passed (emulator on a
+                        manual clock only); snapshot is a recording line (replay format)
 POST   /admin/fund      {"venue","asset","amount"} -> balances of that venue
-GET    /admin/state     -> {"seq","universe","autostep","interval_s","markets":{...}}
+GET    /admin/state     -> {"seq","time","universe","stats","autostep","interval_s","markets"}
 GET    /admin/requests  (?venue=) -> {"requests":[{"ts_ms","venue","method","path","status"}]}
 GET    /admin/limits    -> {"config":{...}, "binance":{stats}, "upbit":{stats}}
 POST   /admin/limits    {LimitConfig fields} -> the same; DELETE /admin/limits lifts bans/windows
@@ -24,6 +27,8 @@ from typing import Any
 from aiohttp import web
 
 from bot.drill.emulator.state import EmulatorCore
+from core.domain.models import SymbolStats
+from core.venues.replay_market import snapshot_json
 
 
 def _bad(msg: str) -> web.HTTPBadRequest:
@@ -52,6 +57,7 @@ class AdminApi:
             web.get("/admin/orders", self.orders),
             web.get("/admin/balances", self.balances),
             web.post("/admin/step", self.step),
+            web.post("/admin/advance", self.advance),
             web.post("/admin/fund", self.fund),
             web.get("/admin/state", self.state),
             web.get("/admin/requests", self.requests),
@@ -60,7 +66,36 @@ class AdminApi:
             web.delete("/admin/limits", self.reset_limits),
             web.post("/admin/clock", self.clock),
             web.post("/admin/market", self.market_status),
+            web.get("/admin/streams", self.streams),
+            web.post("/admin/streams", self.stream_fault),
         ]
+
+    async def streams(self, request: web.Request) -> web.Response:
+        return web.json_response(self.core.streams.state())
+
+    async def stream_fault(self, request: web.Request) -> web.Response:
+        """{"venue": "binance"|"upbit", "action": "gap"|"disconnect"|"silence",
+        "n": events to drop (gap), "seconds": how long (silence)}"""
+        body = await _json_body(request)
+        if not isinstance(body, dict) or body.get("venue") not in self.core.venues:
+            raise _bad("venue must be binance or upbit")
+        venue, action = body["venue"], body.get("action")
+        streams = self.core.streams
+        if action == "gap":
+            n = body.get("n", 1)
+            if not isinstance(n, int) or n < 1:
+                raise _bad("n must be a positive integer")
+            streams.gap(venue, n)
+        elif action == "disconnect":
+            await streams.disconnect(venue)
+        elif action == "silence":
+            seconds = body.get("seconds")
+            if not isinstance(seconds, int | float) or seconds <= 0:
+                raise _bad("seconds must be a positive number")
+            streams.silence(venue, float(seconds))
+        else:
+            raise _bad("action must be gap, disconnect or silence")
+        return web.json_response(streams.state())
 
     def _limits_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"config": dataclasses.asdict(self.core.limit_config)}
@@ -154,6 +189,18 @@ class AdminApi:
             raise _bad("n must be an integer in 1..10000")
         return web.json_response({"seq": self.core.step(n)})
 
+    async def advance(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        seconds = body.get("seconds") if isinstance(body, dict) else None
+        if not isinstance(seconds, int | float) or not 0 <= seconds <= 3600:
+            raise _bad("seconds must be a number in 0..3600")
+        try:
+            snap = self.core.advance(float(seconds))
+        except ValueError as exc:
+            raise _bad(str(exc)) from None
+        return web.json_response({"seq": snap.seq, "time": self.core.clock.time(),
+                                  "snapshot": snapshot_json(snap)})
+
     async def fund(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
         venue = body.get("venue") if isinstance(body, dict) else None
@@ -171,7 +218,10 @@ class AdminApi:
         return web.json_response(
             {
                 "seq": snap.seq,
+                "time": core.clock.time(),
                 "universe": core.universe,
+                "stats": [{f: getattr(st, f) for f in SymbolStats.__slots__}
+                          for st in core.sim.symbol_stats() if st.base in core.universe],
                 "autostep": self.autostep,
                 "interval_s": core.sim.interval_s,
                 "fx": snap.fx.mid,
@@ -184,4 +234,7 @@ class AdminApi:
     async def requests(self, request: web.Request) -> web.Response:
         want = request.query.get("venue")
         rows = [r for r in self.core.requests if want in (None, r["venue"])]
-        return web.json_response({"requests": rows})
+        counts = [{"venue": v, "method": m, "path": p, "status": s, "count": n}
+                  for (v, m, p, s), n in self.core.request_counts.items()
+                  if want in (None, v)]
+        return web.json_response({"requests": rows, "counts": counts})

@@ -2,7 +2,7 @@
 port, plus /admin.
 
 The middleware routes by prefix (/api/v3 = Binance, /v1 = Upbit, /bot = Telegram,
-/admin), enforces the venues' request limits (bot.drill.emulator.limits), applies
+/admin; /ws, /stream and /websocket/v1 are the venues' websocket streams), enforces the venues' request limits (bot.drill.emulator.limits), applies
 request-level faults, turns ApiError into venue-shaped responses, adds the venues'
 rate-limit headers and logs every venue request.
 """
@@ -34,6 +34,8 @@ CORE_KEY = web.AppKey("emulator_core", EmulatorCore)
 
 
 def venue_of(path: str) -> str | None:
+    if path in ("/ws", "/stream", "/websocket/v1") or path.startswith("/ws/"):
+        return "stream"
     if path.startswith(("/api/v3/", "/sapi/v1/account/apiRestrictions")):
         return "binance"
     if path.startswith("/bot"):
@@ -146,7 +148,7 @@ def build_app(core: EmulatorCore, autostep: bool) -> web.Application:
         venue = venue_of(request.path)
         if venue is None:
             return not_found_json(request.path)
-        if venue in ("admin", "telegram"):
+        if venue in ("admin", "telegram", "stream"):
             try:
                 return await handler(request)
             except web.HTTPException as exc:
@@ -177,6 +179,7 @@ def build_app(core: EmulatorCore, autostep: bool) -> web.Application:
     app.add_routes(binance_api.BinanceApi(core).routes())
     app.add_routes(upbit_api.UpbitApi(core).routes())
     app.add_routes(AdminApi(core, autostep).routes())
+    app.add_routes(core.streams.routes())
     # Long polls held as long as Telegram holds them (aiogram asks for 10 s), so a drill's
     # bot polls as rarely as in production.
     telegram = BotApiStandIn(max_poll_s=10.0)
@@ -188,6 +191,12 @@ def build_app(core: EmulatorCore, autostep: bool) -> web.Application:
         await telegram.close()
 
     app.on_shutdown.append(end_telegram_polls)
+
+    async def end_streams(_app: web.Application) -> None:
+        for venue in ("binance", "upbit"):
+            await core.streams.disconnect(venue)
+
+    app.on_shutdown.append(end_streams)
     return app
 
 

@@ -146,9 +146,11 @@ class BinanceApi:
                 -1100,
                 "Illegal characters found in parameter 'limit'; legal range is '1' to '5000'.",
             )
-        book = self.core.book("binance", self.symbols[sid or ""].split("/")[0])
+        base = self.symbols[sid or ""].split("/")[0]
+        book = self.core.book("binance", base)
         assert book is not None
-        return web.json_response(shapes.depth(book, limit))
+        # The diff-depth stream's counter: a client resyncs a stream on this answer.
+        return web.json_response(shapes.depth(book, limit, self.core.streams.last_id.get(base)))
 
     async def ticker_24hr(self, request: web.Request) -> web.Response:
         q = request.query

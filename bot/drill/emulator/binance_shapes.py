@@ -89,9 +89,9 @@ def exchange_info(infos: list[dict[str, Any]], now_ms: int) -> dict[str, Any]:
     }
 
 
-def depth(book: OrderBook, limit: int) -> dict[str, Any]:
+def depth(book: OrderBook, limit: int, last_update_id: int | None = None) -> dict[str, Any]:
     return {
-        "lastUpdateId": book.seq,
+        "lastUpdateId": book.seq if last_update_id is None else last_update_id,
         "bids": [[dec_str(p), dec_str(q, 8)] for p, q in book.bids[:limit]],
         "asks": [[dec_str(p), dec_str(q, 8)] for p, q in book.asks[:limit]],
     }

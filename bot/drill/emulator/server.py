@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import signal
+import time
 from typing import Any
 
 from aiohttp import web
 
 from bot.drill.emulator.app import build_app
 from bot.drill.emulator.state import DEFAULT_KEYS, EmulatorCore
+from core.clock import ManualClock
 from core.http_listener import listen
 
 
@@ -61,6 +63,7 @@ async def start_emulator(
     limits: dict[str, Any] | None = None,
     bnb_discount: bool = False,
     upbit_ticks: dict[str, float] | None = None,
+    manual_clock: bool = False,
 ) -> EmulatorHandle:
     """Serve both venues on one port. port=0 picks a free one (see handle.port).
 
@@ -69,6 +72,8 @@ async def start_emulator(
     limits overrides the venues' request limits (bot.drill.emulator.limits.LimitConfig
     fields; {"enforce": False} turns them off); bnb_discount charges Binance fees in
     BNB (funded with per_base_usd of it); upbit_ticks gives Upbit pairs their own tick.
+    manual_clock: the market's clock starts now and moves only with POST /admin/advance
+    (no autostep), so a client that advances it steps both sides on one data clock.
     """
     merged = dict(DEFAULT_KEYS)
     merged.update(keys or {})
@@ -84,7 +89,9 @@ async def start_emulator(
         limits=limits,
         bnb_discount=bnb_discount,
         upbit_ticks=upbit_ticks,
+        clock=ManualClock(time.time()) if manual_clock else None,
     )
+    autostep = autostep and not manual_clock
     for spec in faults or []:
         core.faults.add(spec)
     app = build_app(core, autostep)

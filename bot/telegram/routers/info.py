@@ -63,7 +63,8 @@ async def cmd_kpi(message: Message, ctx: Ctx) -> Reply:
     run = service.status().get("run")
     if run:
         parts.append(f"<b>running</b> <code>{h(run['run_id'])}</code>: round trips "
-                     f"{h(run['round_trips'])} · PnL {money(run['pnl_usd'])} · win "
+                     f"{h(run['round_trips'])} · strategy PnL {money(run['pnl_usd'])} · "
+                     f"inventory {money(run.get('inventory_pnl_usd'))} · win "
                      f"{float(run.get('win_rate') or 0) * 100:.0f}%")
     parts.append("<b>last finished</b>\n" + kpi_text(await service.last_kpi()))
     return Reply("\n".join(parts))

@@ -63,9 +63,13 @@ def format_daily(r: DailyReport) -> str:
         head,
         f"Total runtime: {r.runtime_hours:.2f} h ({r.runs} run(s))",
         f"Round trips: {r.round_trips} (wins {r.wins})",
-        f"Total PnL: ${r.total_pnl_usd:+.2f}",
+        # Strategy PnL of the closed round trips (docs/monitoring.md, "Three PnL
+        # figures"); the inventory's revaluation is its own line.
+        f"Strategy PnL (closed round trips): ${r.total_pnl_usd:+.2f}",
         f"Win rate: {_pct(r.win_rate)}",
         f"Max drawdown: ${r.max_drawdown_usd:.2f}",
+        "Inventory revaluation: " + (
+            "n/a" if not r.inventory else f"${r.inventory[-1][1]:+.2f}"),
         f"Exchange API errors: {_na(r.exchange_errors)}",
         f"Rate-limit hits: {_na(r.rate_limit_hits)}",
     ])
@@ -79,7 +83,7 @@ def format_weekly(r: WeeklyReport) -> str:
         "" if r.complete else " - so far")
     lines = [
         head,
-        f"Weekly PnL: ${r.weekly_pnl_usd:+.2f}",
+        f"Weekly PnL: ${r.weekly_pnl_usd:+.2f} (strategy, closed round trips)",
         f"Avg win rate: {_pct(r.avg_win_rate)} (pooled {_pct(r.pooled_win_rate)})",
         f"Round trips: {r.round_trips}",
         f"Best day: {day(r.best_day)}",

@@ -77,10 +77,10 @@ def weekly_chart(r: WeeklyReport) -> WeeklyChart:
 def run_chart(r: RunReport, now: float) -> TimelineChart:
     span = max(r.end_ts - r.start_ts, 60.0)
     start, end = r.start_ts - span * 0.03, r.start_ts + span * 1.03
-    kpi_pnl = r.kpi.get("total_pnl_usd") if r.kpi else None
+    kpi_pnl = r.kpi.get("strategy_pnl_usd") if r.kpi else None
     parts = [f"closed trades {usd(r.pnl_usd, signed=True)}", _trips(r.round_trips)]
     if kpi_pnl is not None:
-        parts.insert(0, f"KPI PnL {usd(float(kpi_pnl), signed=True)}")
+        parts.insert(0, f"KPI strategy PnL {usd(float(kpi_pnl), signed=True)}")
     parts.append(f"fees {usd(r.fees_usd)}")
     chart: TimelineChart = {
         "title": f"Run {r.run_id}", "subtitle": SEP.join(parts), "timezone": r.timezone,
@@ -95,7 +95,7 @@ def run_chart(r: RunReport, now: float) -> TimelineChart:
     }
     if r.mtm:  # the KPI's marked-to-market PnL leads; the closed trades stay beside it
         chart.update({"equity": list(r.mtm), "equity_step": False,
-                      "equity_label": "PnL marked to market (KPI)",
+                      "equity_label": "strategy PnL marked to market (KPI)",
                       "closed": [(ts, v) for ts, v in r.equity]})
         chart["markers"] = []
     return chart

@@ -22,6 +22,7 @@ RATE_LIMIT_HITS_PATH = "$.guards.rate_limit_hits"
 # leave its line out. The figures of a run's own chart come from the same snapshots.
 INVENTORY_PNL_PATH = "$.summary.inventory_pnl_usd"
 TOTAL_PNL_PATH = "$.summary.total_pnl_usd"
+STRATEGY_PNL_PATH = "$.summary.strategy_pnl_usd"
 FEES_PATH = "$.trading.fees_usd"
 
 
@@ -130,9 +131,13 @@ class JournalReader:
     def run_kpi(self, run_id: str) -> list[KpiPoint]:
         """The run's KPI snapshots in time order; only the newest keeps its whole JSON."""
         rows = self._all(
-            "SELECT ts, final, json_extract(json, ?) AS pnl, json_extract(json, ?) AS fees,"
+            # Strategy PnL; snapshots written before the three figures carry only
+            # total_pnl_usd, which then was the strategy's figure.
+            "SELECT ts, final, COALESCE(json_extract(json, ?), json_extract(json, ?)) AS pnl,"
+            " json_extract(json, ?) AS fees,"
             " json_extract(json, ?) AS inv, json FROM kpi_snapshots WHERE run_id = ?"
-            " ORDER BY ts, id", (TOTAL_PNL_PATH, FEES_PATH, INVENTORY_PNL_PATH, run_id))
+            " ORDER BY ts, id", (STRATEGY_PNL_PATH, TOTAL_PNL_PATH, FEES_PATH,
+                                 INVENTORY_PNL_PATH, run_id))
         out = []
         for i, r in enumerate(rows):
             kpi = json.loads(r["json"]) if i == len(rows) - 1 else {}

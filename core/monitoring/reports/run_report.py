@@ -2,8 +2,9 @@
 snapshots (`arbops report run RUN_ID`, `/report run RUN_ID`).
 
 Two PnL bases, each labelled: the closed round trips (net `pnl_usd` of the run's
-positions closed so far, the daily report's basis) and the KPI's
-`summary.total_pnl_usd` (marked to market, every checkpoint and at the end). The
+positions closed so far, the daily report's basis) and the KPI's strategy PnL
+(marked to market, every checkpoint and at the end), beside its inventory
+revaluation and total (docs/monitoring.md, "Three PnL figures"). The
 newest KPI snapshot gives the run's own summary (final or not, said so).
 """
 from __future__ import annotations
@@ -76,6 +77,7 @@ def _kpi_figures(kpi: dict[str, Any], ts: float, final: bool) -> dict[str, Any]:
     trading = kpi.get("trading") or {}
     guards = kpi.get("guards") or {}
     return {"final": final, "ts": ts,
+            "strategy_pnl_usd": summary.get("strategy_pnl_usd", summary.get("total_pnl_usd")),
             "total_pnl_usd": summary.get("total_pnl_usd"),
             "inventory_pnl_usd": summary.get("inventory_pnl_usd"),
             "max_drawdown_usd": summary.get("max_drawdown_usd"),
@@ -165,10 +167,11 @@ def format_run(r: RunReport) -> str:
         lines.append("KPI: no snapshot journaled")
     else:
         which = "final" if k["final"] else f"checkpoint {at(k['ts'])}"
-        lines.append(f"KPI ({which}): PnL {_money(k['total_pnl_usd'])} marked to market, "
-                     f"max drawdown {_money(k['max_drawdown_usd'])}")
+        lines.append(f"KPI ({which}): strategy PnL {_money(k['strategy_pnl_usd'])} marked to "
+                     f"market, max drawdown (strategy) {_money(k['max_drawdown_usd'])}")
         if k.get("inventory_pnl_usd") is not None:
-            lines.append(f"Inventory revaluation: {_money(k['inventory_pnl_usd'])}")
+            lines.append(f"Inventory revaluation: {_money(k['inventory_pnl_usd'])}; total "
+                         f"equity change: {_money(k['total_pnl_usd'])}")
         errors = "n/a" if k["exchange_errors"] is None else k["exchange_errors"]
         hits = "n/a" if k["rate_limit_hits"] is None else k["rate_limit_hits"]
         lines.append(f"Exchange API errors: {errors}; rate-limit hits: {hits}")

@@ -1,0 +1,217 @@
+"""The live order path: both legs of an entry go out together, a leg that fails
+leaves the other one working for the leg-risk path, and the tick never waits
+for a working order's status (it is read by OrderWatch in the background).
+
+Real pieces: the exchange emulator on loopback with a latency fault on each
+venue's order endpoint, the ccxt adapters, a SqliteStore journal, the gateway
+and the engine's own placement.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.app import real_venues
+from core.clock import SystemClock
+from core.domain.models import MarketSnapshot, Side, Venue
+from core.journal.sqlite_store import SqliteStore
+from core.journal.write_behind import WriteBehind
+from core.trading.engine import Engine, EngineConfig
+from core.trading.gateway import Gateway, OrderIntent, Purpose
+from core.trading.order_watch import OrderWatch
+from core.trading.slots import SlotState, WorkingOrder
+from core.trading.state import TradingStateBox
+from core.trading.strategy import Strategy, StrategyParams
+from tests.venues.support import emu_settings, emulator
+
+DELAY_S = 0.6
+ORDER_PATHS = {"binance": "/api/v3/order", "upbit": "/v1/orders"}
+RUN = "run-legs"
+
+
+@dataclass
+class Rig:
+    emu: Any
+    engine: Engine
+    store: SqliteStore
+    venues: dict[Venue, Any]
+
+    async def snapshot(self) -> MarketSnapshot:
+        up = await self.venues[Venue.UPBIT].fetch_order_book("BTC/KRW")
+        bn = await self.venues[Venue.BINANCE].fetch_order_book("BTC/USDT")
+        fx = await self.venues[Venue.UPBIT].fetch_order_book("USDT/KRW")
+        now = int(time.time() * 1000)
+        return MarketSnapshot(1, now, fx, {"BTC": up}, {"BTC": bn})
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    async with emulator(autostep=False) as emu:
+        settings = emu_settings(emu, tmp_path)
+        venues = real_venues(settings)
+        for v in venues.values():
+            await v.load_markets()
+        store = await SqliteStore.open(tmp_path / "arbops.sqlite3")
+        clock = SystemClock()
+        state = TradingStateBox()
+        journal = WriteBehind(store)
+        gateway = Gateway(venues, store, state, clock, run_id=RUN, write_behind=journal,
+                          max_order_usd=100.0, max_exposure_usd=1_000.0, collar_bps=50.0,
+                          stale_book_ms=60_000, max_orders_per_second=10)
+        s = settings
+        strategy = Strategy(StrategyParams(
+            s.upbit_fee_bps, s.binance_fee_bps, s.entry_buffer_bps, s.baseline_halflife_s,
+            s.baseline_warmup_s, s.take_profit_bps, s.stop_loss_bps, s.max_hold_s,
+            s.reversal_bps))
+        cfg = EngineConfig(run_id=RUN, universe=["BTC"], notional_usd=50.0, max_concurrent=1,
+                           order_timeout_s=5.0, entry_cooldown_s=0.0)
+        engine = Engine(cfg, None, venues, gateway, store, state,  # type: ignore[arg-type]
+                        clock, strategy, journal)
+        try:
+            yield Rig(emu, engine, store, venues)
+        finally:
+            await journal.flush()
+            for v in venues.values():
+                await v.close()
+            await store.close()
+
+
+def entry_legs(rig: Rig, snap: MarketSnapshot) -> list[tuple[Venue, Side, float]]:
+    qty = rig.engine._entry_qty("BTC", snap.binance["BTC"].best_ask)
+    return [(Venue.UPBIT, Side.SELL, qty), (Venue.BINANCE, Side.BUY, qty)]
+
+
+async def test_the_second_leg_does_not_wait_for_the_first_venue(rig: Rig) -> None:
+    snap = await rig.snapshot()
+    for venue, path in ORDER_PATHS.items():
+        rig.emu.add_fault(venue=venue, kind="latency", seconds=DELAY_S, path=path,
+                          method="POST", count=1)
+    slot = rig.engine.slots["BTC"]
+    slot.position_id, slot.state = f"{RUN}-p1", SlotState.ENTERING
+    t0 = time.perf_counter()
+    placed = await rig.engine._place(slot, entry_legs(rig, snap), Purpose.ENTRY, snap,
+                                     0.0, all_or_none=True)
+    took = time.perf_counter() - t0
+    assert placed
+    assert {w.venue for w in slot.working.values()} == {Venue.UPBIT, Venue.BINANCE}
+    # In series the two delayed answers add up (>= 1.2 s); sent together they overlap.
+    assert DELAY_S <= took < 2 * DELAY_S - 0.15, took
+    # Both intents were committed, in one write, before either order was sent.
+    rows = await rig.store.intents_in_states(["OPEN", "PENDING", "UNKNOWN"], RUN)
+    assert len(rows) == 2
+    assert len({r["created_at"] for r in rows}) == 1
+
+
+async def test_a_failed_leg_leaves_the_other_working_for_the_leg_risk_path(rig: Rig) -> None:
+    snap = await rig.snapshot()
+    # Binance refuses the buy (no USDT), Upbit's sell goes through.
+    rig.emu.add_fault(venue="binance", kind="insufficient_funds", count=1)
+    slot = rig.engine.slots["BTC"]
+    slot.position_id, slot.state = f"{RUN}-p2", SlotState.ENTERING
+    failed_before = rig.engine.failed_fills
+    placed = await rig.engine._place(slot, entry_legs(rig, snap), Purpose.ENTRY, snap,
+                                     0.0, all_or_none=True)
+    assert placed
+    assert [w.venue for w in slot.working.values()] == [Venue.UPBIT]
+    assert rig.engine.failed_fills == failed_before + 1
+    await rig.engine.journal.flush()
+    rejected = await rig.store.intents_in_states(["REJECTED"], RUN)
+    assert [r["venue"] for r in rejected] == ["binance"]
+
+
+async def test_the_tick_takes_order_status_without_waiting_for_the_venue(rig: Rig) -> None:
+    snap = await rig.snapshot()
+    engine = rig.engine
+    engine.orders = OrderWatch(rig.venues, engine.working_orders, background=True,
+                               interval_s=0.05)
+    slot = engine.slots["BTC"]
+    slot.position_id, slot.state = f"{RUN}-p3", SlotState.ENTERING
+    assert await engine._place(slot, entry_legs(rig, snap), Purpose.ENTRY, snap, 0.0,
+                               all_or_none=True)
+    # Status reads now take a second at each venue.
+    for venue, path in (("binance", "/api/v3/order"), ("upbit", "/v1/order")):
+        rig.emu.add_fault(venue=venue, kind="latency", seconds=1.0, path=path, method="GET",
+                          count=None)
+    watch = asyncio.create_task(engine.orders.run())
+    try:
+        rig.emu.step(3)  # the marketable limits fill at the venue
+        took = []
+        deadline = time.monotonic() + 8.0
+        while slot.working and time.monotonic() < deadline:
+            t0 = time.perf_counter()
+            await engine._poll_working(snap, 0.0)
+            took.append(time.perf_counter() - t0)
+            await asyncio.sleep(0.02)
+        assert not slot.working, "the fills never reached the engine"
+        # Every pass took what the venues had already answered, within milliseconds,
+        # while each status read was held for a second.
+        assert len(took) >= 20 and max(took) < 0.1, (len(took), max(took))
+        assert slot.state is SlotState.OPEN
+        assert slot.open_qty[Venue.UPBIT] > 0 and slot.open_qty[Venue.BINANCE] > 0
+        assert engine.orders.rounds >= 1
+    finally:
+        watch.cancel()
+        await asyncio.gather(watch, return_exceptions=True)
+        rig.emu.clear_faults()
+
+
+async def test_a_due_cancel_goes_out_without_the_tick_waiting_for_it(rig: Rig) -> None:
+    snap = await rig.snapshot()
+    engine = rig.engine
+    engine.orders = OrderWatch(rig.venues, engine.working_orders, background=True,
+                               interval_s=0.05)
+    slot = engine.slots["BTC"]
+    slot.position_id, slot.state = f"{RUN}-p4", SlotState.ENTERING
+    book = snap.binance["BTC"]
+    qty = engine._entry_qty("BTC", book.best_ask)
+    resting = OrderIntent(Venue.BINANCE, "BTC/USDT", "BTC", Side.BUY, qty,
+                          book.best_bid * 0.99, Purpose.ENTRY, slot.position_id,
+                          qty * book.best_bid * 0.99)
+    order = await engine.gateway.submit(resting, snap, 0.0)
+    slot.working[order.id] = WorkingOrder(Venue.BINANCE, order.id, order.client_order_id,
+                                          "BTC/USDT", Purpose.ENTRY, 0.0, qty)
+    # A cancel takes a second at the venue; the entry is long past its timeout.
+    rig.emu.add_fault(venue="binance", kind="latency", seconds=1.0, path="/api/v3/order",
+                      method="DELETE", count=None)
+    watch = asyncio.create_task(engine.orders.run())
+    try:
+        took = []
+        deadline = time.monotonic() + 8.0
+        while slot.working and time.monotonic() < deadline:
+            t0 = time.perf_counter()
+            await engine._poll_working(snap, 100.0)
+            took.append(time.perf_counter() - t0)
+            await asyncio.sleep(0.02)
+        assert not slot.working, "the cancel never came back"
+        assert len(took) >= 20 and max(took) < 0.1, (len(took), max(took))
+        assert slot.state is SlotState.FLAT  # nothing filled: no position
+        await engine.journal.flush()
+        row = await rig.store.get_intent(order.client_order_id)
+        assert row is not None and row["state"] == "CANCELED"
+    finally:
+        watch.cancel()
+        await asyncio.gather(watch, return_exceptions=True)
+        rig.emu.clear_faults()
+
+
+async def test_fills_no_tick_took_are_recorded_at_the_runs_end(rig: Rig) -> None:
+    snap = await rig.snapshot()
+    engine = rig.engine
+    engine.last_snapshot = snap
+    slot = engine.slots["BTC"]
+    slot.position_id, slot.state = f"{RUN}-p5", SlotState.ENTERING
+    assert await engine._place(slot, entry_legs(rig, snap), Purpose.ENTRY, snap, 0.0,
+                               all_or_none=True)
+    rig.emu.step(3)  # the venues fill them; no tick reads them
+    assert await engine.record_last_fills() == 0
+    assert not slot.working
+    assert slot.open_qty[Venue.UPBIT] > 0 and slot.open_qty[Venue.BINANCE] > 0
+    await engine.journal.flush()
+    rows = await rig.store.intents_in_states(["FILLED"], RUN)
+    assert {r["venue"] for r in rows} == {"upbit", "binance"}, rows
