@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
-from aiogram.types import Chat, Message, TelegramObject, User
+from aiogram.types import Chat, Message, TelegramObject
 
 from bot.telegram.context import AuditNote, TelegramDeps
 from core.settings_check import KNOWN_BOT_IDS
@@ -78,9 +78,5 @@ class OriginMiddleware(BaseMiddleware):
                 return None
             note.done("refused: anonymous sender")
             await deps.sender.send(event.chat.id, ANONYMOUS_REPLY)
-            return None
-        user: User | None = data.get("event_from_user")
-        if user is not None and user.id in KNOWN_BOT_IDS:
-            note.done("denied: sent through a Telegram service account")
             return None
         return await handler(event, data)
