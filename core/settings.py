@@ -161,6 +161,7 @@ class Settings(BaseSettings):
     # --- Telegram surface (R-U1) -------------------------------------------------
     telegram_confirm_ttl_s: float = Field(60.0, ge=5, le=600)
     telegram_stale_after_s: float = Field(60.0, ge=5, le=3600)
+    telegram_allowed_chats: str = ""  # chat ids besides TELEGRAM_CHAT_ID; "" = none
     telegram_webhook_url: str | None = None  # unset: long polling
     telegram_webhook_secret: SecretStr | None = None
     telegram_webhook_host: str = "127.0.0.1"
