@@ -74,6 +74,11 @@ def summary_table(kpi: dict[str, Any], kpi_path: str) -> str:
         head, _, verdict = gate[0].partition(" gate ")
         rows.append((f"{head} gate", verdict))
         rows.extend(("", line.strip()) for line in gate[1:])
+    dust = kpi.get("trading", {}).get("dust") or []
+    if dust:  # leg remainders under a venue's minimum order: unhedged, so named
+        rows.append(("dust left (USD)", f"{s.get('dust_usd', 0.0):.4f} in {len(dust)} leg(s)"))
+        rows.extend(("", f"{d['base']} {d['venue']} {d['qty']:g} ({d['position_id']})")
+                    for d in dust[:10])
     still = kpi.get("trading", {}).get("still_open_on_venues") or []
     if still:
         rows.append(("still open", f"{len(still)} item(s): clean up by hand (runbook 6.1)"))

@@ -35,6 +35,7 @@ def build_dispatcher(deps: TelegramDeps) -> Any:
         CommandGate,
         TimingMiddleware,
     )
+    from bot.telegram.origin import OriginMiddleware
     from bot.telegram.routers import (
         buttons,
         control,
@@ -50,6 +51,7 @@ def build_dispatcher(deps: TelegramDeps) -> Any:
     dp = Dispatcher(deps=deps)
     for observer in (dp.message, dp.callback_query):
         observer.outer_middleware(AuditMiddleware())  # first: every attempt leaves a row
+        observer.outer_middleware(OriginMiddleware())  # other chats silent, anonymous refused
         observer.outer_middleware(AllowlistMiddleware())  # strangers stop here, silently
         observer.middleware(TimingMiddleware())
     dp.message.middleware(CommandGate())  # role, availability, staleness, confirmation
@@ -212,6 +214,7 @@ async def start_telegram(
     from bot.telegram.notifier import TelegramNotifier
     from bot.telegram.sender import RetryPolicy, Sender
     from bot.telegram.session import tune_session
+    from core.settings_check import parse_chat_list
 
     users = parse_allowed_users(settings.telegram_allowed_users)
     if not users:
@@ -219,6 +222,12 @@ async def start_telegram(
                        "(alerts are still sent)")
     if settings.telegram_chat_id is None:
         logger.warning("TELEGRAM_CHAT_ID is not set: alerts go to the log only")
+    chats, chat_problems = parse_chat_list(settings.telegram_allowed_chats)
+    for problem in chat_problems:
+        logger.error("ARBOPS_TELEGRAM_ALLOWED_CHATS: ignoring {} (`arbops config check` "
+                     "lists them)", problem)
+    if settings.telegram_chat_id is not None:
+        chats.add(settings.telegram_chat_id)
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
     try:
         bot = Bot(token=settings.telegram_bot_token.get_secret_value(), session=session)
@@ -239,6 +248,7 @@ async def start_telegram(
         pending=PendingStore(confirm_ttl_s, confirm_clock), sender=sender, notifier=notifier,
         live=LiveStatus(service, sender, live_interval_s), now=now,
         stale_after_s=stale_after_s, secrets=tuple(settings.secret_values()),
+        allowed_chats=frozenset(chats),
     )
     link = TelegramLink(now)
     bot.session.middleware(link)

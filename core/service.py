@@ -34,6 +34,8 @@ from core.trading.phases import PHASES
 from core.trading.state import HALT_FLAG, TradingStateBox
 from core.trading.universe import parse_universe
 
+# A status read asks Redis itself; a Redis that hangs must not hang status.
+REDIS_PING_TIMEOUT_S = 0.5
 REPLAY_CLOSE_MARGIN_S = 10.0
 VenuesFactory = Callable[[RunSpec], tuple[MarketData, dict[Venue, TradingVenue]]]
 
@@ -725,6 +727,18 @@ class OperatorService:
                             "not answering", "trading_state_written": held}
         return out
 
+    async def _redis_ping(self) -> dict[str, Any]:
+        """Ask Redis now, bounded: status says whether it answers, not only what the
+        last write said (a Redis that went away between writes is seen here)."""
+        assert self.safety.redis is not None
+        started = time.perf_counter()
+        try:
+            ok = await asyncio.wait_for(self.safety.redis.ping(), REDIS_PING_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - a status read reports, never raises
+            return {"state": "not answering", "ping": f"{type(exc).__name__}"}
+        ms = (time.perf_counter() - started) * 1000.0
+        return {"state": "in use" if ok else "not answering", "ping_ms": round(ms, 2)}
+
     def _last_run_brief(self) -> dict[str, Any] | None:
         o = self.last_outcome
         if o is None:
@@ -739,6 +753,8 @@ class OperatorService:
         """status() with the ARM read from the journal (and Redis), and the last run from
         the journal when this process has not finished one: for every surface."""
         st = {**self.status(), **await self.safety.arm_status()}
+        if self.safety.redis is not None:
+            st["surfaces"]["redis"].update(await self._redis_ping())
         if st["last_run"] is None and st["run"] is None:
             last = await self.store.last_run()
             if last is not None:

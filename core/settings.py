@@ -122,12 +122,12 @@ class Settings(BaseSettings):
     binance_fee_bps: float = Field(10.0, ge=0, le=100)
     # Chosen on the real training data by scripts/tune_strategy.py (docs/strategy.md);
     # every time is seconds of the market's clock.
-    entry_buffer_bps: float = Field(5.0, ge=0, le=1000)
-    baseline_halflife_s: float = Field(10_800.0, gt=0)
-    baseline_warmup_s: float = Field(10_800.0, ge=0)
+    entry_buffer_bps: float = Field(0.0, ge=0, le=1000)
+    baseline_halflife_s: float = Field(21_600.0, gt=0)
+    baseline_warmup_s: float = Field(21_600.0, ge=0)
     take_profit_bps: float = Field(10.0, gt=0)
-    stop_loss_bps: float = Field(150.0, gt=0)
-    max_hold_s: float = Field(86_400.0, gt=0)
+    stop_loss_bps: float = Field(60.0, gt=0)
+    max_hold_s: float = Field(21_600.0, gt=0)
     reversal_bps: float = Field(1000.0, ge=0)
     max_concurrent: int = Field(5, ge=1, le=100)
     order_timeout_s: float = Field(2.0, gt=0)
@@ -161,6 +161,7 @@ class Settings(BaseSettings):
     # --- Telegram surface (R-U1) -------------------------------------------------
     telegram_confirm_ttl_s: float = Field(60.0, ge=5, le=600)
     telegram_stale_after_s: float = Field(60.0, ge=5, le=3600)
+    telegram_allowed_chats: str = ""  # chat ids besides TELEGRAM_CHAT_ID; "" = none
     telegram_webhook_url: str | None = None  # unset: long polling
     telegram_webhook_secret: SecretStr | None = None
     telegram_webhook_host: str = "127.0.0.1"

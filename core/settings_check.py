@@ -56,6 +56,26 @@ def parse_allowlist(text: str | None) -> tuple[dict[int, str], list[str]]:
     return users, problems
 
 
+_CHAT = re.compile(r"-?[1-9][0-9]{0,19}")
+
+
+def parse_chat_list(text: str | None) -> tuple[set[int], list[str]]:
+    """ARBOPS_TELEGRAM_ALLOWED_CHATS = "id,...": (chat ids, problems). An entry with a
+    problem allows nothing."""
+    chats: set[int] = set()
+    problems: list[str] = []
+    for raw in (text or "").replace(";", ",").split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        if _CHAT.fullmatch(entry):
+            chats.add(int(entry))
+        else:
+            problems.append(f"{entry[:40]!r}: a chat id is a number in ASCII digits "
+                            "(a group's is negative)")
+    return chats, problems
+
+
 def bot_token_problem(token: str) -> str | None:
     """Why Telegram would not take this token (the bot then stays off), or None.
     Never quotes the token."""
@@ -109,6 +129,9 @@ def check_settings(settings: Settings, found: EnvFiles,
     report.errors += found.problems
     _, problems = parse_allowlist(settings.telegram_allowed_users)
     report.errors += [f"TELEGRAM_ALLOWED_USERS: {p}; the bot would ignore it" for p in problems]
+    _, problems = parse_chat_list(settings.telegram_allowed_chats)
+    report.errors += [f"ARBOPS_TELEGRAM_ALLOWED_CHATS: {p}; the bot would not answer there"
+                      for p in problems]
     report.errors += settings.telegram_webhook_problems()
     if settings.telegram_bot_token is not None:
         problem = bot_token_problem(settings.telegram_bot_token.get_secret_value())

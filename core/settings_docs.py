@@ -22,6 +22,9 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
     "telegram_confirm_ttl_s": ("a Confirm button works this long, then it is refused", ""),
     "telegram_stale_after_s": ("risk-adding commands queued longer than this are dropped "
                                "(/kill always runs)", ""),
+    "telegram_allowed_chats": ("chat ids (groups are negative), comma-separated, where the bot "
+                               "also answers, besides TELEGRAM_CHAT_ID and allowlisted users' "
+                               "private chats; anywhere else it stays silent", ""),
     "telegram_webhook_url": ("public https URL for webhook mode; unset = long polling", ""),
     "telegram_webhook_secret": ("webhook secret_token, 16-256 of A-Za-z0-9_- (secret); "
                                 "required with a webhook URL", ""),

@@ -98,6 +98,8 @@ def _surface(s: dict[str, Any], tz: Any) -> str:
                 f"last: {s.get('last_error')})")
     if state == "serving" and s.get("url"):
         return f"serving {s['url']}"
+    if s.get("ping_ms") is not None:
+        return f"{state} (ping {s['ping_ms']} ms)"
     return state
 
 

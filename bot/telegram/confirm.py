@@ -76,7 +76,7 @@ class PendingStore:
             return Claim.UNKNOWN, None
         if p.user_id != user_id:
             return Claim.WRONG_USER, p
-        if p.chat_id is not None and chat_id is not None and p.chat_id != chat_id:
+        if p.chat_id != chat_id:  # a press with no chat (an inline message) binds nothing
             return Claim.WRONG_CHAT, p
         if p.used:
             return Claim.USED, p

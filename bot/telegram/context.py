@@ -66,6 +66,7 @@ class AuditNote:
     role: str = "none"
     outcome: str = "ignored"
     t0: float = field(default_factory=time.perf_counter)
+    received: float | None = None  # wall clock when this update reached the bot
     latency_ms: float | None = None
     recorded: bool = False
 
@@ -88,5 +89,7 @@ class TelegramDeps:
     live: LiveStatus | None = None
     now: Callable[[], float] = time.time  # wall clock, compared with message.date
     stale_after_s: float = 60.0
+    # TELEGRAM_CHAT_ID and ARBOPS_TELEGRAM_ALLOWED_CHATS; private chats are always allowed
+    allowed_chats: frozenset[int] = frozenset()
     secrets: tuple[str, ...] = ()
     inflight: set[Any] = field(default_factory=set)  # handler tasks, awaited on stop

@@ -1,8 +1,10 @@
 """Cross-cutting concerns (docs/architecture.md).
 
 Outer, in order: `AuditMiddleware` (one audit row per update, every attempt,
-secrets masked) and `AllowlistMiddleware` (the USER must be in
-TELEGRAM_ALLOWED_USERS; anyone else gets no reply at all). Inner:
+secrets masked; a command addressed to another bot is not ours and leaves none),
+`OriginMiddleware` (bot/telegram/origin.py: allowed chats only, anonymous senders
+refused) and `AllowlistMiddleware` (the USER must be in TELEGRAM_ALLOWED_USERS;
+anyone else gets no reply at all). Inner:
 `TimingMiddleware` and, for messages, `CommandGate`, which reads the core
 command table entry from the handler's flags and applies the role check, the
 "not available yet" reply, the stale-update rule and the two-step
@@ -30,6 +32,7 @@ from loguru import logger
 from bot.telegram.confirm import CANCEL, CONFIRM, parse_callback
 from bot.telegram.context import AuditNote, Ctx, Plan, Reply, TelegramDeps
 from bot.telegram.format import h, ts
+from bot.telegram.origin import addressed_elsewhere, command_mention, forwarded
 from bot.telegram.table import ROLE_NAMES
 from core.commands import Command
 from core.errors import ServiceError, UsageError
@@ -81,10 +84,16 @@ async def record(deps: TelegramDeps, note: AuditNote) -> None:
 class AuditMiddleware(BaseMiddleware):
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         deps: TelegramDeps = data["deps"]
+        received = deps.now()  # staleness counts to here, not to when a handler ran
+        if isinstance(event, Message) and command_mention(event.text or event.caption):
+            me = await _our_username(data)
+            if addressed_elsewhere(event.text or event.caption, me):
+                return None  # another bot's command: not an attempt on this one
         user = data.get("event_from_user")
         chat = data.get("event_chat")
         command, args = describe(event, deps)
-        note = AuditNote(user.id if user else None, chat.id if chat else None, command, args)
+        note = AuditNote(user.id if user else None, chat.id if chat else None, command, args,
+                         received=received)
         data["note"] = note
         task = asyncio.current_task()
         if task is not None:
@@ -102,6 +111,18 @@ class AuditMiddleware(BaseMiddleware):
             await record(deps, note)
             if task is not None:
                 deps.inflight.discard(task)
+
+
+async def _our_username(data: dict[str, Any]) -> str | None:
+    """The bot's @username (aiogram caches getMe). Unknown: None, which treats every
+    mention as another bot's, as the command filters would refuse it too."""
+    bot = data.get("bot")
+    try:
+        me = await bot.me() if bot is not None else None
+    except Exception:  # noqa: BLE001 - the Bot API is away; the command cannot be matched
+        logger.warning("could not learn the bot's username; a /command@bot is ignored")
+        return None
+    return None if me is None else me.username
 
 
 class AllowlistMiddleware(BaseMiddleware):
@@ -178,6 +199,9 @@ class CommandGate(BaseMiddleware):
                       deps: TelegramDeps, ctx: Ctx, note: AuditNote,
                       cmd: Command | None) -> Reply | None:
         if cmd is None:  # fallback handlers: unknown commands, plain text
+            if forwarded(event):
+                note.done("ignored: forwarded")
+                return None
             result = await handler(event, data)
             if isinstance(result, Reply):
                 note.done(result.outcome)
@@ -185,11 +209,18 @@ class CommandGate(BaseMiddleware):
             note.done("ignored")
             return None
         note.command = cmd.name
+        if forwarded(event):
+            note.done("refused: forwarded")
+            return Reply(f"a forwarded /{cmd.name} is not run: it carries someone else's "
+                         "words and time. Nothing changed; type it yourself if you mean it.")
         if ctx.role < cmd.min_role:
             note.done(f"refused: needs {ROLE_NAMES[cmd.min_role]}")
             return Reply(f"/{cmd.name} needs role {ROLE_NAMES[cmd.min_role]}; "
                          f"you are {ROLE_NAMES[ctx.role]}. Nothing changed.")
-        age = deps.now() - event.date.timestamp()
+        # From when Telegram took the message to when it reached the bot: a forward's
+        # date says nothing about when it was meant, and forwards are refused above.
+        arrived = note.received if note.received is not None else deps.now()
+        age = arrived - event.date.timestamp()
         if cmd.adds_risk and age > deps.stale_after_s:
             note.done(f"dropped: stale ({age:.0f} s old)")
             return Reply(f"ignored /{cmd.name} sent at {ts(event.date.timestamp())}: it is "

@@ -50,6 +50,18 @@ class RollingBaseline:
         self._last_t = 0.0
         self.samples_s = 0.0  # how long the baseline has been fed
 
+    def expire(self, t: float) -> bool:
+        """Forget the baseline when no sample came for longer than a half-life.
+
+        A gap in the data (an outage, or recordings days apart in a backtest) leaves
+        a baseline that describes the premium as it was: measuring the next sample's
+        deviation against it trades the gap, not the premium. Starting over makes
+        the strategy warm up again. Returns whether it forgot."""
+        if self.value is None or t - self._last_t <= self.halflife_s:
+            return False
+        self.value, self.samples_s = None, 0.0
+        return True
+
     def update(self, mid_bps: float, t: float) -> float:
         if self.value is None:
             self.value = mid_bps

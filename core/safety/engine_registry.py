@@ -29,9 +29,15 @@ class EngineEntry:
     path: Path  # the registry file
 
 
-def registry_dir() -> Path:
+def user_state_dir() -> Path:
+    """This user's arbops state on this host, shared by every data dir:
+    `${XDG_STATE_HOME:-~/.local/state}/arbops`."""
     base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return Path(base) / "arbops" / "engines"
+    return Path(base) / "arbops"
+
+
+def registry_dir() -> Path:
+    return user_state_dir() / "engines"
 
 
 def _entry_path(data_dir: Path) -> Path:

@@ -8,6 +8,7 @@ works before the settings fields are added (see the defaults below).
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 from collections.abc import Awaitable, Callable, Mapping
@@ -20,12 +21,19 @@ from core.domain.journal_kinds import EventKind
 from core.domain.models import Venue
 from core.errors import ArmRefused
 from core.ports import JournalStore
+from core.safety.arm_ledger import HostArmLedger
 from core.safety.arming import MAX_AGE_S, ArmBook, ArmState
 from core.safety.failure import Failure
 from core.safety.ladder import Ladder, LadderDecision
 from core.safety.live_gate import PREFLIGHT_FLAG, ArmView, LiveStartContext, check_live_start
 from core.safety.preflight import PreflightContext, run_preflight
-from core.safety.redis_state import EngineLock, FileEngineLock, LostCallback, RedisState
+from core.safety.redis_state import (
+    EngineLock,
+    FileEngineLock,
+    LostCallback,
+    RedisState,
+    account_id,
+)
 from core.trading.state import HALT_FLAG
 
 VenuesProvider = Callable[[], Awaitable[Mapping[Venue, Any]] | Mapping[Venue, Any]]
@@ -54,6 +62,7 @@ class LiveSafety:
         server_time_probe: AsyncProbe | None = None,
         api_restrictions_probe: AsyncProbe | None = None,
         rss_mb: Callable[[], float] | None = None,
+        arm_ledger: HostArmLedger | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -68,6 +77,8 @@ class LiveSafety:
         self.api_restrictions_probe = api_restrictions_probe
         self.rss_mb = rss_mb
         self.book = ArmBook(store)
+        # An env ARM is single use per host and account, not per data dir.
+        self.arm_ledger = arm_ledger or HostArmLedger(account_id(settings), redis=redis)
         self.ladder = Ladder(store, float(self.setting("ladder_window_s")))
         self._command_arm: ArmState | None = None  # carries the monotonic stamp
 
@@ -94,6 +105,8 @@ class LiveSafety:
         if consumed is not None:
             arm.consume(consumed)
         failures = arm.check(self.clock.time(), self.clock.monotonic())
+        if arm.source == "env" and consumed is None:
+            failures += await self._host_use(arm)
         if self.redis is not None and arm.source == "command":
             # Another host may have disarmed this account: Redis is what hosts share.
             mirror = await self.redis.arm_mirror()
@@ -101,6 +114,27 @@ class LiveSafety:
                 failures.append(Failure("arm_mirror", "the ARM is missing from Redis (expired "
                                                       "or disarmed elsewhere); arm again"))
         return ArmView(failures, arm.cap_usd)
+
+    async def _host_use(self, arm: ArmState) -> list[Failure]:
+        """The host-wide record of an env ARM: used from another data dir, or unreadable."""
+        try:
+            use = await self.arm_ledger.used(arm)
+        except Exception as exc:  # noqa: BLE001 - cannot tell if it was used: refuse
+            return [Failure("arm_ledger", f"cannot read the record of used ARMs "
+                                          f"({type(exc).__name__}: {exc}); refusing")]
+        return [] if use is None else [use.failure(arm)]
+
+    async def _claim_env(self, arm: ArmState, used_by: str, now: float) -> None:
+        """Record an env ARM's use host-wide; ArmRefused if another data dir won it."""
+        try:
+            earlier = await self.arm_ledger.claim(arm, used_by, Path(self.settings.data_dir),
+                                                  now)
+        except Exception as exc:
+            raise ArmRefused([Failure("arm_ledger", f"cannot record this ARM's use "
+                                                    f"({type(exc).__name__}: {exc}); "
+                                                    "refusing")]) from exc
+        if earlier is not None:
+            raise ArmRefused([earlier.failure(arm)])
 
     async def arm(self, usd: Any, actor: str) -> dict[str, Any]:
         now, mono = self.clock.time(), self.clock.monotonic()
@@ -127,6 +161,8 @@ class LiveSafety:
         burned = None
         if env is not None and env.armed_at_raw is not None and \
                 await self.book.consumed_by(env) is None:
+            with contextlib.suppress(ArmRefused):  # already burned elsewhere: fine
+                await self._claim_env(env, f"disarmed by {actor}", now)
             await self.book.mark_consumed(env, f"disarmed by {actor}", now)
             burned = env.armed_at_raw
         if self.redis is not None:
@@ -159,11 +195,15 @@ class LiveSafety:
         if view.failures or arm is None:
             raise ArmRefused(view.failures or [Failure("arm_missing", "nothing to consume")])
         now = self.clock.time()
+        if arm.source == "env":  # first: another data dir may have taken it meanwhile
+            await self._claim_env(arm, f"run {run_id}", now)
         await self.book.mark_consumed(arm, run_id, now)
         # One start uses up every ARM in sight: env vars left set after a command ARM
         # must not silently arm the next phase.
         env = ArmState.from_env(self.settings)
         if env is not None and env.token != arm.token and env.armed_at_raw is not None:
+            with contextlib.suppress(ArmRefused):  # burned already: nothing to add
+                await self._claim_env(env, f"run {run_id}", now)
             await self.book.mark_consumed(env, run_id, now)
         await self.book.clear_command()
         self._command_arm = None

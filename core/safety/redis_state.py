@@ -150,6 +150,7 @@ class RedisState:
         self.fence_key = f"{base}:fence"
         self.arm_key = f"{base}:arm"
         self.kill_key = f"{base}:kill"
+        self.arm_used_prefix = f"{base}:arm_used:"
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "arbops", account: str = "default",
@@ -179,6 +180,20 @@ class RedisState:
 
     async def clear_arm(self) -> None:
         await self.client.delete(self.arm_key)
+
+    # --- environment ARMs used by any host of this account (core.safety.arm_ledger)
+    async def claim_env_arm(self, fingerprint: str, body: dict[str, Any],
+                            ttl_s: int) -> dict[str, Any] | None:
+        """SET NX: None when this claim won, else the earlier use."""
+        key = self.arm_used_prefix + fingerprint
+        if await self.client.set(key, json.dumps(body, sort_keys=True), nx=True,
+                                 ex=max(int(ttl_s), 1)):
+            return None
+        return await self.env_arm_use(fingerprint) or {"used_by": "an earlier start"}
+
+    async def env_arm_use(self, fingerprint: str) -> dict[str, Any] | None:
+        raw = await self.client.get(self.arm_used_prefix + fingerprint)
+        return None if raw is None else dict(json.loads(raw))
 
     # --- kill flag mirror: no TTL; only `reset` clears it
     async def set_kill(self, reason: str) -> None:

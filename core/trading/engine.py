@@ -52,6 +52,10 @@ from core.trading.strategy import Signal, Strategy
 
 VENUES = (Venue.UPBIT, Venue.BINANCE)
 UNKNOWN_GIVE_UP_S = 10.0  # an order not visible by client id after this never arrived
+# An exit whose unfilled rest is under the venue's minimum order cannot be re-priced: a
+# cancel would strand that rest as dust no new order may carry. It is left working for
+# this many re-price periods (it fills when the book comes back); only then cancelled.
+DUST_REST_PATIENCE = 3
 
 
 @dataclass(slots=True)
@@ -141,6 +145,9 @@ class Engine:
         self.accept_entries = True
         self.pnl_usd = 0.0  # strategy PnL (the guards, the gates and drawdown use it)
         self.inventory_pnl_usd = 0.0
+        # Leg remainders a position ended with because no venue takes an order that
+        # small: named in the KPI and the reconciliation, never dropped silently.
+        self.dust: list[dict[str, Any]] = []
         self.last_snapshot: MarketSnapshot | None = None
         self.last_signals: dict[str, Signal] = {}  # the newest tick's, for reports
         self._marks: dict[str, float] = {}  # Binance mid, USDT
@@ -250,6 +257,10 @@ class Engine:
                 # book); entries simply expire.
                 timeout = (self.cfg.order_timeout_s if wo.purpose is Purpose.ENTRY
                            else min(self.cfg.exit_reprice_s, self.cfg.order_timeout_s))
+                if (wo.purpose is not Purpose.ENTRY and answer.filled > 0
+                        and self._tradable(slot.base, wo.venue,
+                                           max(wo.amount - answer.filled, 0.0), snap) == 0.0):
+                    timeout *= DUST_REST_PATIENCE
                 if (
                     not answer.status.done
                     and not wo.cancel_sent
@@ -381,6 +392,8 @@ class Engine:
         tb = self._tradable(slot.base, Venue.BINANCE, qb, snap)
         if slot.state is SlotState.ENTERING:
             if tu == 0.0 and tb == 0.0:
+                # Only dust left on the legs (if anything): named, never dropped.
+                self._name_dust(slot, snap)
                 if slot.fees_usd > 0.0:
                     # Something filled and was unwound: a closed entry like any other,
                     # counted in the round trips and the win rate (its fees are a loss).
@@ -417,9 +430,32 @@ class Engine:
                        expected_edge_bps=slot.expected_edge_bps)
         elif slot.state is SlotState.EXITING:
             if tu == 0.0 and tb == 0.0:
+                self._name_dust(slot, snap)
                 await self._close_round_trip(slot, mono, snap.fx.mid)
             else:
                 slot.state = SlotState.OPEN  # partly exited: try again next tick
+
+    def _name_dust(self, slot: Slot, snap: MarketSnapshot) -> None:
+        """Record each leg remainder the position ends with (too small for any order
+        on its venue), valued at the mark, so the run's report names it."""
+        for venue, qty in slot.open_qty.items():
+            if qty <= 1e-12:
+                continue
+            books = snap.upbit if venue is Venue.UPBIT else snap.binance
+            book = books.get(slot.base)
+            price = book.mid if book is not None else 0.0
+            to_usd = 1.0 / snap.fx.mid if venue is Venue.UPBIT else 1.0
+            item = {"position_id": slot.position_id, "base": slot.base, "venue": str(venue),
+                    "qty": qty, "usd": round(qty * price * to_usd, 6),
+                    "side_to_flatten": str(slot.direction.side_on(venue).opposite),
+                    "reason": "below the venue's minimum order"}
+            self.dust.append(item)
+            logger.warning("position {} ends with dust on {}: {:g} {} (${:.4f}), below the "
+                           "venue's minimum order", slot.position_id, venue, qty, slot.base,
+                           item["usd"])
+            self._tell(TradeEventKind.FAILED_LEG, slot, qty=qty, detail=(
+                f"{venue} leg left {qty:g} {slot.base} (${item['usd']:.2f}) as dust: "
+                "below the venue's minimum order"))
 
     @staticmethod
     def _book_of(base: str, venue: Venue, snap: MarketSnapshot) -> Any:

@@ -30,6 +30,7 @@ def build_kpi(
     def since_start(mono: float | None) -> float | None:
         return None if mono is None else round(mono - started, 3)
 
+    dust = [dict(d) for d in getattr(engine, "dust", [])]
     perf = {"loop_latency_ms": engine.latency.summary(),
             "book_to_legs_sent_ms": engine.book_to_send.summary(),
             "send_task_ms": engine.send_task.summary(),
@@ -52,6 +53,7 @@ def build_kpi(
             "kill_switch_triggered": kill_switch_triggered,
             "stop_reason": stop_reason,
             "max_drawdown_usd": round(engine.ledger.max_drawdown, 6),  # of strategy PnL
+            "dust_usd": round(sum(d["usd"] for d in dust), 6),
         },
         "run": run,
         "performance": perf,
@@ -68,6 +70,8 @@ def build_kpi(
             "marks": {"fx_usdt_krw": fx_mid, "base_usdt": engine.marks(),
                       "upbit_base_usd": engine.upbit_marks()},
             "inventory_change": engine.ledger.inventory_change(),
+            # leg remainders closed positions left (under a venue's minimum order)
+            "dust": dust,
         },
         "fills": {
             "orders_sent": sum(getattr(ex, "orders_sent", 0) for ex in engine.ex.values()),

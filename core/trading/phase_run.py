@@ -725,6 +725,13 @@ class PhaseRun:
         except Exception as exc:  # noqa: BLE001 - reported in the KPI and the alert
             result = {"run_id": self.run_id, "ok": False, "drift": [],
                       "problems": [f"not reconciled: {type(exc).__name__}: {exc}"]}
+        # The journal and the venues agree on dust (it is in both), so it is no drift;
+        # it is named here so the record of the run's end says what was left unhedged.
+        result["dust"] = list(self.engine.dust) if self.engine is not None else []
+        if result["dust"] and self.notifier is not None:
+            await self.notifier.notify(Severity.ALERT, "dust left", f"run {self.run_id}: "
+                                       + "; ".join(f"{d['base']} {d['venue']} {d['qty']:g} "
+                                                   f"(${d['usd']:.2f})" for d in result["dust"]))
         await self.durably("reconciliation", lambda: self.store.record_event(
             self.clock.time(), self.run_id, EventKind.RECONCILED, result))
         if not result["ok"] and self.notifier is not None:

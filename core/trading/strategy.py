@@ -50,6 +50,7 @@ class Strategy:
             bl = self._baselines[base] = RollingBaseline(self.p.baseline_halflife_s)
         # The deviation is measured against the baseline as it stood before this
         # sample: a baseline that already holds the sample hides part of the move.
+        bl.expire(t)
         before = bl.value
         warm = before is not None and bl.samples_s >= self.p.baseline_warmup_s
         bl.update(prem.mid_bps, t)

@@ -122,6 +122,17 @@ def _net_base(data: dict[str, Any]) -> dict[str, float]:
     return {a: q * marks.get(a, 0.0) for a, q in net.items()}
 
 
+def _named_dust_usd(data: dict[str, Any]) -> dict[str, float]:
+    """Per base, the USD the named dust leaves over across both venues (signed: long
+    when flattening it means selling)."""
+    marks = data["trading"]["marks"]["base_usdt"]
+    out: dict[str, float] = {}
+    for d in data["trading"]["dust"]:
+        sign = 1.0 if d["side_to_flatten"] == "sell" else -1.0
+        out[d["base"]] = out.get(d["base"], 0.0) + sign * d["qty"] * marks.get(d["base"], 0.0)
+    return out
+
+
 # --- a first signal: graceful ----------------------------------------------------------
 @pytest.mark.timeout(120)
 def test_sigterm_with_open_position_and_partial_fill_closes_gracefully(data_dir):
@@ -157,8 +168,14 @@ def test_sigterm_with_open_position_and_partial_fill_closes_gracefully(data_dir)
     assert data["trading"]["open_positions"] == []
     assert data["guards"]["trading_state"] != "HALTED"
     assert data["trading"]["entries"] >= 1, "the stop was meant to land on a live position"
+    # Both legs flat, or the rest named: a leg left under a venue's minimum order is
+    # listed as dust (KPI, summary, reconciliation) and is all the base left over.
+    dust = _named_dust_usd(data)
+    assert data["reconciliation"]["dust"] == data["trading"]["dust"]
+    assert summary["dust_usd"] == pytest.approx(
+        sum(d["usd"] for d in data["trading"]["dust"]), abs=1e-6)
     net = _net_base(data)
-    assert all(abs(usd) < 0.05 for usd in net.values()), net
+    assert all(abs(usd - dust.get(b, 0.0)) < 0.05 for b, usd in net.items()), (net, dust)
 
     # the journal: every position that traded is closed; no order is left working
     positions = query(data_dir, "SELECT position_id, state FROM positions") or []
@@ -183,7 +200,8 @@ def test_sigterm_with_open_position_and_partial_fill_closes_gracefully(data_dir)
         sign = 1.0 if f["side"] == "buy" else -1.0
         per_base[base] = per_base.get(base, 0.0) + sign * float(f["amount"])
     marks = data["trading"]["marks"]["base_usdt"]
-    assert all(abs(q * marks.get(b, 0.0)) < 0.05 for b, q in per_base.items()), per_base
+    assert all(abs(q * marks.get(b, 0.0) - dust.get(b, 0.0)) < 0.05
+               for b, q in per_base.items()), (per_base, dust)
 
     # a graceful stop leaves no lasting HALT
     status = run_cli(["status", "--json"], data_dir)

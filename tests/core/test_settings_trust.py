@@ -99,6 +99,7 @@ def test_unknown_names_suggest_the_closest():
 def test_config_check_lists_files_and_fails_on_what_the_service_ignores():
     with short_data_dir() as d:
         (d / ".env").write_text("TELEGRAM_ALLOWED_USERS=123:admn\n"
+                                "ARBOPS_TELEGRAM_ALLOWED_CHATS=-100123,ops-group\n"
                                 "TELEGRAM_BOT_TOKEN=not a token secret-part\n")
         (d / ".env.live").write_text(LIVE_FILE)
         env = arbops_env(d, {"ARBOPS_TAKEPROFIT_BPS": "12"})
@@ -109,6 +110,7 @@ def test_config_check_lists_files_and_fails_on_what_the_service_ignores():
         assert "ARBITRAGE_ENV=live (from" in r.stdout
         assert "did you mean 'admin'" in r.stderr
         assert "did you mean ARBOPS_TAKE_PROFIT_BPS" in r.stderr
+        assert "'ops-group': a chat id is a number" in r.stderr
         assert "TELEGRAM_BOT_TOKEN is malformed" in r.stderr and "secret-part" not in r.stderr
         assert "settings OK" not in r.stdout
         assert "live-upbit-access" not in r.stdout + r.stderr

@@ -189,6 +189,21 @@ def test_baseline_follows_a_level_shift() -> None:
     assert bl.value == pytest.approx(400.0, abs=1e-3)
 
 
+@pytest.mark.parametrize(("gap", "forgets"), [(29.0, False), (30.0, False), (31.0, True),
+                                              (3 * 86400.0, True)])
+def test_baseline_forgets_after_a_gap_longer_than_its_half_life(gap: float,
+                                                                forgets: bool) -> None:
+    bl = RollingBaseline(30.0)
+    bl.update(100.0, 0.0)
+    bl.update(100.0, 20.0)
+    assert bl.expire(20.0 + gap) is forgets
+    if forgets:
+        assert bl.value is None and bl.samples_s == 0.0
+        assert bl.update(40.0, 20.0 + gap) == 40.0  # starts over at the new sample
+    else:
+        assert bl.value == 100.0 and bl.samples_s == 20.0
+
+
 # --- slippage from depth --------------------------------------------------------
 
 DEPTH = book(
@@ -389,6 +404,27 @@ def test_the_deviation_is_measured_against_the_baseline_before_the_sample() -> N
     alpha = 1.0 - 2.0 ** (-300.0 / 3600.0)
     after = s.observe("BTC", up_hi, bn, 1380.0, 25 * 300.0)  # same instant: no decay
     assert after.baseline == pytest.approx(level.prem.mid_bps + alpha * dev)
+
+
+def test_a_gap_in_the_data_is_not_a_deviation() -> None:
+    """Recordings days apart (or an outage): the premium 2 % lower after the gap is
+    measured against nothing stale - the baseline starts over and warms up again."""
+    hourly = StrategyParams(5.0, 10.0, 5.0, 3600.0, 3600.0, 10.0, 60.0, 3600.0, 1000.0)
+    s = Strategy(hourly)
+    up, bn = top(141_450, 141_726), top(99.9, 100.0)
+    for i in range(25):
+        assert s.observe("BTC", up, bn, 1380.0, i * 300.0).warm is (i * 300.0 > 3600.0)
+    up_lo = top(141_450 * 0.98, 141_726 * 0.98)
+    after_gap = 24 * 300.0 + 3 * 86400.0
+    sig = s.observe("BTC", up_lo, bn, 1380.0, after_gap)
+    assert not sig.warm and sig.baseline == pytest.approx(sig.prem.mid_bps)
+    assert s.entry(sig, up_lo, bn, 0.1) is None
+    # without the gap the same move is an entry: the test above is not vacuous
+    s2 = Strategy(hourly)
+    for i in range(25):
+        s2.observe("BTC", up, bn, 1380.0, i * 300.0)
+    sig2 = s2.observe("BTC", up_lo, bn, 1380.0, 25 * 300.0)
+    assert s2.entry(sig2, up_lo, bn, 0.1) is not None
 
 
 def test_strategy_refuses_a_deviation_smaller_than_the_break_even() -> None:

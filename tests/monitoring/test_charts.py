@@ -298,3 +298,13 @@ def test_the_service_process_never_loads_matplotlib(tmp_path: Path) -> None:
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["error"] is None and result["png"] > 10_000
     assert result["loaded"] == []
+
+
+def test_the_worker_reports_its_own_peak_not_the_callers() -> None:
+    """A caller holding 600 MB (a test run, a long-lived serve) starts the worker: the
+    worker's peak is its own address space's, not the caller's inherited figure."""
+    ballast = bytearray(600 * 2**20)
+    ballast[:: 4096] = b"\x01" * len(range(0, len(ballast), 4096))  # resident, not just mapped
+    result = render_charts([ChartJob("backtest", backtest_data())], timeout_s=60)
+    assert len(ballast) == 600 * 2**20  # still held while the worker ran
+    assert 40 < result.stats["peak_rss_mb"] < 400

@@ -244,3 +244,39 @@ async def test_status_says_what_redis_holds(redis_url: str, tmp_path: Path) -> N
             "state": "in use", "trading_state_written": "HALTED"}
     finally:
         await service.close()
+
+
+async def test_status_asks_redis_now_and_is_bounded(redis_url: str, tmp_path: Path) -> None:
+    """full_status pings Redis: a measured round trip when it answers; a listener that
+    accepts and never answers is "not answering" within the ping's bound."""
+    import socket
+    import time as _time
+
+    from bot.app import build_service
+    from core.service import REDIS_PING_TIMEOUT_S
+    from core.settings import Settings
+
+    service = await build_service(Settings(
+        data_dir=tmp_path / "up", redis_url=redis_url, log_level="WARNING",
+        redis_key_prefix=f"t{uuid.uuid4().hex[:8]}"))
+    try:
+        redis = (await service.full_status())["surfaces"]["redis"]
+        assert redis["state"] == "in use" and 0 < redis["ping_ms"] < 1000 * REDIS_PING_TIMEOUT_S
+    finally:
+        await service.close()
+    mute = socket.socket()
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(8)  # the kernel completes the handshake; nobody ever reads or answers
+    try:
+        service = await build_service(Settings(
+            data_dir=tmp_path / "mute", log_level="WARNING",
+            redis_url=f"redis://127.0.0.1:{mute.getsockname()[1]}/0"))
+        try:
+            started = _time.monotonic()
+            redis = (await service.full_status())["surfaces"]["redis"]
+            assert redis["state"] == "not answering" and "ping_ms" not in redis
+            assert _time.monotonic() - started < REDIS_PING_TIMEOUT_S + 2.0
+        finally:
+            await service.close()
+    finally:
+        mute.close()

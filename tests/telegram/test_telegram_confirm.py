@@ -131,8 +131,11 @@ async def test_two_prompts_start_at_most_one_run(tmp_path: Path) -> None:
         fake.press(OPERATOR, b1["✅ Confirm"], msg1)
         fake.press(OPERATOR, b2["✅ Confirm"], msg2)
         await settle(env)
-        assert runs_started(env) == 1
         await fake.wait_text(OPERATOR, "already running")
+        # The run's row is written when the run starts, which can come after the
+        # handler has answered: wait for it, then count.
+        await fake.wait_for(lambda: runs_started(env) >= 1, what="the run's row")
+        assert runs_started(env) == 1
 
 
 async def ask(env: Env, user: int, text: str) -> dict[str, Any]:

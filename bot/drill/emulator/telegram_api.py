@@ -269,6 +269,14 @@ class BotApiStandIn:
             "from": {"id": user_id, "is_bot": False, "first_name": "tester"},
             "message": message, "data": data}})
 
+    def press_inline(self, user_id: int, data: str) -> int:
+        """A press on a button of an inline-mode message: Telegram sends no message and
+        no chat, only an inline_message_id."""
+        return self.enqueue({"callback_query": {
+            "id": f"cq{self._next_update}", "chat_instance": "ci",
+            "from": {"id": user_id, "is_bot": False, "first_name": "tester"},
+            "inline_message_id": f"inline{self._next_update}", "data": data}})
+
     def press_confirm(self, user_id: int) -> int:
         """`user_id` presses Confirm under the last prompt the bot sent them."""
         msg = self.last_markup_message(user_id)

@@ -21,14 +21,19 @@ async def on_button(query: CallbackQuery, ctx: Ctx, note: AuditNote, deps: Teleg
         return
     choice, nonce = parsed
     message = query.message
-    chat_id = message.chat.id if message is not None else None
+    if message is None:  # an inline message: no chat to bind the confirmation to
+        note.done("refused: no message")
+        await record(deps, note)
+        await deps.sender.answer_callback(
+            query.id, "this button is not in a chat the bot serves: nothing changed", True)
+        return
+    chat_id = message.chat.id
     claim, pending = deps.pending.claim(nonce, ctx.user_id, chat_id)
     if claim is not Claim.OK or pending is None:
         note.done(f"refused: {claim.name.lower()}")
         await record(deps, note)
         await deps.sender.answer_callback(query.id, claim.value, True)
-        if claim is Claim.EXPIRED and pending is not None and chat_id is not None \
-                and pending.message_id is not None:
+        if claim is Claim.EXPIRED and pending is not None and pending.message_id is not None:
             await deps.sender.edit(chat_id, pending.message_id,
                                    f"{pending.plan.impact}\n\n⌛ expired: nothing changed")
         return
@@ -56,9 +61,7 @@ async def on_button(query: CallbackQuery, ctx: Ctx, note: AuditNote, deps: Teleg
         note.done(result.outcome)
     await record(deps, note)
     await deps.sender.answer_callback(query.id, "cancelled" if choice == CANCEL else "done")
-    if chat_id is None:
-        return
-    target = pending.message_id or (message.message_id if message is not None else None)
+    target = pending.message_id or message.message_id
     text = prompt + result.text
     if target is not None and await deps.sender.edit(chat_id, target, text):
         if result.live_run and deps.live is not None:
