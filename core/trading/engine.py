@@ -155,6 +155,7 @@ class Engine:
         self._fx = 0.0
         self._pos_ids = 0
         self._last_resource_sample = time.perf_counter()
+        self._failed_sends = 0  # send tasks whose error this tick took
         # Per-trade messages (core/monitoring/trade_notices.py): called from the tick,
         # so it must only append and return.
         self.on_trade: Callable[[TradeEvent], None] | None = None
@@ -177,6 +178,7 @@ class Engine:
         now = self.clock.time()
         mono = self.clock.monotonic()
         fx = snap.fx.mid
+        self._failed_sends = 0
         try:
             await self._poll_working(snap, mono)
             signals: dict[str, Signal] = {}
@@ -196,7 +198,8 @@ class Engine:
                     await self._maybe_exit(slot, sig, snap, mono)
             if self.accept_entries and self.state.allows_entries:
                 await self._entries(signals, snap, mono, now)
-            self.consecutive_errors = 0
+            if not self._failed_sends:  # a send task that failed counts like a failed tick
+                self.consecutive_errors = 0
         except Exception:  # noqa: BLE001 - counted for the guards, never silent
             self.errors += 1
             self.consecutive_errors += 1
@@ -684,6 +687,7 @@ class Engine:
             except Exception as exc:  # noqa: BLE001 - counted for the guards, never silent
                 self.errors += 1
                 self.consecutive_errors += 1
+                self._failed_sends += 1
                 logger.error("send of {} failed: {!r}", job.slot.position_id, exc)
         return [job.slot for job in jobs]
 

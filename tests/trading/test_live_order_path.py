@@ -303,3 +303,28 @@ async def test_live_a_kill_between_decision_and_send_stops_the_send(rig: Rig) ->
     rows = await rig.store.intents_in_states(["REJECTED"], RUN)
     assert len(rows) == 2 and all("HALTED" in r["reason"] for r in rows), rows
     assert engine.gateway.refusals.get("trading_state") == 2
+
+
+async def test_live_a_commit_that_fails_sends_nothing_and_counts_as_an_error(rig: Rig) -> None:
+    snap = await rig.snapshot()
+    engine = live(rig)
+    # The client id the next leg will get is already in the journal: the intents'
+    # one INSERT fails in SQLite itself, so neither leg may go out.
+    prefix, n = engine.gateway.next_client_id().rsplit("-", 1)
+    await rig.store.record_intents([{
+        "client_order_id": f"{prefix}-{int(n) + 1}", "run_id": "other", "venue": "upbit",
+        "symbol": "BTC/KRW", "side": "sell", "type": "limit", "amount": 0.001,
+        "price": 1.0, "cost": None, "purpose": "entry", "position_id": "other-p1",
+        "created_at": time.time()}])
+    slot = engine.slots["BTC"]
+    slot.position_id, slot.state = f"{RUN}-p9", SlotState.ENTERING
+    assert await engine._place(slot, entry_legs(rig, snap), Purpose.ENTRY, snap, 0.0,
+                               all_or_none=True)
+    await acks_in(engine)
+    errors = engine.errors
+    await engine.tick(snap)  # takes what the send task got
+    assert engine.errors == errors + 1 and engine.consecutive_errors >= 1
+    assert slot.state is SlotState.FLAT and not slot.working and slot.sending == 0
+    for venue in rig.venues.values():
+        assert await venue.fetch_open_orders() == []
+    assert await rig.store.intents_in_states(["OPEN", "PENDING", "UNKNOWN"], RUN) == []
