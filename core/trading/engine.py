@@ -58,6 +58,17 @@ UNKNOWN_GIVE_UP_S = 10.0  # an order not visible by client id after this never a
 DUST_REST_PATIENCE = 3
 
 
+@dataclass(slots=True)
+class Dispatch:
+    """One decision's legs, committed and sent by a task off the tick (live)."""
+    slot: Slot
+    prepared: list[Prepared]
+    purpose: Purpose
+    mono: float
+    snap: MarketSnapshot | None  # the books the legs were priced on
+    results: list[Order | BaseException] | None = None  # set when the acks are in
+
+
 @dataclass(slots=True, frozen=True)
 class EngineConfig:
     run_id: str
@@ -102,6 +113,9 @@ class Engine:
         # The venue's event time of the newest book an entry priced on -> its legs
         # handed to the venues (after the intents' commit), ms.
         self.book_to_send = LatencyStats()
+        # Live: a decision handed to its send task -> every leg's ack in (the intents'
+        # commit, the sends and the acks: what the tick no longer waits for), ms.
+        self.send_task = LatencyStats()
         self.resources = ResourceSampler()
         self.exit_reasons: Counter[str] = Counter()
         self.entries = 0
@@ -141,9 +155,14 @@ class Engine:
         self._fx = 0.0
         self._pos_ids = 0
         self._last_resource_sample = time.perf_counter()
+        self._failed_sends = 0  # send tasks whose error this tick took
         # Per-trade messages (core/monitoring/trade_notices.py): called from the tick,
         # so it must only append and return.
         self.on_trade: Callable[[TradeEvent], None] | None = None
+        # Live sends in flight (commit + send + acks in their own task) and the ones
+        # whose acks the next tick takes.
+        self._dispatches: dict[asyncio.Task[None], Dispatch] = {}
+        self._acked: list[Dispatch] = []
 
     # --- the tick ---------------------------------------------------------------
     async def tick(self, snap: MarketSnapshot) -> None:
@@ -159,6 +178,7 @@ class Engine:
         now = self.clock.time()
         mono = self.clock.monotonic()
         fx = snap.fx.mid
+        self._failed_sends = 0
         try:
             await self._poll_working(snap, mono)
             signals: dict[str, Signal] = {}
@@ -178,7 +198,8 @@ class Engine:
                     await self._maybe_exit(slot, sig, snap, mono)
             if self.accept_entries and self.state.allows_entries:
                 await self._entries(signals, snap, mono, now)
-            self.consecutive_errors = 0
+            if not self._failed_sends:  # a send task that failed counts like a failed tick
+                self.consecutive_errors = 0
         except Exception:  # noqa: BLE001 - counted for the guards, never silent
             self.errors += 1
             self.consecutive_errors += 1
@@ -208,9 +229,9 @@ class Engine:
         """Take each working order's newest status (read off the tick for live
         venues), send the cancels that are due all at once, record fills and
         settle the slots whose orders are all done."""
+        touched: list[Slot] = self._take_acks()
         if not self.orders.background:
             await self.orders.refresh()
-        touched: list[Slot] = []
         updates: list[tuple[Slot, str, WorkingOrder, Order]] = []
         cancels: list[tuple[Slot, str, WorkingOrder, Order]] = []
         cancel_results: list[tuple[Slot, str, WorkingOrder, Order | BaseException]] = []
@@ -284,8 +305,8 @@ class Engine:
                     self._tell(TradeEventKind.FAILED_LEG, slot, detail=(
                         f"{wo.purpose.name.lower()} leg on {wo.venue} filled "
                         f"{order.filled:g} of {wo.amount:g} ({order.status})"))
-        for slot in touched:
-            if not slot.working:
+        for slot in {id(s): s for s in touched}.values():
+            if not slot.working and not slot.sending and slot.state is not SlotState.FLAT:
                 await self._settle(slot, snap, mono)
 
     async def record_last_fills(self) -> int:
@@ -531,7 +552,7 @@ class Engine:
                 slot.reset()
                 continue
             await self._save_position(slot, "entering")
-            if not slot.working:
+            if not slot.working and not slot.sending:
                 await self._settle(slot, snap, mono)
             busy += 1
             if busy >= self.cfg.max_concurrent:
@@ -557,7 +578,7 @@ class Engine:
                 legs.append((v, slot.direction.side_on(v).opposite, qty))
         if legs:
             await self._place(slot, legs, purpose, snap, mono, all_or_none=False)
-        if not slot.working:
+        if not slot.working and not slot.sending:
             await self._settle(slot, snap, mono)
 
     async def _place(
@@ -593,19 +614,105 @@ class Engine:
                 exposure += intent.notional_usd
         if not prepared:
             return False
+        if self.orders.background:
+            # Live: the tick only decides. The intents' commit, both sends and their
+            # acks run in a task of their own, in that order (the intent is durable
+            # before its order leaves, R-S6); the slot stays "sending" until a later
+            # tick takes the acks, so it is neither settled nor entered again.
+            self.gateway.count_sends(len(prepared))
+            slot.sending += 1
+            job = Dispatch(slot, prepared, purpose, mono, snap)
+            task = asyncio.create_task(self._dispatch(job), name=f"send-{slot.position_id}")
+            self._dispatches[task] = job
+            task.add_done_callback(self._dispatch_done)
+            return True
         await self.gateway.journal(prepared)
-        if purpose is Purpose.ENTRY:
-            newest = max(self._book_of(slot.base, p.intent.venue, snap).timestamp_ms
-                         for p in prepared)
-            self.book_to_send.record(max(self.clock.time() * 1000 - newest, 0.0))
+        self._record_book_to_send(slot, prepared, purpose, snap)
         # Every leg goes out at once: the second leg must not wait for the first
         # venue's answer. A leg that fails leaves the other one working, and the
         # leg-risk path (_settle's unwind) evens the position once it fills.
         results = await asyncio.gather(*(self.gateway.send(p) for p in prepared),
                                        return_exceptions=True)
+        return self._take_results(Dispatch(slot, prepared, purpose, mono, snap, list(results)))
+
+    def _record_book_to_send(self, slot: Slot, prepared: list[Prepared], purpose: Purpose,
+                             snap: MarketSnapshot | None) -> None:
+        if purpose is Purpose.ENTRY and snap is not None:
+            newest = max(self._book_of(slot.base, p.intent.venue, snap).timestamp_ms
+                         for p in prepared)
+            self.book_to_send.record(max(self.clock.time() * 1000 - newest, 0.0))
+
+    async def _dispatch(self, job: Dispatch) -> None:
+        """Commit the legs' intents (one fsync), then send every leg at once and wait
+        for the acks; the tick takes the results (`_take_acks`)."""
+        results: list[Order | BaseException]
+        t0 = time.perf_counter()
+        try:
+            await self.gateway.journal(job.prepared)
+        except Exception as exc:  # noqa: BLE001 - nothing was sent; the tick reports it
+            results = [exc] * len(job.prepared)
+        else:
+            self._record_book_to_send(job.slot, job.prepared, job.purpose, job.snap)
+            results = list(await asyncio.gather(
+                *(self._send_if_allowed(p) for p in job.prepared), return_exceptions=True))
+        job.results = results
+        self.send_task.record((time.perf_counter() - t0) * 1000.0)
+        self.orders.nudge()
+
+    async def _send_if_allowed(self, p: Prepared) -> Order:
+        refusal = self.gateway.still_allowed(p)
+        if refusal is not None:
+            await self.gateway.withdraw(p, refusal)
+            raise refusal
+        return await self.gateway.send(p, counted=True)
+
+    def _dispatch_done(self, task: asyncio.Task[None]) -> None:
+        job = self._dispatches.pop(task)
+        if job.results is None:  # cancelled or failed outside the sends: nothing known
+            exc = task.exception() if not task.cancelled() else None
+            job.results = [exc or SendUnknown("send task ended without an answer")] \
+                * len(job.prepared)
+        self._acked.append(job)
+
+    def _take_acks(self) -> list[Slot]:
+        """The acks that came in since the last tick: each leg's order becomes a
+        working order (or a failed leg). Returns the slots touched. An error a send
+        got that fits no outcome (a failed commit: nothing went out) is counted for
+        the guards like a failed tick, and the slot is still settled."""
+        jobs, self._acked = self._acked, []
+        for job in jobs:
+            job.slot.sending -= 1
+            try:
+                self._take_results(job)
+            except Exception as exc:  # noqa: BLE001 - counted for the guards, never silent
+                self.errors += 1
+                self.consecutive_errors += 1
+                self._failed_sends += 1
+                logger.error("send of {} failed: {!r}", job.slot.position_id, exc)
+        return [job.slot for job in jobs]
+
+    @property
+    def sends_in_flight(self) -> int:
+        return len(self._dispatches)
+
+    async def drain_sends(self, timeout_s: float) -> None:
+        """Wait for the sends in flight and take their acks (the run's end, so the
+        last read of working orders sees every order that went out)."""
+        if self._dispatches:
+            await asyncio.wait(list(self._dispatches), timeout=timeout_s)
+        self._take_acks()
+
+    def _take_results(self, job: Dispatch) -> bool:
+        """Record what each leg's send got; True when at least one order went out
+        (or may have: an unknown outcome is tracked by client id)."""
+        slot, purpose, mono = job.slot, job.purpose, job.mono
+        assert job.results is not None
         placed = False
         unexpected: BaseException | None = None
-        for p, result in zip(prepared, results, strict=True):
+        for p, result in zip(job.prepared, job.results, strict=True):
+            if isinstance(result, GatewayRefusal):
+                logger.info("not sent {} {}: {}", p.intent.venue, p.request.symbol, result)
+                continue
             if isinstance(result, RateLimited):
                 self._venue_error(result, p.intent.venue)
                 logger.warning("rate limited {} {}: {}", p.intent.venue, p.request.symbol, result)
@@ -701,6 +808,10 @@ class Engine:
             for wo in slot.working.values():
                 if wo.purpose is Purpose.ENTRY:
                     total += max(wo.amount - wo.filled, 0.0) * mark
+        for job in self._dispatches.values():  # decided, not acked yet
+            if job.purpose is Purpose.ENTRY:
+                total += sum(p.intent.amount for p in job.prepared) * self._marks.get(
+                    job.slot.base, 0.0)
         return total
 
     def _tell(self, kind: TradeEventKind, slot: Slot, *, qty: float = 0.0,

@@ -191,7 +191,30 @@ class Gateway:
              "position_id": p.intent.position_id, "created_at": now}
             for p in prepared])
 
-    async def send(self, p: Prepared) -> Order:
+    def count_sends(self, n: int) -> None:
+        """Count n orders against the per-second throttle now, at the decision, for
+        sends that go out later from a task of their own (`send(counted=True)`)."""
+        now = self._clock.monotonic()
+        self._sent.extend([now] * n)
+
+    def still_allowed(self, p: Prepared) -> GatewayRefusal | None:
+        """The trading state checked again just before a send that left the tick:
+        a kill or pause that landed since the decision stops what it no longer allows."""
+        state = self._state.state
+        if state is TradingState.HALTED and p.intent.purpose is not Purpose.FLATTEN:
+            return GatewayRefusal("trading_state", f"HALTED ({self._state.reason}) before the send")
+        if state is TradingState.REDUCING and p.intent.purpose.adds_risk:
+            return GatewayRefusal("trading_state", f"REDUCING ({self._state.reason}) before the send")
+        return None
+
+    async def withdraw(self, p: Prepared, refusal: GatewayRefusal) -> None:
+        """A journaled intent that will not be sent: REJECTED, counted as a refusal."""
+        await self._refused(p.intent, refusal)
+        await self._record(self._journal.update_intent, client_order_id=p.request.client_order_id,
+                           state=IntentState.REJECTED, reason=str(refusal),
+                           updated_at=self._clock.time())
+
+    async def send(self, p: Prepared, *, counted: bool = False) -> Order:
         """Send a journaled intent. Raises OrderRejected or SendUnknown."""
         cid = p.request.client_order_id
         if self.fence is not None and not await self._fence_ok():
@@ -201,7 +224,8 @@ class Gateway:
             await self._journal.update_intent(cid, IntentState.REJECTED, reason="fencing token lost",
                                               updated_at=self._clock.time())
             raise OrderRejected(f"{cid}: refused, the engine lock's fencing token is stale")
-        self._sent.append(self._clock.monotonic())
+        if not counted:
+            self._sent.append(self._clock.monotonic())
         self.crash.hit("before_send")
         try:
             order = await self._ex[p.intent.venue].create_order(p.request)

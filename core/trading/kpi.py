@@ -33,6 +33,7 @@ def build_kpi(
     dust = [dict(d) for d in getattr(engine, "dust", [])]
     perf = {"loop_latency_ms": engine.latency.summary(),
             "book_to_legs_sent_ms": engine.book_to_send.summary(),
+            "send_task_ms": engine.send_task.summary(),
             **engine.resources.summary()}
     return {
         "schema_version": SCHEMA_VERSION,

@@ -267,6 +267,10 @@ class PhaseRun:
                         else:
                             logger.error("close timed out with positions open")
                             self.stop_reason = f"{self.stop_reason}; close_timeout"
+                            # Sends already decided go out first, so the cancels below
+                            # see them (HALTED would withdraw the ones not yet sent,
+                            # and one sent after the cancels would stay working).
+                            await engine.drain_sends(JOURNAL_FLUSH_TIMEOUT_S)
                             self._halt("close timed out")
                             await self._cancel_everything()
                             break
@@ -632,7 +636,12 @@ class PhaseRun:
             await self.trade_notices.stop()
         await asyncio.gather(*self._bg, return_exceptions=True)
         if any(not hasattr(ex, "fund") for ex in self.ex.values()):
-            # Live: fills the loop had no tick left to take are journaled now.
+            # Live: sends still in flight are waited for (their orders become working
+            # orders), then fills the loop had no tick left to take are journaled.
+            try:
+                await engine.drain_sends(JOURNAL_FLUSH_TIMEOUT_S)
+            except Exception as exc:  # noqa: BLE001 - start-up recovery re-reads the venues
+                logger.error("sends in flight at the run's end: {}", exc)
             try:
                 await asyncio.wait_for(engine.record_last_fills(), JOURNAL_FLUSH_TIMEOUT_S)
             except Exception as exc:  # noqa: BLE001 - start-up recovery re-reads the venues

@@ -56,6 +56,10 @@ class Slot:
     fees_usd: float = 0.0
     fixed_fees_usd: float = 0.0  # fees in neither quote (base, BNB): USD at the fill
     last_exit_mono: float = -1e18
+    # Orders decided but still being committed and sent by a task off the tick
+    # (live): the slot is "sending" and is not settled until their acks are taken.
+    # Not cleared by reset(): only taking the acks ends it.
+    sending: int = 0
 
     def reset(self) -> None:
         self.state = SlotState.FLAT

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from core.venues.book_levels import store_levels
 from core.venues.rate_budget import Role, Units, VenueBudget, retry_after_s
 
 _UNITS: contextvars.ContextVar[Units] = contextvars.ContextVar("arbops_request_units",
@@ -128,12 +129,10 @@ def _budgeted(ccxt_id: str, streams: bool = False, whole_books: bool = False) ->
 
     if streams and hasattr(base, "handle_deltas"):
         def handle_deltas(self: Any, bookside: Any, deltas: list[Any]) -> None:
-            # ccxt.pro's own loop reads each level through two safe_float calls; a
-            # diff-depth event of a busy book carries dozens of levels, many times a
-            # second per symbol: the same store, without the per-level overhead.
-            store = bookside.store
-            for delta in deltas:
-                store(float(delta[0]), float(delta[1]))
+            # ccxt.pro's own loop reads each level through two safe_float calls and
+            # two store calls; a diff-depth event of a busy book carries dozens of
+            # levels, many times a second per symbol: the same rule, inline.
+            store_levels(bookside, deltas)
 
         Budgeted.handle_deltas = handle_deltas
     if streams and whole_books:

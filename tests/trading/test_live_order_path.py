@@ -1,6 +1,7 @@
 """The live order path: both legs of an entry go out together, a leg that fails
 leaves the other one working for the leg-risk path, and the tick never waits
-for a working order's status (it is read by OrderWatch in the background).
+for a working order's status (it is read by OrderWatch in the background) nor,
+live, for the intents' commit, the sends or their acks (a task of their own).
 
 Real pieces: the exchange emulator on loopback with a latency fault on each
 venue's order endpoint, the ccxt adapters, a SqliteStore journal, the gateway
@@ -26,7 +27,7 @@ from core.trading.engine import Engine, EngineConfig
 from core.trading.gateway import Gateway, OrderIntent, Purpose
 from core.trading.order_watch import OrderWatch
 from core.trading.slots import SlotState, WorkingOrder
-from core.trading.state import TradingStateBox
+from core.trading.state import TradingState, TradingStateBox
 from core.trading.strategy import Strategy, StrategyParams
 from tests.venues.support import emu_settings, emulator
 
@@ -134,6 +135,7 @@ async def test_the_tick_takes_order_status_without_waiting_for_the_venue(rig: Ri
     slot.position_id, slot.state = f"{RUN}-p3", SlotState.ENTERING
     assert await engine._place(slot, entry_legs(rig, snap), Purpose.ENTRY, snap, 0.0,
                                all_or_none=True)
+    await engine.drain_sends(5.0)  # the acks, taken as a tick would
     # Status reads now take a second at each venue.
     for venue, path in (("binance", "/api/v3/order"), ("upbit", "/v1/order")):
         rig.emu.add_fault(venue=venue, kind="latency", seconds=1.0, path=path, method="GET",
@@ -215,3 +217,114 @@ async def test_fills_no_tick_took_are_recorded_at_the_runs_end(rig: Rig) -> None
     await engine.journal.flush()
     rows = await rig.store.intents_in_states(["FILLED"], RUN)
     assert {r["venue"] for r in rows} == {"upbit", "binance"}, rows
+
+
+def live(rig: Rig) -> Engine:
+    """The engine as a live run has it: status read and legs sent off the tick."""
+    rig.engine.orders = OrderWatch(rig.venues, rig.engine.working_orders, background=True,
+                                   interval_s=0.05)
+    return rig.engine
+
+
+async def acks_in(engine: Engine) -> None:
+    """Wait (real time, bounded) until no send is in flight."""
+    deadline = time.monotonic() + 5.0
+    while engine.sends_in_flight and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert not engine.sends_in_flight, "the sends never finished"
+
+
+async def test_live_the_tick_decides_and_the_commit_send_and_acks_run_off_it(rig: Rig) -> None:
+    snap = await rig.snapshot()
+    engine = live(rig)
+    for venue, path in ORDER_PATHS.items():
+        rig.emu.add_fault(venue=venue, kind="latency", seconds=DELAY_S, path=path,
+                          method="POST", count=1)
+    slot = engine.slots["BTC"]
+    slot.position_id, slot.state = f"{RUN}-p6", SlotState.ENTERING
+    t0 = time.perf_counter()
+    assert await engine._place(slot, entry_legs(rig, snap), Purpose.ENTRY, snap, 0.0,
+                               all_or_none=True)
+    # Each venue holds its ack for 0.6 s: the decision returns long before.
+    assert time.perf_counter() - t0 < 0.2
+    assert slot.sending == 1 and not slot.working and engine.sends_in_flight == 1
+    # A tick meanwhile takes nothing and does not settle the slot that is sending.
+    await engine._poll_working(snap, 0.0)
+    assert slot.state is SlotState.ENTERING and slot.sending == 1
+    await acks_in(engine)
+    took = time.perf_counter() - t0
+    assert DELAY_S <= took < 2 * DELAY_S - 0.15, took  # the legs overlapped
+    # The send task's time (commit, sends, acks) is measured, held up by the venues.
+    assert engine.send_task.summary()["max"] >= DELAY_S * 1000
+    await engine._poll_working(snap, 0.0)  # the next tick takes both acks
+    assert slot.sending == 0
+    assert {w.venue for w in slot.working.values()} == {Venue.UPBIT, Venue.BINANCE}
+    # Committed, both in one write, before either was sent.
+    rows = await rig.store.intents_in_states(["OPEN", "PENDING", "UNKNOWN"], RUN)
+    assert len(rows) == 2 and len({r["created_at"] for r in rows}) == 1
+
+
+async def test_live_a_failed_leg_still_reaches_the_leg_risk_path(rig: Rig) -> None:
+    snap = await rig.snapshot()
+    engine = live(rig)
+    rig.emu.add_fault(venue="binance", kind="insufficient_funds", count=1)
+    slot = engine.slots["BTC"]
+    slot.position_id, slot.state = f"{RUN}-p7", SlotState.ENTERING
+    failed_before = engine.failed_fills
+    assert await engine._place(slot, entry_legs(rig, snap), Purpose.ENTRY, snap, 0.0,
+                               all_or_none=True)
+    await engine.drain_sends(5.0)
+    assert [w.venue for w in slot.working.values()] == [Venue.UPBIT]
+    assert engine.failed_fills == failed_before + 1
+    rig.emu.step(3)  # the Upbit sell fills; the engine must unwind it
+    await engine.orders.refresh()
+    engine.orders.background = False
+    await engine._poll_working(snap, 0.0)
+    unwinds = [w for w in slot.working.values() if w.purpose is Purpose.UNWIND]
+    assert [(w.venue, w.amount > 0) for w in unwinds] == [(Venue.UPBIT, True)]
+
+
+async def test_live_a_kill_between_decision_and_send_stops_the_send(rig: Rig) -> None:
+    snap = await rig.snapshot()
+    engine = live(rig)
+    slot = engine.slots["BTC"]
+    slot.position_id, slot.state = f"{RUN}-p8", SlotState.ENTERING
+    assert await engine._place(slot, entry_legs(rig, snap), Purpose.ENTRY, snap, 0.0,
+                               all_or_none=True)
+    # HALTED lands before the task has committed or sent anything.
+    engine.state.set(TradingState.HALTED, "kill", time.time())
+    await acks_in(engine)
+    await engine._poll_working(snap, 0.0)  # the tick takes what the sends got
+    assert not slot.working and slot.sending == 0
+    for venue in rig.venues.values():
+        assert await venue.fetch_open_orders() == []
+    assert slot.state is SlotState.FLAT  # settled: nothing went out, no position
+    await engine.journal.flush()
+    rows = await rig.store.intents_in_states(["REJECTED"], RUN)
+    assert len(rows) == 2 and all("HALTED" in r["reason"] for r in rows), rows
+    assert engine.gateway.refusals.get("trading_state") == 2
+
+
+async def test_live_a_commit_that_fails_sends_nothing_and_counts_as_an_error(rig: Rig) -> None:
+    snap = await rig.snapshot()
+    engine = live(rig)
+    # The client id the next leg will get is already in the journal: the intents'
+    # one INSERT fails in SQLite itself, so neither leg may go out.
+    prefix, n = engine.gateway.next_client_id().rsplit("-", 1)
+    await rig.store.record_intents([{
+        "client_order_id": f"{prefix}-{int(n) + 1}", "run_id": "other", "venue": "upbit",
+        "symbol": "BTC/KRW", "side": "sell", "type": "limit", "amount": 0.001,
+        "price": 1.0, "cost": None, "purpose": "entry", "position_id": "other-p1",
+        "created_at": time.time()}])
+    slot = engine.slots["BTC"]
+    slot.position_id, slot.state = f"{RUN}-p9", SlotState.ENTERING
+    assert await engine._place(slot, entry_legs(rig, snap), Purpose.ENTRY, snap, 0.0,
+                               all_or_none=True)
+    await acks_in(engine)
+    errors = engine.errors
+    await engine.tick(snap)  # takes what the send task got
+    assert engine.errors == errors + 1 and engine.consecutive_errors >= 1
+    assert slot.state is SlotState.FLAT and not slot.working and slot.sending == 0
+    for venue in rig.venues.values():
+        assert await venue.fetch_open_orders() == []
+    assert await rig.store.intents_in_states(["OPEN", "PENDING", "UNKNOWN"], RUN) == []

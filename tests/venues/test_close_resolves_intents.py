@@ -2,9 +2,9 @@
 
 The race the crash soak once lost, made deterministic: the emulator runs on a data
 clock the run advances (SteppedFeed), and the run is stopped in the very tick its
-first entry orders went out, with no time to close (close_timeout_s=0): the close
-cancels the entries, times out with them still working in the engine, cancels
-everything on the venues and ends. Before the run's end resolved its intents, the
+first entry orders were decided (or, for `fill`, once they are working), with no
+time to close (close_timeout_s=0): the close times out with them still working in
+the engine, waits for any send in flight, cancels everything on the venues and ends. Before the run's end resolved its intents, the
 journal kept those orders OPEN - and, when the venue had filled them first (the
 cancel lost the race), without their fills.
 """
@@ -43,7 +43,11 @@ async def stop_in_the_entry_tick(tmp_path: Path, venue_first: str) -> tuple[Any,
             engine = run.engine
             if run.closing or engine is None:
                 return
-            if not any(slot.working for slot in engine.slots.values()):
+            # Live, the tick hands its legs to a send task: `rest` and `down` stop in
+            # the tick that decided them (the close waits for those sends, then
+            # cancels); `fill` needs the orders at the venues, so it waits for them.
+            if not any(slot.working or (slot.sending and venue_first != "fill")
+                       for slot in engine.slots.values()):
                 return
             if venue_first == "fill":
                 # The venues match the entries on the books that follow; a limit

@@ -49,6 +49,9 @@ async def test_live_phase_1_trades_within_the_armed_cap(tmp_path: Path) -> None:
             streams = outcome.kpi["market_data"]["streams"]
             assert all(streams[v]["events"] > 0 for v in ("upbit", "binance")), streams
             assert outcome.kpi["performance"]["book_to_legs_sent_ms"]["max"] >= 0
+            # Live, the commit, the sends and the acks ran in send tasks, off the tick.
+            if outcome.kpi["trading"]["entries"]:
+                assert outcome.kpi["performance"]["send_task_ms"]["max"] > 0
             # The ARM was used up by this start: the next live phase is refused.
             with pytest.raises(ServiceError) as refused:
                 await service.run_phase(spec)
