@@ -33,9 +33,13 @@ $(TEST_STAMP): $(TEST_LOCK) $(STAMP)
 demo: $(STAMP)
 	ARBOPS_DATA_DIR=$${ARBOPS_DATA_DIR:-.arbops/demo} $(BIN)/arbops demo $(ARGS)
 
+# Two workers, a file each at a time (module fixtures stay in one process): most of
+# the suite waits on subprocesses, sockets and fsyncs, so two cores run it in about
+# half the time. PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 2
 test: $(TEST_STAMP)
 	bash scripts/test-services.sh
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: $(TEST_STAMP)
 	$(BIN)/python -m benchmarks.run
