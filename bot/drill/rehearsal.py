@@ -178,7 +178,8 @@ class Drill:
         sent = streams.get("events_sent") or {}
         self.record("live books come from the venues' websocket streams",
                     all(sent.get(v, 0) > 0 for v in ("upbit", "binance")),
-                    f"book events sent {sent}, connections {streams.get('connections')}", t0)
+                    f"book events sent {_per_venue(sent)}; connections "
+                    f"{_per_venue(streams.get('connections') or {})}", t0)
         t0 = time.monotonic()
         code, out, err = await self.cli("kill", "--reason", "drill")
         await asyncio.wait_for(live, self.live_seconds + 120)
@@ -241,3 +242,8 @@ def _clock_time(value: Any) -> str:
         except ValueError:
             return str(value)
     return at.strftime("%H:%M:%S UTC")
+
+
+def _per_venue(counts: dict[str, Any]) -> str:
+    """`upbit 1980, binance 1790` for a person, not a dict's repr."""
+    return ", ".join(f"{venue} {n}" for venue, n in sorted(counts.items())) or "none"
