@@ -40,13 +40,14 @@ _GENERIC: list[tuple[re.Pattern[str], str, tuple[str, ...]]] = [
     # scheme://user:password@host (Redis, Postgres DSNs): the password.
     (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+(@)"), r"\1" + MASK + r"\2",
      ("://",)),
-    # key=value and "key": "value" (JSON, query strings): always a value.
-    (re.compile(rf"(?i)(\b{_KEY})(\s*=\s*|[\"']\s*:\s*[\"'])([^\s\"'&,;}}\]]+)"), r"\1\2" + MASK,
+    # key=value and "key": "value" (JSON, query strings): always a value. A value
+    # stops at a backslash, so a JSON escape (\" inside a string) is never cut in half.
+    (re.compile(rf"(?i)(\b{_KEY})(\s*=\s*|[\"']\s*:\s*[\"'])([^\s\"'&,;}}\]\\]+)"), r"\1\2" + MASK,
      _KEY_WORDS),
 ]
 # `key: value` in prose: masked only when the value looks like a credential (long, or
 # mixing letters and digits), so "TOKEN: headless" or "KEY: Field required" stay.
-_PROSE = re.compile(rf"(?i)(\b{_KEY}\s*:\s+)([^\s\"'&,;}}\]]+)")
+_PROSE = re.compile(rf"(?i)(\b{_KEY}\s*:\s+)([^\s\"'&,;}}\]\\]+)")
 
 
 def _credential_like(value: str) -> bool:

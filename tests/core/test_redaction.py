@@ -80,3 +80,12 @@ def test_json_text_stays_json_after_redaction(doc):
         back = json.loads(out)
         assert set(back) == set(doc)
         assert SECRET not in out
+
+
+@pytest.mark.parametrize("doc", [{"token": '"'}, {"reason": "token: \\"}, {"secret": 'a"b'},
+                                 {"password": "\\\\"}])
+def test_json_escapes_are_never_cut_in_half(doc: dict[str, str]) -> None:
+    """Found by the property above: a value starting with a JSON escape was masked up
+    to the backslash, leaving a stray quote and text that was no longer JSON."""
+    for indent in (None, 2):
+        assert set(json.loads(redact(json.dumps(doc, indent=indent)))) == set(doc)
