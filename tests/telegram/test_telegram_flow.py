@@ -312,6 +312,9 @@ async def test_stop_closes_gracefully_once_and_never_escalates(tmp_path: Path) -
         assert result["run_id"] == run_id and result["exit_code"] == 0
         assert result["kpi"]["summary"]["kill_switch_triggered"] is False
         assert str(service.state.state) != "HALTED"
+        # The last /stop's audit row is written alongside its reply: wait for it.
+        await fake.wait_for(lambda: len([r for r in env.audit() if r["command"] == "stop"])
+                            >= 4, what="four audited /stop")
         stops = [r for r in env.audit() if r["command"] == "stop"]
         assert [r["role"] for r in stops] == ["operator", "viewer", "operator", "operator"]
 
