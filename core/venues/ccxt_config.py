@@ -33,5 +33,11 @@ def ccxt_config(venue: Venue | str, base_url: str, api_key: str | None, secret: 
         ws = "ws" + base.removeprefix("http") + streams.ws_path
         cfg["urls"]["api"][streams.ws_url_key] = (
             {streams.ws_market_key: ws} if streams.ws_market_key else ws)
+        if streams.private_ws_key is not None and streams.ws_market_key is not None:
+            # ccxt deep-merges this into its own URLs: without it the private
+            # streams would go to the real venue.
+            private = "ws" + base.removeprefix("http") + streams.private_ws_path
+            cfg["urls"]["api"][streams.ws_url_key][streams.private_ws_key] = {
+                streams.ws_market_key: private}
     cfg["options"] = copy.deepcopy(dict(profile.ccxt_options))
     return cfg

@@ -59,6 +59,10 @@ class StreamCapabilities:
     ws_url_key: str = "ws"  # urls['api'][key] to point ccxt.pro at another host
     ws_market_key: str | None = None  # ...and the key under it (Binance: "spot")
     ws_path: str = ""  # the stream endpoint's path on that host
+    # Binance's user data arrives over its WebSocket API (urls['api']['ws'][key][market]),
+    # Upbit's on the public endpoint's path + "/private" (ccxt.pro appends it).
+    private_ws_key: str | None = None
+    private_ws_path: str = ""
     production_base: str = ""  # the REST base whose streams are ccxt's own defaults
 
 
@@ -189,6 +193,7 @@ BINANCE = VenueProfile(
                                books_in_one_subscription=False,
                                book_resync="snapshot+update_id",
                                ws_market_key="spot", ws_path="/ws",
+                               private_ws_key="ws-api", private_ws_path="/ws-api/v3",
                                production_base="https://api.binance.com"),
     cost_budget=_binance_budget,
     quote_tolerance="0.02",
