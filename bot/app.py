@@ -102,7 +102,8 @@ def venues_for(settings: Settings, clock: Clock, spec: RunSpec, budgets: Any = N
                   CcxtMarketData(feed_venues, clock, settings.real_poll_interval_s))
         if spec.mode == "live":
             # The service closes the trading venues after the run.
-            return market, real_venues(settings, budgets, "trading", alert)
+            return market, real_venues(settings, budgets, "trading", alert,
+                                       streams=settings.order_streams)
         return market, _paper_on(settings, clock, market)
     if spec.data_source == "replay" and spec.replay_path is not None:
         from core.venues.replay_market import ReplayMarket

@@ -145,6 +145,8 @@ class Settings(BaseSettings):
     kpi_checkpoint_interval_s: float = Field(60.0, gt=0)
     real_poll_interval_s: float = Field(1.0, gt=0, le=60)
     market_data_streams: bool = True
+    order_streams: bool = True
+    order_stream_confirm_s: float = Field(3.0, gt=0, le=60)
     outage_escalate_s: float = Field(300.0, gt=0)
     flatten_alert_interval_s: float = Field(30.0, gt=0)
     report_timezone: str = "Asia/Seoul"

@@ -60,6 +60,11 @@ FIELD_DOCS: dict[str, tuple[str, str]] = {
                              "(REST: the fallback while a stream is down, or streams off)", ""),
     "market_data_streams": ("data source real: books from the venues' websocket streams; "
                             "false polls REST instead", ""),
+    "order_streams": ("live: own orders and fills from the venues' private streams; false "
+                      "reads each working order over REST", ""),
+    "order_stream_confirm_s": ("live: an order its venue's stream has not mentioned this long "
+                               "after it started working is read over REST and the stream "
+                               "reconnected", ""),
     "outage_escalate_s": ("a venue outage with positions open escalates after this long",
                           "§9 5 min"),
     "flatten_alert_interval_s": ("after a kill, a CRITICAL alert this often while positions "

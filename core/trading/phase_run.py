@@ -39,6 +39,7 @@ from core.trading.slots import SlotState
 from core.trading.state import TradingStateBox
 from core.trading.strategy import Strategy, StrategyParams
 from core.trading.universe import select_universe
+from core.venues.order_streams import OrderStream
 from core.venues.paper_exchange import PaperExchange
 
 
@@ -128,6 +129,7 @@ class PhaseRun:
         self._bg: set[asyncio.Task[Any]] = set()
         self._market_task: asyncio.Task[None] | None = None
         self._orders_task: asyncio.Task[None] | None = None
+        self._stream_tasks: list[asyncio.Task[None]] = []
         self._seq = -1
         self._hour_mark: tuple[float, int, int, float, int] | None = None
         self.hourly_gates: list[dict[str, Any]] = []
@@ -280,7 +282,7 @@ class PhaseRun:
         return await self._finish()
 
     def _stop_feeds(self) -> None:
-        for task in (self._market_task, self._orders_task):
+        for task in (self._market_task, self._orders_task, *self._stream_tasks):
             if task is not None:
                 task.cancel()
 
@@ -331,9 +333,17 @@ class PhaseRun:
         watch = None
         if live_venues and not self.spec.fast:
             # Live venues: order status is read by its own task, never inside a tick.
+            # With the venues' order streams, their updates are the answers and REST
+            # reads only what a stream cannot vouch for.
+            streams = ({v: OrderStream(ex) for v, ex in self.ex.items()
+                        if hasattr(ex, "open_order_stream")}
+                       if s.order_streams else {})
             watch = OrderWatch(self.ex, lambda: self.engine.working_orders() if self.engine
-                               else [], background=True)
+                               else [], background=True, streams=streams,
+                               confirm_s=s.order_stream_confirm_s)
             self._orders_task = asyncio.create_task(watch.run(), name="order-status")
+            self._stream_tasks = [asyncio.create_task(st.run(), name=f"order-stream-{v}")
+                                  for v, st in streams.items()]
         self.engine = Engine(cfg, self.market, self.ex, gateway, self.store, self.state,
                              self.clock, strategy, self.journal, watch)
         # Inventory revaluation revalues what the venues held at the start: the paper
@@ -610,6 +620,10 @@ class PhaseRun:
         if hasattr(self.market, "stream_stats"):
             # Streams: per venue events taken, gaps, disconnects, silences, REST reads.
             kpi["market_data"] = {"streams": self.market.stream_stats()}
+        orders = self.engine.orders if self.engine is not None else None
+        if isinstance(orders, OrderWatch) and orders.streams:
+            # Own orders: per venue stream updates taken, REST reads, missed orders.
+            kpi["order_streams"] = orders.stream_stats()
         return kpi
 
     async def _checkpoint(self, final: bool) -> None:

@@ -91,6 +91,8 @@ class CcxtExchange:
         self._budgets: dict[str, float] = {}  # market buys sized by cost
         self.orders_sent = 0
         self.clock_resyncs = 0
+        self._client_ids: dict[str, str] = {}  # order id -> the client id we sent it with
+        self._first_watch: asyncio.Future[Any] | None = None
 
     # --- markets ----------------------------------------------------------------
     async def load_markets(self) -> dict[str, Market]:
@@ -281,6 +283,66 @@ class CcxtExchange:
     async def close(self) -> None:
         await self.ccxt.close()
 
+    # --- own orders from the private stream (core.venues.order_streams) ----------
+    def _private_ws_url(self) -> str:
+        streams = self.profile.streams
+        ws = self.ccxt.urls["api"][streams.ws_url_key]
+        if streams.private_ws_key is not None and streams.ws_market_key is not None:
+            return str(ws[streams.private_ws_key][streams.ws_market_key])
+        return str(self.ccxt.implode_params(ws, {"hostname": self.ccxt.hostname})) + "/private"
+
+    async def open_order_stream(self, timeout_s: float = 10.0) -> None:
+        """Subscribe to this account's order updates; returns once the venue has
+        the subscription (Binance acknowledges it; Upbit has it once connected)."""
+        if not self.ccxt.markets:
+            await self._call(self.ccxt.load_markets)
+        if self.profile.streams.orders_ack:
+            await asyncio.wait_for(self.ccxt.authenticate(), timeout_s)
+        self._first_watch = asyncio.ensure_future(self.ccxt.watch_orders())
+        client = self.ccxt.clients.get(self._private_ws_url())
+        if client is None:
+            raise VenueUnavailable(f"{self.venue}: no order stream connection")
+        done, _ = await asyncio.wait({self._first_watch, client.connected}, timeout=timeout_s,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if not done:
+            raise TimeoutError(f"{self.venue}: order stream not connected in {timeout_s} s")
+        if self._first_watch in done:
+            self._first_watch.result()  # an update already, or the failure
+        elif client.connected.exception() is not None:
+            raise client.connected.exception()
+
+    async def watch_order_updates(self) -> list[dict[str, Any]]:
+        """The orders updated since the last call (ccxt's own shape)."""
+        first, self._first_watch = self._first_watch, None
+        return list(await (first if first is not None else self.ccxt.watch_orders()))
+
+    async def close_order_stream(self) -> None:
+        first, self._first_watch = self._first_watch, None
+        if first is not None and not first.done():
+            first.cancel()
+        client = self.ccxt.clients.get(self._private_ws_url())
+        if client is not None:
+            try:
+                await client.close()
+            except Exception as exc:  # noqa: BLE001 - it is being replaced anyway
+                logger.debug("{}: closing the order stream: {}", self.venue, exc)
+            self.ccxt.clients.pop(self._private_ws_url(), None)
+
+    async def order_from_stream(self, raw: dict[str, Any]) -> Order:
+        """An order update as an `Order` with every fill it shows (ids as REST gives them)."""
+        oid = str(raw["id"])
+        cid = self._client_ids.get(oid) or raw.get("clientOrderId")
+        if self.profile.fills_from == "trades":
+            raw = dict(raw)
+            by_symbol = getattr(self.ccxt.myTrades, "hashmap", {}).get(raw.get("symbol"), {})
+            raw["trades"] = [t for t in by_symbol.values() if str(t.get("order")) == oid]
+            order = await self._order(raw, cid, lookup=False)
+            if order.filled > sum(t.amount for t in order.trades) * (1 + 1e-9) + 1e-12:
+                raise VenueUnavailable(f"{self.venue}: order {oid} shows {order.filled} filled "
+                                       "but the stream carried fewer fills")
+            return order
+        return await self._order(raw, cid, lookup=False)
+
     # --- conversion ---------------------------------------------------------------
     async def _order(self, o: dict[str, Any], client_order_id: str | None,
                      lookup: bool = True) -> Order:
@@ -294,6 +356,8 @@ class CcxtExchange:
             # ccxt reports an Upbit `ord_type=price` order's budget as its cost.
             cost = float(info.get("executed_funds") or cost) if "executed_funds" in info else cost
         cid = client_order_id or str(o.get("clientOrderId") or "")
+        if cid:
+            self._client_ids[oid] = cid
         if self.profile.fills_from == "trades":
             trades, fee_total, fee_ccy = await self._venue_fills(o, oid, cid, filled, lookup)
         else:
@@ -355,7 +419,10 @@ class CcxtExchange:
                 cost=float(t.get("cost") or price * amount), fee_cost=fee_cost,
                 fee_currency=fee_ccy, timestamp_ms=int(t.get("timestamp") or 0),
                 fee_quote=fee_quote))
-        trades.extend(sorted(new, key=lambda t: t.timestamp_ms))
+        # Another read of this order (the stream, a poll, a cancel's read-back) may
+        # have filed the same fills while this one awaited a fee's value.
+        held = {t.id for t in trades}
+        trades.extend(sorted((t for t in new if t.id not in held), key=lambda t: t.timestamp_ms))
         got = sum(t.amount for t in trades)
         if lookup and filled > got * (1 + 1e-9) + 1e-12:
             # The order shows a fill its trade list does not have yet: report it

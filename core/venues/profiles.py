@@ -62,6 +62,7 @@ class StreamCapabilities:
     # Binance's user data arrives over its WebSocket API (urls['api']['ws'][key][market]),
     # Upbit's on the public endpoint's path + "/private" (ccxt.pro appends it).
     private_ws_key: str | None = None
+    orders_ack: bool = False  # the order-stream subscription is acknowledged (Binance)
     private_ws_path: str = ""
     production_base: str = ""  # the REST base whose streams are ccxt's own defaults
 
@@ -194,6 +195,7 @@ BINANCE = VenueProfile(
                                book_resync="snapshot+update_id",
                                ws_market_key="spot", ws_path="/ws",
                                private_ws_key="ws-api", private_ws_path="/ws-api/v3",
+                               orders_ack=True,
                                production_base="https://api.binance.com"),
     cost_budget=_binance_budget,
     quote_tolerance="0.02",
