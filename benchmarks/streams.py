@@ -11,7 +11,10 @@ one after the other. Reported per path, medians over the runs:
   venue's event time of the newest book an entry priced on, to the send);
 - market-data requests per minute at the venue (the emulator's request counts:
   Binance depth weight, Upbit orderbook requests) against the published limits;
-- 429 / 418 answers; order-status reads happen off the tick in both paths.
+- 429 / 418 answers; order-status reads happen off the tick in both paths;
+- own orders: on the streams path from the venues' private streams (REST reads
+  of an order only when a stream cannot vouch for it), on the REST path read
+  over REST every 0.2 s while working; their REST reads per minute are counted.
 BENCH_STREAMS_SECONDS (default 300) sets each phase's length, BENCH_STREAMS_RUNS
 (default 1) the number of runs per path, BENCH_STREAMS_PATHS (default
 "streams,rest") which paths run.
@@ -77,6 +80,13 @@ async def _admin(url: str, path: str) -> Any:
         return await r.json()
 
 
+def _by_method(doc: dict[str, Any]) -> collections.Counter[tuple[str, str, str]]:
+    out: collections.Counter[tuple[str, str, str]] = collections.Counter()
+    for c in doc["counts"]:
+        out[(c["venue"], c["method"], c["path"])] += c["count"]
+    return out
+
+
 def _counts(doc: dict[str, Any]) -> collections.Counter[tuple[str, str, int]]:
     out: collections.Counter[tuple[str, str, int]] = collections.Counter()
     for c in doc["counts"]:
@@ -95,7 +105,7 @@ async def live_phase(streams: bool, seconds: float) -> dict[str, Any]:
                 "binance_api_key": KEYS["binance"][0],
                 "binance_api_secret": KEYS["binance"][1],
                 "upbit_withdrawals_disabled_attested": True, "real_poll_interval_s": 0.2,
-                "market_data_streams": streams,
+                "market_data_streams": streams, "order_streams": streams,
                 "live_arm_ack": "I_UNDERSTAND_LIVE_RISK", "live_arm_at": str(int(time.time())),
                 "live_max_notional_usd": str(CAP), "guard_memory_anomaly_mb": 4000.0,
                 "guard_memory_kill_mb": 4000.0, "guard_rss_growth_mb": 4000.0,
@@ -115,12 +125,15 @@ async def live_phase(streams: bool, seconds: float) -> dict[str, Any]:
                 spec = service.plan_run(RunArgs(phase=1, mode="live", data_source="real",
                                                 universe="top50", duration_seconds=seconds,
                                                 max_notional_usd=CAP))
-                before = _counts(await _admin(url, "/admin/requests"))
+                first = await _admin(url, "/admin/requests")
+                before, reads_before = _counts(first), _by_method(first)
                 t0 = time.monotonic()
                 outcome = await service.run_phase(spec)
                 minutes = (time.monotonic() - t0) / 60
-                spent = _counts(await _admin(url, "/admin/requests"))
+                last = await _admin(url, "/admin/requests")
+                spent, reads = _counts(last), _by_method(last)
                 spent.subtract(before)
+                reads.subtract(reads_before)
             finally:
                 await service.safety.close()
                 await service.store.close()
@@ -131,6 +144,9 @@ async def live_phase(streams: bool, seconds: float) -> dict[str, Any]:
     perf = kpi["performance"]
     depth = sum(n for (v, p, _), n in spent.items() if v == "binance" and p == "/api/v3/depth")
     books = sum(n for (v, p, _), n in spent.items() if v == "upbit" and p == "/v1/orderbook")
+    status_reads = sum(n for (v, m, p), n in reads.items()
+                       if m == "GET" and (v, p) in (("binance", "/api/v3/order"),
+                                                    ("upbit", "/v1/order")))
     return {
         "path": "streams" if streams else "rest",
         "seconds": round(minutes * 60, 1),
@@ -148,6 +164,8 @@ async def live_phase(streams: bool, seconds: float) -> dict[str, Any]:
         "http_418": sum(n for (_, _, st), n in spent.items() if st == 418),
         "stale_book_refusals": _refusals(kpi, "stale_book"),
         "streams": (kpi.get("market_data") or {}).get("streams"),
+        "order_streams": kpi.get("order_streams"),
+        "order_rest_reads_per_min": round(status_reads / minutes, 1),
         "reconciled": kpi["reconciliation"]["ok"],
         "reconciliation_problems": kpi["reconciliation"].get("problems"),
         "drift": kpi["reconciliation"].get("drift"),
@@ -176,8 +194,8 @@ async def main() -> None:
           f"{SECONDS:.0f} s per phase, {RUNS} run(s) per path, medians")
     print("| market data | loop p50 / p99 / max ms | book event -> legs sent p50 / p99 ms | "
           "entries | Binance depth weight/min (limit 6,000) | Upbit orderbook req/min "
-          "(limit 600) | 429 / 418 | stale-book refusals |")
-    print("|---|---|---|---|---|---|---|---|")
+          "(limit 600) | order REST reads/min | 429 / 418 | stale-book refusals |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for path, label in (("streams", "websocket streams"), ("rest", "REST polling")):
         rs = runs[path]
         if not rs:
@@ -187,6 +205,7 @@ async def main() -> None:
               f" / {_median(rs, 'book_to_sent_p99_ms'):.1f} | {_median(rs, 'entries'):.0f} | "
               f"{_median(rs, 'binance_md_weight_per_min'):.0f} | "
               f"{_median(rs, 'upbit_md_requests_per_min'):.0f} | "
+              f"{_median(rs, 'order_rest_reads_per_min'):.0f} | "
               f"{_median(rs, 'http_429'):.0f} / {_median(rs, 'http_418'):.0f} | "
               f"{_median(rs, 'stale_book_refusals'):.0f} |")
     print(json.dumps(runs))

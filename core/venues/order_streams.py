@@ -95,9 +95,10 @@ class OrderStream:
                 failures += 1
                 self.counts["disconnects"] += 1
                 self.last_error = f"{type(exc).__name__}: {str(exc)[:200]}"
-                if self.up:
-                    logger.warning("{}: order stream lost ({}); REST until it is back",
-                                   self.venue, self.last_error)
+                if self.up or failures == 1:
+                    logger.warning("{}: order stream {} ({}); REST until it is back",
+                                   self.venue, "lost" if self.up else "unavailable",
+                                   self.last_error)
             if self._drop.is_set():
                 self.counts["drops"] += 1
             self.up = False
