@@ -422,3 +422,23 @@ async def test_events_are_stamped_now() -> None:
         await b.create_order("BTC/USDT", "limit", "buy", 0.01, 1000.0)
         got = (await asyncio.wait_for(watch_task, 5))[-1]
         assert before - 1000 <= got["info"]["E"] <= int(time.time() * 1000) + 1000
+
+
+@pytest.mark.parametrize("venue", ["binance", "upbit"])
+async def test_all_three_watches_at_once_on_one_subscription(venue: str) -> None:
+    """As an engine starts them: orders, fills and balances together, no symbol,
+    before any acknowledgement - one connection, every update reaching each."""
+    async with running() as emu, pro_client(emu, venue) as ex:
+        sym = "ETH/USDT" if venue == "binance" else "ETH/KRW"
+        tasks = [asyncio.create_task(w()) for w in (ex.watch_orders, ex.watch_my_trades,
+                                                    ex.watch_balance)]
+        await asyncio.sleep(0.3)
+        assert emu.core.private.state()["connections"][venue] == 1
+        o = await ex.create_order(sym, "market", "sell", 0.05, None, {"clientOrderId": "all3"})
+        orders, trades, balance = await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        assert any(x["id"] == o["id"] for x in orders)
+        assert trades and all(t["order"] == o["id"] for t in trades)
+        assert "ETH" in (balance if venue == "upbit" else ex.balance["spot"])
+        got = await eventually(lambda: (x := cached(ex, o["id"])) and x["status"] == "closed"
+                               and x, ex.watch_orders)
+        assert got["filled"] == (await ex.fetch_order(o["id"], sym))["filled"] == 0.05
