@@ -221,6 +221,25 @@ def _stale(p: dict[str, Any]) -> dict[str, Any]:
     return {**p, "timestamp": p["timestamp"] - 60_000}
 
 
+async def test_binance_ws_api_spends_the_request_weight_rest_spends() -> None:
+    async with running(limits={"binance_weight_per_min": 5}) as emu:
+        key, secret = emu.keys["binance"]
+        async with aiohttp.ClientSession() as s, s.ws_connect(ws_url(emu, "/ws-api/v3")) as ws:
+            await ws.send_json({"id": 1, "method": "ping"})
+            assert (await next_json(ws))["rateLimits"][0]["count"] == 1
+            params = signed({"apiKey": key, "timestamp": emu.core.now_ms("binance")}, secret)
+            await ws.send_json({"id": 2, "method": "userDataStream.subscribe.signature",
+                                "params": params})
+            assert (await next_json(ws))["rateLimits"][0]["count"] == 3
+            async with s.get(emu.url + "/api/v3/time") as r:  # REST spends the same weight
+                assert r.headers["X-MBX-USED-WEIGHT-1M"] == "4"
+            await ws.send_json({"id": 3, "method": "time"})
+            assert (await next_json(ws))["status"] == 200
+            await ws.send_json({"id": 4, "method": "time"})
+            over = await next_json(ws)
+            assert over["id"] == 4 and over["status"] == 429 and over["error"]["code"] == -1003
+
+
 @pytest.mark.parametrize(("change", "status", "code"), [
     (lambda p, s: signed(p, "wrong-secret"), 400, -1022),
     (lambda p, s: signed({**p, "apiKey": "nobody"}, s), 401, -2015),

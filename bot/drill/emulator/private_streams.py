@@ -9,7 +9,10 @@ name, checked like a signed REST request: -2014/-2015 key, -1022 signature,
 -1021 timestamp, -1131 recvWindow) answers `{"id", "status": 200, "result":
 {"subscriptionId": N}, "rateLimits": [...]}`, an error `{"id", "status",
 "error": {"code", "msg"}, "rateLimits"}`; `userDataStream.unsubscribe`,
-`session.subscriptions`, `ping` and `time` too. Events go out as
+`session.subscriptions`, `ping` and `time` too. Every request spends the IP's
+REQUEST_WEIGHT shared with REST (2 for the user data stream requests, 1 else:
+over the limit 429 -1003, then bans, as over REST) and each answer's rateLimits
+counts it. Events go out as
 `{"subscriptionId": N, "event": {...}}`: `executionReport` (x NEW on accept,
 TRADE per fill with that fill's l/L/Y and commission n/N, CANCELED on a cancel -
 `c` the cancel request's client id, `C` the order's own - and EXPIRED for what a
@@ -389,13 +392,15 @@ class PrivateStreams:
 
     # --- Binance WebSocket API requests --------------------------------------------------------
     def _answer(self, c: _Conn, rid: Any, result: Any = None, status: int = 200,
-                error: dict[str, Any] | None = None, weight: int = 1) -> None:
+                error: dict[str, Any] | None = None) -> None:
         msg: dict[str, Any] = {"id": rid, "status": status}
         if error is not None:
             msg["error"] = error
         else:
             msg["result"] = result
-        msg["rateLimits"] = [{**BINANCE_RATE_LIMITS[0], "count": weight}]
+        limits = self.core.venues["binance"].limits
+        used = int(limits.headers("", False)["X-MBX-USED-WEIGHT-1M"]) if limits else 0
+        msg["rateLimits"] = [{**BINANCE_RATE_LIMITS[0], "count": used}]
         c.push(json.dumps(msg))
 
     async def _binance_request(self, c: _Conn, text: str) -> bool:
@@ -409,24 +414,32 @@ class PrivateStreams:
             return True
         rid, method = req.get("id"), req["method"]
         params = req.get("params") or {}
+        # The WebSocket API spends the IP's REQUEST_WEIGHT, as REST does: over the
+        # limit it answers 429, inside a 429's window or a ban 418.
+        limits = self.core.venues["binance"].limits
+        weight = 2 if method.startswith(("userDataStream.", "session.")) else 1
+        try:
+            if limits is not None:
+                limits.check("WS", "/ws-api/v3", weight, "", False)
+        except ApiError as exc:
+            self._answer(c, rid, status=exc.status, error=json.loads(exc.body))
+            return True
         if not isinstance(params, dict):
             self._answer(c, rid, status=400,
                          error={"code": -1100, "msg": "Illegal characters found in 'params'."})
-            return True
-        if method == "ping":
+        elif method == "ping":
             self._answer(c, rid, {})
         elif method == "time":
             self._answer(c, rid, {"serverTime": self.core.now_ms("binance")})
         elif method == "userDataStream.subscribe.signature":
             err = self._verify(params)
             if err is not None:
-                status, error = err
-                self._answer(c, rid, status=status, error=error, weight=2)
+                self._answer(c, rid, status=err[0], error=err[1])
                 return True
             sid = c.next_id
             c.next_id += 1
             c.subscriptions.add(sid)
-            self._answer(c, rid, {"subscriptionId": sid}, weight=2)
+            self._answer(c, rid, {"subscriptionId": sid})
         elif method == "userDataStream.unsubscribe":
             which = params.get("subscriptionId")
             if which is None:
@@ -437,11 +450,12 @@ class PrivateStreams:
                 return True
             else:
                 c.subscriptions.discard(which)
-            self._answer(c, rid, {}, weight=2)
+            self._answer(c, rid, {})
         elif method == "session.subscriptions":
             self._answer(c, rid, [{"subscriptionId": s} for s in sorted(c.subscriptions)])
         else:
-            self._answer(c, rid, status=400, error={"code": -1102, "msg": f"Unknown method '{method}'."})
+            self._answer(c, rid, status=400,
+                         error={"code": -1102, "msg": f"Unknown method '{method}'."})
         return True
 
     def _verify(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
