@@ -112,7 +112,7 @@ class PrivateStreams:
         self._balances: dict[str, dict[str, tuple[float, float]]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._trade_seq = 0
+        self._ignore_seq = 0
         for venue, vs in core.venues.items():  # the funded balances are no change
             self._balances[venue] = {a: (v.free, v.used) for a, v in _balances_now(vs.engine).items()}
 
@@ -167,8 +167,8 @@ class PrivateStreams:
                     out += self._binance_reports(rec, order, p)
                 else:
                     out += self._upbit_orders(rec, order, p)
-                if p.final:
-                    del live[pid]
+                if p.final:  # nothing more will happen to it
+                    del live[pid], pub[pid]
             bal = self._balance_changes(venue, await vs.engine.fetch_balance())
             if venue == "binance":
                 if bal:
@@ -272,8 +272,8 @@ class PrivateStreams:
         return ev
 
     def _next_ignore(self) -> int:
-        self._trade_seq += 1
-        return self._trade_seq
+        self._ignore_seq += 1
+        return self._ignore_seq
 
     # --- Upbit myOrder ---------------------------------------------------------------------
     def _upbit_orders(self, rec: OrderRecord, order: Order,
