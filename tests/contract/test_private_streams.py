@@ -21,7 +21,12 @@ from typing import Any
 import aiohttp
 import ccxt.pro as pro
 import pytest
-from ccxt.base.errors import AuthenticationError, InvalidNonce, NetworkError
+from ccxt.base.errors import (
+    AuthenticationError,
+    ExchangeNotAvailable,
+    InvalidNonce,
+    NetworkError,
+)
 
 from bot.drill.emulator import EmulatorHandle
 from bot.drill.emulator.auth import jwt_hs256
@@ -286,45 +291,74 @@ async def test_ccxt_pro_binance_refused(overrides: dict[str, Any],
 
 
 # --------------------------------------------------------------------------- Upbit
-async def test_upbit_order_fill_and_balance_as_rest_says() -> None:
+async def _up_limit_buy(u: Any) -> dict[str, Any]:
+    ask = (await u.fetch_order_book("BTC/KRW"))["asks"][0][0]
+    return dict(await u.create_order("BTC/KRW", "limit", "buy", 0.001, ask * 1.01 // 1000 * 1000,
+                                     {"clientOrderId": "up-order"}))
+
+
+async def _up_limit_sell(u: Any) -> dict[str, Any]:
+    bid = (await u.fetch_order_book("XRP/KRW"))["bids"][0][0]
+    return dict(await u.create_order("XRP/KRW", "limit", "sell", 10, bid,
+                                     {"clientOrderId": "up-order"}))
+
+
+async def _up_market_sell(u: Any) -> dict[str, Any]:
+    return dict(await u.create_order("XRP/KRW", "market", "sell", 5, None,
+                                     {"clientOrderId": "up-order"}))
+
+
+async def _up_market_buy_cost(u: Any) -> dict[str, Any]:
+    return dict(await u.create_market_buy_order_with_cost("BTC/KRW", 10_000,
+                                                          {"clientOrderId": "up-order"}))
+
+
+@pytest.mark.parametrize(("place", "base"), [
+    (_up_limit_buy, "BTC"), (_up_limit_sell, "XRP"), (_up_market_sell, "XRP"),
+    (_up_market_buy_cost, "BTC"),
+], ids=["limit-buy", "limit-sell", "market-sell", "market-buy-by-cost"])
+async def test_upbit_order_fill_and_balance_as_rest_says(
+        place: Callable[[Any], Awaitable[dict[str, Any]]], base: str) -> None:
     async with running() as emu, pro_client(emu, "upbit") as u:
-        sym = "BTC/KRW"
         watch_task = asyncio.create_task(u.watch_orders())
         await asyncio.sleep(0.2)
         trades_task = asyncio.create_task(u.watch_my_trades())
         balance_task = asyncio.create_task(u.watch_balance())
         await asyncio.sleep(0.2)
         assert emu.core.private.state()["connections"]["upbit"] == 1
-        px = (await u.fetch_order_book(sym))["asks"][0][0]
-        o = await u.create_order(sym, "limit", "buy", 0.001, px * 1.01 // 1000 * 1000,
-                                 {"clientOrderId": "up-buy"})
+        o = await place(u)
         first = await asyncio.wait_for(watch_task, 5)
         new = next(x for x in first if x["id"] == o["id"])
-        assert new["status"] == "open" and new["clientOrderId"] == "up-buy"
-        assert set(new["info"]) == UPBIT_ORDER_KEYS and new["info"]["state"] == "wait"
-        emu.step()
-        done = await eventually(lambda: (x := cached(u, o["id"])) and x["status"] == "closed"
+        assert new["clientOrderId"] == "up-order" and set(new["info"]) == UPBIT_ORDER_KEYS
+        if o["type"] == "limit":  # (a market order's wait, fills and end come at once)
+            assert new["status"] == "open" and new["info"]["state"] == "wait"
+        emu.step()  # a limit order fills at the next book; a market one has already
+        rest = await u.fetch_order(o["id"])
+        assert rest["status"] in ("closed", "canceled") and rest["filled"] > 0
+        done = await eventually(lambda: (x := cached(u, o["id"])) and x["status"] == rest["status"]
                                 and x, u.watch_orders)
         await asyncio.wait_for(trades_task, 5)
         trades = [t for t in u.myTrades if t["order"] == o["id"]]
-        rest = await u.fetch_order(o["id"])
-        assert done["filled"] == rest["filled"] == 0.001
+        assert done["filled"] == pytest.approx(rest["filled"], abs=1e-12)
         assert done["cost"] == pytest.approx(rest["cost"], abs=1e-6)
         assert done["fee"]["currency"] == rest["fee"]["currency"] == "KRW"
         # (ccxt leaves Upbit's fee costs as strings, on both paths)
         assert float(done["fee"]["cost"]) == pytest.approx(float(rest["fee"]["cost"]), abs=1e-6)
-        assert done["clientOrderId"] == rest["clientOrderId"] == "up-buy"
-        assert done["info"]["state"] == "done" and done["info"]["trade_uuid"] is None
+        assert done["clientOrderId"] == rest["clientOrderId"] == "up-order"
+        assert done["info"]["state"] in ("done", "cancel") and done["info"]["trade_uuid"] is None
         assert [t["id"] for t in trades] == [t["id"] for t in rest["trades"]]
         assert all(t["fee"]["currency"] == "KRW" and float(t["fee"]["cost"]) > 0 for t in trades)
         assert sum(float(t["fee"]["cost"]) for t in trades) == \
             pytest.approx(float(rest["fee"]["cost"]), abs=1e-6)
-        assert sum(t["amount"] for t in trades) == pytest.approx(0.001)
+        assert sum(t["amount"] for t in trades) == pytest.approx(rest["filled"], abs=1e-12)
         await asyncio.wait_for(balance_task, 5)
         rest_bal = await u.fetch_balance()
-        for asset in ("BTC", "KRW"):
-            assert u.balance[asset]["free"] == pytest.approx(rest_bal[asset]["free"], abs=1e-6)
-            assert u.balance[asset]["used"] == pytest.approx(rest_bal[asset]["used"], abs=1e-6)
+
+        def balances_agree() -> bool:
+            return all(u.balance.get(a, {}).get(k) == pytest.approx(rest_bal[a][k], abs=1e-6)
+                       for a in (base, "KRW") for k in ("free", "used"))
+
+        assert await eventually(balances_agree, u.watch_balance)
 
 
 async def test_upbit_cancel_keeps_the_identifier() -> None:
@@ -461,3 +495,38 @@ async def test_all_three_watches_at_once_on_one_subscription(venue: str) -> None
         got = await eventually(lambda: (x := cached(ex, o["id"])) and x["status"] == "closed"
                                and x, ex.watch_orders)
         assert got["filled"] == (await ex.fetch_order(o["id"], sym))["filled"] == 0.05
+
+
+@pytest.mark.parametrize("venue", ["binance", "upbit"])
+async def test_an_order_whose_answer_was_lost_is_on_the_stream(venue: str) -> None:
+    """A 5xx after the venue took the order: REST gave no id, the stream has it
+    (by client order id), as the venue would have sent it."""
+    async with running() as emu, pro_client(emu, venue) as ex:
+        sym = "ETH/USDT" if venue == "binance" else "ETH/KRW"
+        px = 1000.0 if venue == "binance" else 1_000_000
+        watch_task = asyncio.create_task(ex.watch_orders())
+        await asyncio.sleep(0.2)
+        emu.add_fault(venue=venue, kind="http_5xx_after_execute")
+        with pytest.raises(ExchangeNotAvailable):
+            await ex.create_order(sym, "limit", "buy", 0.01, px, {"clientOrderId": "lost-1"})
+        got = await asyncio.wait_for(watch_task, 5)
+        mine = [x for x in got if x["clientOrderId"] == "lost-1"]
+        assert len(mine) == 1 and mine[0]["status"] == "open" and mine[0]["id"]
+        rest = await ex.fetch_order(mine[0]["id"], sym)
+        assert rest["clientOrderId"] == "lost-1" and rest["status"] == "open"
+
+
+async def test_upbit_batch_cancel_arrives_when_the_venue_does_it() -> None:
+    async with running() as emu, pro_client(emu, "upbit") as u:
+        watch_task = asyncio.create_task(u.watch_orders())
+        await asyncio.sleep(0.2)
+        o = await u.create_order("ETH/KRW", "limit", "buy", 0.01, 1_000_000,
+                                 {"clientOrderId": "up-batch"})
+        await asyncio.wait_for(watch_task, 5)
+        await u.private_delete_orders_open({"pairs": "KRW-ETH"})  # an acceptance only
+        await asyncio.sleep(0.2)
+        assert (cached(u, o["id"]) or {})["status"] == "open"
+        emu.step()  # the venue cancels at its next book
+        got = await eventually(lambda: (x := cached(u, o["id"])) and x["status"] == "canceled"
+                               and x, u.watch_orders)
+        assert got["clientOrderId"] == "up-batch"
