@@ -76,6 +76,19 @@ async def eventually(check: Callable[[], Any], watch: Callable[[], Awaitable[Any
             pass
 
 
+async def subscribed(emu: EmulatorHandle, venue: str, *types: str) -> None:
+    """Until the emulator holds the subscription a watch just asked for (Binance:
+    acknowledged; Upbit: the request with these types received)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5.0
+    while True:
+        now = emu.core.private.state()["subscribed"][venue]
+        if (now >= 1) if venue == "binance" else set(types or ["myOrder"]) <= set(now):
+            return
+        assert loop.time() < deadline, f"{venue}: not subscribed ({now})"
+        await asyncio.sleep(0.01)
+
+
 def cached(ex: Any, order_id: str) -> dict[str, Any] | None:
     for o in ex.orders or []:
         if o["id"] == order_id:
@@ -111,7 +124,7 @@ async def test_binance_order_fill_and_balance_as_rest_says(
     async with running(bnb_discount=bnb) as emu, pro_client(emu, "binance") as b:
         sym = "BTC/USDT"
         watch_task = asyncio.create_task(b.watch_orders(sym))
-        await asyncio.sleep(0.2)  # subscribed (the watch authenticates first)
+        await subscribed(emu, "binance")  # (the watch authenticates first)
         assert emu.core.private.state()["connections"]["binance"] == 1
         ob = await b.fetch_order_book(sym)
         px = ob["asks"][0][0] * 1.01 if side == "buy" else ob["bids"][0][0] * 0.99
@@ -153,7 +166,7 @@ async def test_binance_cancel_keeps_the_original_client_order_id() -> None:
     async with running() as emu, pro_client(emu, "binance") as b:
         sym = "ETH/USDT"
         watch_task = asyncio.create_task(b.watch_orders(sym))
-        await asyncio.sleep(0.2)
+        await subscribed(emu, "binance")
         low = float(b.price_to_precision(sym, (await b.fetch_order_book(sym))["bids"][-1][0] * 0.9))
         o = await b.create_order(sym, "limit", "buy", 0.01, low, {"clientOrderId": "bn-keep"})
         await asyncio.wait_for(watch_task, 5)
@@ -171,7 +184,7 @@ async def test_binance_market_remainder_expires() -> None:
     async with running() as emu, pro_client(emu, "binance") as b:
         sym = "XRP/USDT"
         watch_task = asyncio.create_task(b.watch_orders(sym))
-        await asyncio.sleep(0.2)
+        await subscribed(emu, "binance")
         emu.add_fault(venue="binance", kind="partial_fill", ratio=0.5)
         o = await b.create_order(sym, "market", "sell", 20, None, {"clientOrderId": "bn-ioc"})
         await asyncio.wait_for(watch_task, 5)
@@ -321,10 +334,10 @@ async def test_upbit_order_fill_and_balance_as_rest_says(
         place: Callable[[Any], Awaitable[dict[str, Any]]], base: str) -> None:
     async with running() as emu, pro_client(emu, "upbit") as u:
         watch_task = asyncio.create_task(u.watch_orders())
-        await asyncio.sleep(0.2)
+        await subscribed(emu, "upbit")
         trades_task = asyncio.create_task(u.watch_my_trades())
         balance_task = asyncio.create_task(u.watch_balance())
-        await asyncio.sleep(0.2)
+        await subscribed(emu, "upbit", "myOrder", "myAsset")
         assert emu.core.private.state()["connections"]["upbit"] == 1
         o = await place(u)
         first = await asyncio.wait_for(watch_task, 5)
@@ -364,7 +377,7 @@ async def test_upbit_order_fill_and_balance_as_rest_says(
 async def test_upbit_cancel_keeps_the_identifier() -> None:
     async with running() as emu, pro_client(emu, "upbit") as u:
         watch_task = asyncio.create_task(u.watch_orders("ETH/KRW"))
-        await asyncio.sleep(0.2)
+        await subscribed(emu, "upbit")
         o = await u.create_order("ETH/KRW", "limit", "buy", 0.01, 1_000_000,
                                  {"clientOrderId": "up-keep"})
         await asyncio.wait_for(watch_task, 5)
@@ -383,7 +396,7 @@ async def test_upbit_codes_filter_and_binary_frames() -> None:
                 ws_url(emu, "/websocket/v1/private"),
                 headers={"Authorization": f"Bearer {token}"}) as ws:
             await ws.send_json([{"ticket": "t"}, {"type": "myOrder", "codes": ["KRW-ETH"]}])
-            await asyncio.sleep(0.1)
+            await subscribed(emu, "upbit")
             await u.create_order("BTC/KRW", "limit", "buy", 0.0001, 90_000_000,
                                  {"clientOrderId": "up-other"})
             await u.create_order("ETH/KRW", "limit", "buy", 0.01, 1_000_000,
@@ -439,7 +452,7 @@ async def test_disconnect_and_silence_faults(venue: str) -> None:
         sym = "ETH/USDT" if venue == "binance" else "ETH/KRW"
         px = 1000.0 if venue == "binance" else 1_000_000
         watch_task = asyncio.create_task(ex.watch_orders(sym))
-        await asyncio.sleep(0.2)
+        await subscribed(emu, venue)
         state = await admin(emu, "POST", "/admin/streams",
                             {"venue": venue, "action": "silence", "seconds": 30,
                              "streams": "private"})
@@ -460,7 +473,7 @@ async def test_disconnect_and_silence_faults(venue: str) -> None:
                     {"venue": venue, "action": "silence", "seconds": 0.001,
                      "streams": "private"})
         watch_task = asyncio.create_task(ex.watch_orders(sym))
-        await asyncio.sleep(0.3)
+        await subscribed(emu, venue)
         assert emu.core.private.state()["connections"][venue] == 1
         await ex.cancel_order(o["id"], sym)
         got = await asyncio.wait_for(watch_task, 5)
@@ -470,7 +483,7 @@ async def test_disconnect_and_silence_faults(venue: str) -> None:
 async def test_events_are_stamped_now() -> None:
     async with running() as emu, pro_client(emu, "binance") as b:
         watch_task = asyncio.create_task(b.watch_orders("BTC/USDT"))
-        await asyncio.sleep(0.2)
+        await subscribed(emu, "binance")
         before = int(time.time() * 1000)
         await b.create_order("BTC/USDT", "limit", "buy", 0.01, 1000.0)
         got = (await asyncio.wait_for(watch_task, 5))[-1]
@@ -485,7 +498,7 @@ async def test_all_three_watches_at_once_on_one_subscription(venue: str) -> None
         sym = "ETH/USDT" if venue == "binance" else "ETH/KRW"
         tasks = [asyncio.create_task(w()) for w in (ex.watch_orders, ex.watch_my_trades,
                                                     ex.watch_balance)]
-        await asyncio.sleep(0.3)
+        await subscribed(emu, venue, "myOrder", "myAsset")
         assert emu.core.private.state()["connections"][venue] == 1
         o = await ex.create_order(sym, "market", "sell", 0.05, None, {"clientOrderId": "all3"})
         orders, trades, balance = await asyncio.wait_for(asyncio.gather(*tasks), 5)
@@ -505,7 +518,7 @@ async def test_an_order_whose_answer_was_lost_is_on_the_stream(venue: str) -> No
         sym = "ETH/USDT" if venue == "binance" else "ETH/KRW"
         px = 1000.0 if venue == "binance" else 1_000_000
         watch_task = asyncio.create_task(ex.watch_orders())
-        await asyncio.sleep(0.2)
+        await subscribed(emu, venue)
         emu.add_fault(venue=venue, kind="http_5xx_after_execute")
         with pytest.raises(ExchangeNotAvailable):
             await ex.create_order(sym, "limit", "buy", 0.01, px, {"clientOrderId": "lost-1"})
@@ -519,7 +532,7 @@ async def test_an_order_whose_answer_was_lost_is_on_the_stream(venue: str) -> No
 async def test_upbit_batch_cancel_arrives_when_the_venue_does_it() -> None:
     async with running() as emu, pro_client(emu, "upbit") as u:
         watch_task = asyncio.create_task(u.watch_orders())
-        await asyncio.sleep(0.2)
+        await subscribed(emu, "upbit")
         o = await u.create_order("ETH/KRW", "limit", "buy", 0.01, 1_000_000,
                                  {"clientOrderId": "up-batch"})
         await asyncio.wait_for(watch_task, 5)

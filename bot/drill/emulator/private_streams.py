@@ -128,8 +128,13 @@ class PrivateStreams:
         return len(gone)
 
     def state(self) -> dict[str, Any]:
-        return {"connections": {v: sum(1 for c in self.conns if c.venue == v)
-                                for v in ("binance", "upbit")},
+        venues = ("binance", "upbit")
+        return {"connections": {v: sum(1 for c in self.conns if c.venue == v) for v in venues},
+                # Binance: user data subscriptions; Upbit: connections' types (myOrder, myAsset)
+                "subscribed": {"binance": sum(len(c.subscriptions) for c in self.conns
+                                              if c.venue == "binance"),
+                               "upbit": sorted({t for c in self.conns if c.venue == "upbit"
+                                                for t in c.types})},
                 "events_sent": dict(self.events_sent)}
 
     # --- finding changes ------------------------------------------------------------
