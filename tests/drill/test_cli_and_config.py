@@ -19,8 +19,10 @@ def test_ccxt_config_points_everything_at_the_emulator() -> None:
     rest = {k: v for k, v in b["urls"]["api"].items() if k != "ws"}
     assert set(rest) == set(BINANCE_API_PATHS)
     assert all(v.startswith(url + "/") for v in rest.values())
-    # The streams on the same host (ccxt.pro's spot websocket URL).
-    assert b["urls"]["api"]["ws"] == {"spot": "ws://127.0.0.1:9999/ws"}
+    # The streams on the same host (ccxt.pro's spot websocket URL), the spot user
+    # data stream too (the WebSocket API).
+    assert b["urls"]["api"]["ws"] == {"spot": "ws://127.0.0.1:9999/ws",
+                                      "ws-api": {"spot": "ws://127.0.0.1:9999/ws-api/v3"}}
     # Spot only (one exchangeInfo call); open orders listable without a symbol.
     assert b["options"] == {
         "fetchMarkets": {"types": ["spot"]},

@@ -16,6 +16,9 @@ GET    /admin/limits    -> {"config":{...}, "binance":{stats}, "upbit":{stats}}
 POST   /admin/limits    {LimitConfig fields} -> the same; DELETE /admin/limits lifts bans/windows
 POST   /admin/clock     {"venue","offset_ms"} -> the venue's clock runs offset_ms ahead of ours
 POST   /admin/market    {"venue","symbol","status"} -> e.g. HALT: orders get "Market is closed."
+GET    /admin/streams   -> the public streams' connections and events sent, "private": the same
+POST   /admin/streams   {"venue","action":"gap"|"disconnect"|"silence","n","seconds",
+                        "streams":"public"|"private"|"all"} -> as GET
 """
 
 from __future__ import annotations
@@ -70,16 +73,37 @@ class AdminApi:
             web.post("/admin/streams", self.stream_fault),
         ]
 
+    def _streams_json(self) -> dict[str, Any]:
+        return {**self.core.streams.state(), "private": self.core.private.state()}
+
     async def streams(self, request: web.Request) -> web.Response:
-        return web.json_response(self.core.streams.state())
+        return web.json_response(self._streams_json())
 
     async def stream_fault(self, request: web.Request) -> web.Response:
         """{"venue": "binance"|"upbit", "action": "gap"|"disconnect"|"silence",
-        "n": events to drop (gap), "seconds": how long (silence)}"""
+        "n": events to drop (gap), "seconds": how long (silence),
+        "streams": "public" (the default: the books) | "private" (orders, fills,
+        balances; disconnect and silence only) | "all"}"""
         body = await _json_body(request)
         if not isinstance(body, dict) or body.get("venue") not in self.core.venues:
             raise _bad("venue must be binance or upbit")
         venue, action = body["venue"], body.get("action")
+        which = body.get("streams", "public")
+        if which not in ("public", "private", "all"):
+            raise _bad("streams must be public, private or all")
+        if which != "public":
+            private = self.core.private
+            if action == "disconnect":
+                await private.disconnect(venue)
+            elif action == "silence":
+                seconds = body.get("seconds")
+                if not isinstance(seconds, int | float) or seconds <= 0:
+                    raise _bad("seconds must be a positive number")
+                private.silence(venue, float(seconds))
+            else:
+                raise _bad("the private streams take disconnect or silence")
+            if which == "private":
+                return web.json_response(self._streams_json())
         streams = self.core.streams
         if action == "gap":
             n = body.get("n", 1)
@@ -95,7 +119,7 @@ class AdminApi:
             streams.silence(venue, float(seconds))
         else:
             raise _bad("action must be gap, disconnect or silence")
-        return web.json_response(streams.state())
+        return web.json_response(self._streams_json())
 
     def _limits_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"config": dataclasses.asdict(self.core.limit_config)}

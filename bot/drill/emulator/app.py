@@ -2,9 +2,12 @@
 port, plus /admin.
 
 The middleware routes by prefix (/api/v3 = Binance, /v1 = Upbit, /bot = Telegram,
-/admin; /ws, /stream and /websocket/v1 are the venues' websocket streams), enforces the venues' request limits (bot.drill.emulator.limits), applies
-request-level faults, turns ApiError into venue-shaped responses, adds the venues'
-rate-limit headers and logs every venue request.
+/admin; /ws, /stream and /websocket/v1 are the venues' public websocket streams,
+/ws-api/v3 and /websocket/v1/private their private ones), enforces the venues'
+request limits (bot.drill.emulator.limits), applies request-level faults, turns
+ApiError into venue-shaped responses, adds the venues' rate-limit headers, logs
+every venue request and then publishes on the private streams what the request
+changed (an order's acceptance, its fills on arrival, a cancel).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ CORE_KEY = web.AppKey("emulator_core", EmulatorCore)
 
 
 def venue_of(path: str) -> str | None:
-    if path in ("/ws", "/stream", "/websocket/v1") or path.startswith("/ws/"):
+    if path in ("/ws", "/stream", "/websocket/v1", "/ws-api/v3", "/websocket/v1/private") \
+            or path.startswith("/ws/"):
         return "stream"
     if path.startswith(("/api/v3/", "/sapi/v1/account/apiRestrictions")):
         return "binance"
@@ -172,6 +176,7 @@ def build_app(core: EmulatorCore, autostep: bool) -> web.Application:
             if key not in resp.headers:  # a 429 states its own Remaining-Req
                 resp.headers[key] = value
         core.log_request(venue, request.method, request.path, resp.status)
+        await core.private.sync(venue)
         return resp
 
     app = web.Application(middlewares=[middleware])
@@ -180,6 +185,7 @@ def build_app(core: EmulatorCore, autostep: bool) -> web.Application:
     app.add_routes(upbit_api.UpbitApi(core).routes())
     app.add_routes(AdminApi(core, autostep).routes())
     app.add_routes(core.streams.routes())
+    app.add_routes(core.private.routes())
     # Long polls held as long as Telegram holds them (aiogram asks for 10 s), so a drill's
     # bot polls as rarely as in production.
     telegram = BotApiStandIn(max_poll_s=10.0)
@@ -195,6 +201,7 @@ def build_app(core: EmulatorCore, autostep: bool) -> web.Application:
     async def end_streams(_app: web.Application) -> None:
         for venue in ("binance", "upbit"):
             await core.streams.disconnect(venue)
+            await core.private.disconnect(venue)
 
     app.on_shutdown.append(end_streams)
     return app

@@ -119,8 +119,11 @@ class UpbitAuth:
         self._nonces: dict[str, None] = {}
         self._max = max_nonces
 
-    def verify(self, authorization: str | None, hashed: str) -> str:
-        """Returns the access key; raises ApiError(401) as the venue would."""
+    def verify(self, authorization: str | None, hashed: str,
+               single_use_nonce: bool = True) -> str:
+        """Returns the access key; raises ApiError(401) as the venue would.
+        single_use_nonce=False: the nonce must be there but may have been seen (the
+        private websocket: ccxt.pro signs once and reconnects with that token)."""
         if not authorization or not authorization.startswith("Bearer "):
             raise upbit_error(401, "no_authorization_token", "Authorization token does not exist.")
         token = authorization[len("Bearer ") :].strip()
@@ -160,6 +163,8 @@ class UpbitAuth:
         nonce = payload.get("nonce")
         if not isinstance(nonce, str) or not nonce:
             raise upbit_error(401, "jwt_verification", "Jwt 토큰 검증에 실패했습니다.")
+        if not single_use_nonce:
+            return access
         key = f"{access}:{nonce}"
         if key in self._nonces:
             raise upbit_error(401, "nonce_used", "이미 요청한 nonce값이 다시 사용되었습니다.")

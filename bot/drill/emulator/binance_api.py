@@ -364,8 +364,9 @@ class BinanceApi:
         if not self.vs.engine.is_working(rec.paper_id):
             raise binance_error(400, -2011, BN_UNKNOWN_ORDER)
         rec.user_canceled = True
-        order = await self.vs.engine.cancel_order(rec.paper_id, rec.symbol)
         cid = cancel_id or f"emucancel{secrets.token_hex(8)}"
+        rec.cancel_client_id = cid  # the stream's CANCELED report carries it as `c`
+        order = await self.vs.engine.cancel_order(rec.paper_id, rec.symbol)
         return shapes.order_canceled(rec, order, self._sid(rec), cid, self.core.now_ms())
 
     async def open_orders(self, request: web.Request) -> web.Response:

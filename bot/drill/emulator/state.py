@@ -68,6 +68,7 @@ class OrderRecord:
     time_in_force: str | None = None
     quote_qty: float | None = None  # Binance quoteOrderQty / Upbit ord_type=price KRW
     user_canceled: bool = False
+    cancel_client_id: str | None = None  # Binance: the cancel request's client id
     fault: str | None = None  # fault applied to this order, if any
 
     def to_json(self, order: Order | None) -> dict[str, Any]:
@@ -193,6 +194,12 @@ class EmulatorCore:
             bn.engine.fund("BNB", per_base_usd / bnb_usdt)
         self.streams = BookStreams(self.sim, self.now_ms,
                                    {f"{b}USDT": b for b in self.universe})
+        # The private streams read the orders and balances a step left: their
+        # listener comes after the matchers and the pending cancels.
+        from bot.drill.emulator.private_streams import PrivateStreams
+
+        self.private = PrivateStreams(self)
+        self.sim.add_listener(self.private.on_snapshot)
         self.stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._next_step_at = self.clock.time() + interval_s
