@@ -135,6 +135,18 @@ def _budgeted(ccxt_id: str, streams: bool = False, whole_books: bool = False) ->
             store_levels(bookside, deltas)
 
         Budgeted.handle_deltas = handle_deltas
+    if streams and hasattr(base, "handle_order"):
+        def handle_order(self: Any, client: Any, message: Any) -> None:
+            # ccxt.pro wakes a watch_orders caller only if it is waiting at that
+            # moment: an update that lands while the last one is being handled (an
+            # Upbit fill's `trade` then `done`, in one burst) would sit in its cache
+            # until the venue says something else. Every update is handed over here.
+            base.handle_order(self, client, message)
+            sink = getattr(self, "arbops_order_sink", None)
+            if sink is not None and self.orders:
+                sink(dict(self.orders[-1]))  # a copy: ccxt updates its entry in place
+
+        Budgeted.handle_order = handle_order
     if streams and whole_books:
         def handle_order_book(self: Any, client: Any, message: dict[str, Any]) -> None:
             # A whole book per message, best level first: kept as a plain book

@@ -92,7 +92,8 @@ class CcxtExchange:
         self.orders_sent = 0
         self.clock_resyncs = 0
         self._client_ids: dict[str, str] = {}  # order id -> the client id we sent it with
-        self._first_watch: asyncio.Future[Any] | None = None
+        self._watcher: asyncio.Future[Any] | None = None
+        self._updates: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
     # --- markets ----------------------------------------------------------------
     async def load_markets(self) -> dict[str, Market]:
@@ -296,28 +297,55 @@ class CcxtExchange:
         the subscription (Binance acknowledges it; Upbit has it once connected)."""
         if not self.ccxt.markets:
             await self._call(self.ccxt.load_markets)
+        updates: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._updates = updates
+        self.ccxt.arbops_order_sink = updates.put_nowait
         if self.profile.streams.orders_ack:
             await asyncio.wait_for(self.ccxt.authenticate(), timeout_s)
-        self._first_watch = asyncio.ensure_future(self.ccxt.watch_orders())
-        client = self.ccxt.clients.get(self._private_ws_url())
-        if client is None:
-            raise VenueUnavailable(f"{self.venue}: no order stream connection")
-        done, _ = await asyncio.wait({self._first_watch, client.connected}, timeout=timeout_s,
+        # watch_orders subscribes; its future also fails when the connection does.
+        first = self._watcher = asyncio.ensure_future(self.ccxt.watch_orders())
+        deadline = time.monotonic() + timeout_s
+        while (client := self.ccxt.clients.get(self._private_ws_url())) is None:
+            if first.done():
+                first.result()  # the failure (the connection is made before any update)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.venue}: order stream not opened in {timeout_s} s")
+            await asyncio.sleep(0.005)
+        done, _ = await asyncio.wait({first, client.connected}, timeout=timeout_s,
                                      return_when=asyncio.FIRST_COMPLETED)
         if not done:
             raise TimeoutError(f"{self.venue}: order stream not connected in {timeout_s} s")
-        if self._first_watch in done:
-            self._first_watch.result()  # an update already, or the failure
+        if first in done:
+            first.result()  # an update already, or the failure
         elif client.connected.exception() is not None:
             raise client.connected.exception()
 
     async def watch_order_updates(self) -> list[dict[str, Any]]:
-        """The orders updated since the last call (ccxt's own shape)."""
-        first, self._first_watch = self._first_watch, None
-        return list(await (first if first is not None else self.ccxt.watch_orders()))
+        """Every order update since the last call, oldest first (ccxt's own shape);
+        raises when the stream's connection fails."""
+        while self._updates.empty():
+            got = asyncio.ensure_future(self._updates.get())
+            watcher = self._watcher
+            if watcher is None:
+                got.cancel()
+                raise VenueUnavailable(f"{self.venue}: the order stream is not open")
+            await asyncio.wait({got, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if got.done():
+                return [got.result(), *self._drain()]
+            got.cancel()
+            watcher.result()  # the connection's failure, raised
+            self._watcher = asyncio.ensure_future(self.ccxt.watch_orders())  # re-armed
+        return self._drain()
+
+    def _drain(self) -> list[dict[str, Any]]:
+        out = []
+        while not self._updates.empty():
+            out.append(self._updates.get_nowait())
+        return out
 
     async def close_order_stream(self) -> None:
-        first, self._first_watch = self._first_watch, None
+        self.ccxt.arbops_order_sink = None
+        first, self._watcher = self._watcher, None
         if first is not None and not first.done():
             first.cancel()
         client = self.ccxt.clients.get(self._private_ws_url())
