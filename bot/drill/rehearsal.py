@@ -180,6 +180,12 @@ class Drill:
                     all(sent.get(v, 0) > 0 for v in ("upbit", "binance")),
                     f"book events sent {_per_venue(sent)}; connections "
                     f"{_per_venue(streams.get('connections') or {})}", t0)
+        private = streams.get("private") or {}
+        own = private.get("events_sent") or {}
+        self.record("own orders and fills come from the venues' private streams",
+                    all(own.get(v, 0) > 0 for v in ("upbit", "binance")),
+                    f"order events sent {_per_venue(own)}; connections "
+                    f"{_per_venue(private.get('connections') or {})}", time.monotonic())
         t0 = time.monotonic()
         code, out, err = await self.cli("kill", "--reason", "drill")
         await asyncio.wait_for(live, self.live_seconds + 120)

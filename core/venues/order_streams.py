@@ -33,6 +33,10 @@ from core.domain.models import Order
 
 KEEP = 5000  # newest orders kept (an engine has a few dozen working at most)
 MAX_BACKOFF_S = 5.0
+# A connection counts as good (the back-off starts over) only once it has lasted
+# this long: a venue that accepts the connection and then closes it (an Upbit key
+# it refuses) must not be reconnected four times a second.
+STABLE_S = 10.0
 Listener = Callable[[Order], None]
 
 
@@ -86,13 +90,13 @@ class OrderStream:
                 self.generation += 1
                 self.up, self.up_since = True, self._mono()
                 logger.info("{}: order stream up (generation {})", self.venue, self.generation)
-                failures = 0
                 await self._pump()
             except asyncio.CancelledError:
                 self.up = False
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure reconnects the same way
-                failures += 1
+                lasted = self._mono() - self.up_since if self.up else 0.0
+                failures = 1 if lasted >= STABLE_S else failures + 1
                 self.counts["disconnects"] += 1
                 self.last_error = f"{type(exc).__name__}: {str(exc)[:200]}"
                 if self.up or failures == 1:

@@ -219,3 +219,23 @@ async def test_the_stream_keeps_a_bounded_number_of_orders(keep: int) -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_venue_that_accepts_then_closes_is_not_reconnected_at_once_each_time() -> None:
+    """Upbit accepts a private connection and closes it when it refuses the key: each
+    such connection is `up` for an instant, which must not reset the back-off."""
+    venue = StandInVenue()
+
+    async def closes_at_once() -> list[Any]:
+        raise VenueUnavailable("closed by the venue")
+
+    venue.watch_order_updates = closes_at_once  # type: ignore[method-assign]
+    stream = OrderStream(venue, monotonic=lambda: 100.0)  # no time passes: never stable
+    task = asyncio.create_task(stream.run())
+    try:
+        await asyncio.sleep(2.0)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    # Back-off 0.25, 0.5, 1 s ...: at most 4 connections in 2 s (8 without it).
+    assert 2 <= venue.opened <= 4
