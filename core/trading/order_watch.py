@@ -9,8 +9,10 @@ In-process venues (paper) answer without I/O, so there the tick reads them
 itself (`refresh`), which keeps fast-mode runs deterministic.
 
 With a venue's order stream up (core.venues.order_streams), its updates are the
-answers, taken the moment they arrive, and no order of that venue is read over
-REST, except once: an order the stream has not mentioned `confirm_s` after it
+answers, taken the moment they arrive, and the newest answer is handed over again
+every interval, as a REST poll would (the engine judges timeouts when it has an
+answer: a resting order the venue says nothing more about must still time out).
+No order of that venue is read over REST, except once: an order the stream has not mentioned `confirm_s` after it
 started working (the stream is then dropped and reconnected: it missed one),
 and every working order right after a (re)connection (what happened while it
 was down was never sent). A stream that is down leaves its venue on REST reads
@@ -60,6 +62,7 @@ class OrderWatch:
         self._taken: dict[Key, int] = {}  # the stream version last handed over
         self._synced: dict[Key, int] = {}  # the stream generation the order is known in
         self._since: dict[Key, tuple[int, float]] = {}  # (generation, first seen working)
+        self._last: dict[Key, Order] = {}  # the newest order handed over, to hand again
         for stream in self.streams.values():
             stream.add_listener(self._streamed)
 
@@ -121,7 +124,7 @@ class OrderWatch:
         if self._taken.get(k, 0) >= version:
             return False
         self._taken[k] = version
-        self._answers[k] = order
+        self._answers[k] = self._last[k] = order
         self.stream_answers[str(wo.venue)] += 1
         return True
 
@@ -132,7 +135,8 @@ class OrderWatch:
         if stream is None or not stream.up:
             self._since[k] = (-1, now)  # read now; once the stream is back, read once more
             return True
-        self._from_stream(key, wo)
+        if not self._from_stream(key, wo) and k not in self._answers and k in self._last:
+            self._answers[k] = self._last[k]  # nothing new: the same answer, as a poll gives
         if self._synced.get(k) == stream.generation:
             return False
         gen, since = self._since.setdefault(k, (stream.generation, now))
@@ -150,7 +154,7 @@ class OrderWatch:
             items = self._working()
             live = {(wo.venue, key) for key, wo in items}
             for book in (self._answers, self._cancelled, self._taken, self._synced,
-                         self._since):
+                         self._since, self._last):
                 for gone in [k for k in book if k not in live]:
                     del book[gone]  # done and forgotten by the engine
             now = self._mono()
@@ -171,6 +175,8 @@ class OrderWatch:
                     if self._taken.get(k, 0) != before[k]:
                         continue  # the stream said something newer while we read
                     self._answers[k] = answer
+                    if isinstance(answer, Order):
+                        self._last[k] = answer
                     stream = self.streams.get(wo.venue)
                     if (stream is not None and stream.up and not isinstance(answer, BaseException)
                             and gens.get(wo.venue) == stream.generation):

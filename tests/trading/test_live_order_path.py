@@ -29,6 +29,7 @@ from core.trading.order_watch import OrderWatch
 from core.trading.slots import SlotState, WorkingOrder
 from core.trading.state import TradingState, TradingStateBox
 from core.trading.strategy import Strategy, StrategyParams
+from core.venues.order_streams import OrderStream
 from tests.venues.support import emu_settings, emulator
 
 DELAY_S = 0.6
@@ -55,7 +56,7 @@ class Rig:
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     async with emulator(autostep=False) as emu:
         settings = emu_settings(emu, tmp_path)
-        venues = real_venues(settings)
+        venues = real_venues(settings, streams=True)  # as a live run: streams when asked
         for v in venues.values():
             await v.load_markets()
         store = await SqliteStore.open(tmp_path / "arbops.sqlite3")
@@ -200,6 +201,49 @@ async def test_a_due_cancel_goes_out_without_the_tick_waiting_for_it(rig: Rig) -
         watch.cancel()
         await asyncio.gather(watch, return_exceptions=True)
         rig.emu.clear_faults()
+
+
+async def test_with_order_streams_a_resting_entry_still_times_out(rig: Rig) -> None:
+    """The stream says nothing more about an order that rests; the engine judges an
+    entry's timeout when it has an answer, so the last one is handed over again
+    each interval (as a REST poll would) - without a single REST read."""
+    snap = await rig.snapshot()
+    engine = rig.engine
+    streams = {v: OrderStream(ex) for v, ex in rig.venues.items()}
+    engine.orders = OrderWatch(rig.venues, engine.working_orders, background=True,
+                               interval_s=0.05, streams=streams)
+    tasks = [asyncio.create_task(s.run()) for s in streams.values()]
+    try:
+        async with asyncio.timeout(10):
+            while not all(s.up for s in streams.values()):
+                await asyncio.sleep(0.01)
+        slot = engine.slots["BTC"]
+        slot.position_id, slot.state = f"{RUN}-p6", SlotState.ENTERING
+        book = snap.binance["BTC"]
+        qty = engine._entry_qty("BTC", book.best_ask)
+        resting = OrderIntent(Venue.BINANCE, "BTC/USDT", "BTC", Side.BUY, qty,
+                              book.best_bid * 0.99, Purpose.ENTRY, slot.position_id,
+                              qty * book.best_bid * 0.99)
+        order = await engine.gateway.submit(resting, snap, 0.0)
+        placed = time.monotonic()
+        slot.working[order.id] = WorkingOrder(Venue.BINANCE, order.id, order.client_order_id,
+                                              "BTC/USDT", Purpose.ENTRY, placed, qty)
+        tasks.append(asyncio.create_task(engine.orders.run()))
+        deadline = placed + 15.0
+        while slot.working and time.monotonic() < deadline:
+            await engine._poll_working(snap, time.monotonic())
+            await asyncio.sleep(0.05)
+        assert not slot.working, "the resting entry was never cancelled"
+        assert time.monotonic() - placed >= engine.cfg.order_timeout_s
+        await engine.journal.flush()
+        row = await rig.store.get_intent(order.client_order_id)
+        assert row is not None and row["state"] == "CANCELED"
+        assert engine.orders.rest_reads["binance"] == 0  # the stream said it all
+        assert engine.orders.stream_answers["binance"] >= 1
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def test_fills_no_tick_took_are_recorded_at_the_runs_end(rig: Rig) -> None:
