@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from core.venues.book_levels import store_levels
 from core.venues.rate_budget import Role, Units, VenueBudget, retry_after_s
 
 _UNITS: contextvars.ContextVar[Units] = contextvars.ContextVar("arbops_request_units",
@@ -128,6 +127,10 @@ def _budgeted(ccxt_id: str, streams: bool = False, whole_books: bool = False) ->
                                          request_headers, request_body)
 
     if streams and hasattr(base, "handle_deltas"):
+        # Imported here, with ccxt: this module is imported by paper runs too (its
+        # `patience`), and ccxt costs ~70 MB of RSS that a paper run never uses.
+        from core.venues.book_levels import store_levels
+
         def handle_deltas(self: Any, bookside: Any, deltas: list[Any]) -> None:
             # ccxt.pro's own loop reads each level through two safe_float calls and
             # two store calls; a diff-depth event of a busy book carries dozens of
