@@ -220,6 +220,19 @@ def guard_lines(g: dict[str, Any]) -> list[str]:
     return out
 
 
+def streams_line(streams: dict[str, Any] | None) -> str | None:
+    """A live run's websocket streams, one line: a stream that is down is in
+    capitals with what replaces it (REST reads, paced by the venue's budget)."""
+    if not streams:
+        return None
+    parts = []
+    for venue in sorted(streams):
+        kinds = streams[venue] or {}
+        parts.append(f"{venue} " + ", ".join(
+            f"{kind} {'up' if up else 'DOWN (REST)'}" for kind, up in sorted(kinds.items())))
+    return "streams: " + " · ".join(parts)
+
+
 def tightest_guards(g: dict[str, Any], n: int = 3) -> list[str]:
     """'cpu 12 % of 50 %' for the `n` guards nearest their limits (by share of it)."""
     levels = g.get("levels") or {}

@@ -689,6 +689,9 @@ class OperatorService:
                                     **e.latency.live_summary()},
                 "closing": run.closing, "stop_reason": run.stop_reason,
             }
+            streams = run.stream_health()
+            if streams:
+                run_info["venue_streams"] = streams
         import psutil
 
         return {

@@ -48,7 +48,7 @@ def cmd_status(settings: Settings, args: StatusArgs) -> int:
 
 def status_lines(status: dict[str, Any], settings: Settings) -> list[str]:
     """`arbops status` for people: state, the run or the last one, the surfaces, where."""
-    from bot.views import age, usd, when, zone
+    from bot.views import age, streams_line, usd, when, zone
 
     tz = zone(settings)
     out = [f"mode {status['mode']}  state {status['trading_state']}  "
@@ -66,6 +66,9 @@ def status_lines(status: dict[str, Any], settings: Settings) -> list[str]:
         # The three PnL figures, labelled (docs/monitoring.md, "Three PnL figures").
         out.append(f"  strategy PnL {usd(run['pnl_usd'])}  inventory revaluation "
                    f"{usd(run.get('inventory_pnl_usd'))}  total {usd(run.get('total_pnl_usd'))}")
+        streams = streams_line(run.get("venue_streams"))
+        if streams:
+            out.append("  " + streams)
     last = status.get("last_run")
     if last:
         gate = f", gate {last['gate']}" if last.get("gate") else ""

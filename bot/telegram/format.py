@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.views import kpi_lines, tightest_guards, usd
+from bot.views import kpi_lines, streams_line, tightest_guards, usd
 
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
@@ -88,6 +88,9 @@ def status_text(st: dict[str, Any]) -> str:
         lines.append(
             f"round trips {h(run.get('round_trips'))} · "
             f"win {float(run.get('win_rate') or 0) * 100:.0f}% · open {h(run.get('open_positions'))}")
+        streams = streams_line(run.get("venue_streams"))
+        if streams:
+            lines.append(h(streams))
         if lat:
             lines.append("latency ms: " + " ".join(
                 f"{k} {float(v):.1f}" for k, v in lat.items() if isinstance(v, int | float)))

@@ -626,6 +626,19 @@ class PhaseRun:
             kpi["order_streams"] = orders.stream_stats()
         return kpi
 
+    def stream_health(self) -> dict[str, dict[str, bool]]:
+        """Per venue, whether its book and order streams are up now (only the
+        streams this run uses: a REST-only or paper run has none)."""
+        out: dict[str, dict[str, bool]] = {}
+        if hasattr(self.market, "stream_stats"):
+            for venue, st in self.market.stream_stats().items():
+                out.setdefault(str(venue), {})["books"] = bool(st.get("streaming"))
+        orders = self.engine.orders if self.engine is not None else None
+        if isinstance(orders, OrderWatch):
+            for venue, stream in orders.streams.items():
+                out.setdefault(str(venue), {})["orders"] = stream.up
+        return out
+
     async def _checkpoint(self, final: bool) -> None:
         if self.engine is None:
             return

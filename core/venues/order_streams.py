@@ -111,18 +111,22 @@ class OrderStream:
 
     async def _pump(self) -> None:
         dropped = asyncio.ensure_future(self._drop.wait())
+        watch: asyncio.Future[list[Any]] | None = None
         try:
             while True:
                 watch = asyncio.ensure_future(self.ex.watch_order_updates())
                 done, _ = await asyncio.wait({watch, dropped},
                                              return_when=asyncio.FIRST_COMPLETED)
-                if dropped in done:
-                    watch.cancel()
-                    return
+                if watch not in done:
+                    return  # dropped
                 for raw in watch.result():
                     await self._take(raw)
         finally:
             dropped.cancel()
+            if watch is not None:
+                # Cancelled with the run, or dropped: its outcome is nobody's now.
+                watch.cancel()
+                watch.add_done_callback(_forget)
 
     async def _take(self, raw: dict[str, Any]) -> None:
         try:
@@ -142,3 +146,8 @@ class OrderStream:
             self.by_client.pop(gone.client_order_id, None)
         for listener in self._listeners:
             listener(order)
+
+
+def _forget(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()  # retrieved, so asyncio does not report it as lost

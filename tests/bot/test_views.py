@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,6 +22,7 @@ from bot.views import (
     ladder_lines,
     num,
     positions_lines,
+    streams_line,
     table,
     usd,
     when,
@@ -150,3 +152,17 @@ def test_show_config_masks_secrets_and_names_sources(tmp_path, monkeypatch) -> N
     text = "\n".join(config_lines(view))
     assert token not in text and token[-20:] not in text
     assert "ARBOPS_MAX_CONCURRENT=3" in text and "TELEGRAM_BOT_TOKEN=set" in text
+
+
+@pytest.mark.parametrize("streams, want", [
+    (None, None),
+    ({}, None),
+    ({"upbit": {"books": True, "orders": True}, "binance": {"books": True, "orders": True}},
+     "streams: binance books up, orders up · upbit books up, orders up"),
+    ({"binance": {"orders": False, "books": True}},
+     "streams: binance books up, orders DOWN (REST)"),
+    ({"upbit": {"books": False}}, "streams: upbit books DOWN (REST)"),
+])
+def test_streams_line_names_a_stream_that_is_down_and_what_replaces_it(
+        streams: dict[str, Any] | None, want: str | None) -> None:
+    assert streams_line(streams) == want

@@ -3,13 +3,16 @@ preflight and the ladder satisfied, a live phase 1 trades against the emulator -
 and no order above the armed cap reaches it; the ARM is used up."""
 from __future__ import annotations
 
+import asyncio
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.app import build_service
+from bot.cli.control import status_lines
 from bot.drill.emulator import start_emulator
 from core.commands import RunArgs
 from core.errors import ServiceError
@@ -42,8 +45,26 @@ async def test_live_phase_1_trades_within_the_armed_cap(tmp_path: Path) -> None:
             await service.ladder_override(1, "tester", "no paper rung in this test")
             spec = service.plan_run(RunArgs(phase=1, mode="live", data_source="real",
                                             duration_seconds=15, max_notional_usd=CAP))
-            outcome = await service.run_phase(spec)
+            running = asyncio.ensure_future(service.run_phase(spec))
+            # While it runs, status shows each venue's book and order streams up.
+            shown: dict[str, Any] = {}
+            async with asyncio.timeout(30):
+                while not (shown and all(all(k.values()) and len(k) == 2
+                                         for k in shown.values())):
+                    await asyncio.sleep(0.1)
+                    shown = ((service.status().get("run") or {}).get("venue_streams") or {})
+            assert set(shown) == {"upbit", "binance"}
+            assert "  streams: binance books up, orders up · upbit books up, orders up" in \
+                status_lines({**service.status(), "engine_running": True}, settings)
+            outcome = await running
             assert outcome.kpi["run"]["mode"] == "live"
+            # Own orders came from the private streams: no order missed by them, and
+            # the engine read none over REST.
+            orders_kpi = outcome.kpi["order_streams"]
+            assert all(orders_kpi[v]["missed"] == 0 and orders_kpi[v]["rest_reads"] == 0
+                       for v in ("upbit", "binance")), orders_kpi
+            if outcome.kpi["trading"]["entries"]:
+                assert all(orders_kpi[v]["answers"] > 0 for v in ("upbit", "binance"))
             assert outcome.kpi["reconciliation"]["ok"], outcome.kpi["reconciliation"]
             # Books came from the venues' websocket streams, stamped by the venues.
             streams = outcome.kpi["market_data"]["streams"]
