@@ -111,7 +111,7 @@ async def service_part(tmp: Path) -> dict[str, Any]:
     from loguru import logger
 
     from bot.app import build_service
-    from core.settings import Settings
+    from core.config.settings import Settings
 
     logger.remove()
     settings = Settings(_env_file=None, data_dir=tmp, sim_fast=True,  # type: ignore[call-arg]

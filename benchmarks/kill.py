@@ -17,8 +17,8 @@ from typing import Any
 
 from bot.app import build_service
 from core.commands import RunArgs
+from core.config.settings import Settings
 from core.domain.models import TradingState
-from core.settings import Settings
 
 RUNS = int(os.environ.get("BENCH_KILL_RUNS", "5"))
 ARBOPS = str(Path(sys.executable).with_name("arbops"))

@@ -19,7 +19,7 @@ import psutil
 
 from bot.app import build_service
 from core.commands import RunArgs
-from core.settings import Settings
+from core.config.settings import Settings
 
 TICKS = int(os.environ.get("BENCH_TICKS", "3000"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))

@@ -38,8 +38,8 @@ import aiohttp
 from bot.app import build_service
 from bot.drill.emulator.state import DEFAULT_KEYS as KEYS
 from core.commands import RunArgs
+from core.config.settings import REHEARSAL, Settings
 from core.safety.redis_state import FileEngineLock
-from core.settings import REHEARSAL, Settings
 
 SECONDS = float(os.environ.get("BENCH_STREAMS_SECONDS", "300"))
 RUNS = int(os.environ.get("BENCH_STREAMS_RUNS", "1"))

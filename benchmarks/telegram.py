@@ -138,7 +138,7 @@ async def main() -> None:
 
     from bot.app import build_service
     from bot.telegram_app import start_telegram
-    from core.settings import Settings
+    from core.config.settings import Settings
 
     logger.remove()
     loop = asyncio.get_running_loop()

@@ -23,10 +23,10 @@ from typing import Any
 from bot.app import real_venues, venue_budgets
 from bot.drill.emulator import start_emulator
 from core.clock import SystemClock
+from core.config.settings import Settings
 from core.domain.models import OrderRequest, OrderType, Side, Venue, pair_symbols
 from core.journal.sqlite_store import SqliteStore
 from core.monitoring.perf import percentile
-from core.settings import Settings
 from core.trading.gateway import Gateway, OrderIntent, Purpose
 from core.trading.phase_run import PhaseRun, RunSpec
 from core.trading.state import TradingStateBox

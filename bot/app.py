@@ -7,13 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 from core.clock import Clock, ManualClock, SystemClock
+from core.config.settings import Settings
 from core.domain.models import Venue
 from core.files import secure_data_dir
 from core.journal.sqlite_store import SqliteStore
 from core.redaction import register_secrets
 from core.safety.watchdog import Watchdog, headroom_warnings
 from core.service import OperatorService
-from core.settings import Settings
 from core.trading.phase_run import RunSpec
 from core.venues.paper_exchange import PaperExchange, paper_journal_probe
 from core.venues.sim_market import SimMarket

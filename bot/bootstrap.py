@@ -15,7 +15,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from core.settings import Settings
+from core.config.settings import Settings
 
 if TYPE_CHECKING:
     from core.service import OperatorService
@@ -28,13 +28,13 @@ async def engine_process(settings: Settings, *, console_log: bool = True,
 
     from bot.app import build_service, start_watchdog
     from bot.monitoring_app import start_metrics
+    from core.config.check import unknown_names
     from core.control_channel import ControlServer, socket_path_for
     from core.files import private_umask, secure_data_dir
     from core.monitoring.logging_setup import setup_logging
     from core.safety import engine_registry
     from core.safety.instance_lock import InstanceLock
     from core.safety.redis_state import FileEngineLock
-    from core.settings_check import unknown_names
 
     raise_fd_limit()
     private_umask()

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from loguru import logger
 
+from core.config.settings import Settings
 from core.http_listener import listen
-from core.settings import Settings
 
 if TYPE_CHECKING:
     from core.service import OperatorService

@@ -15,8 +15,8 @@ from typing import Any
 
 from loguru import logger
 
+from core.config.settings import Settings
 from core.errors import ExitCode, Refused
-from core.settings import Settings
 
 
 async def serve(settings: Settings) -> int:

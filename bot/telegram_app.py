@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from core.settings import Settings
+from core.config.settings import Settings
 
 if TYPE_CHECKING:
     from bot.telegram.context import TelegramDeps
@@ -214,7 +214,7 @@ async def start_telegram(
     from bot.telegram.notifier import TelegramNotifier
     from bot.telegram.sender import RetryPolicy, Sender
     from bot.telegram.session import tune_session
-    from core.settings_check import parse_chat_list
+    from core.config.check import parse_chat_list
 
     users = parse_allowed_users(settings.telegram_allowed_users)
     if not users:

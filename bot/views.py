@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from core.money import usd
-from core.settings import Settings
+from core.config.settings import Settings
+from core.domain.money import usd
 
 # Units of the guards' observed values and thresholds, keyed by guard name.
 GUARD_UNITS: dict[str, str] = {

@@ -21,12 +21,12 @@ from loguru import logger
 
 from core.clock import Clock
 from core.commands import BY_NAME, RunArgs, invoke, validate_args
+from core.config.settings import Settings
 from core.domain.journal_kinds import LIVE_POSITIONS, UNRESOLVED_INTENTS, EventKind, Severity
 from core.domain.models import TradingState, Venue
 from core.errors import ArbopsError, CommandError, ExchangeError, ExitCode, ServiceError
 from core.monitoring.notifier import LogNotifier
 from core.ports import ExchangePort, JournalStore, MarketData
-from core.settings import Settings
 from core.trading.durable_state import DurableState, ExtraStore, StateRecord
 from core.trading.gateway import TradingVenue
 from core.trading.phase_run import PhaseRun, RunOutcome, RunSpec

@@ -13,8 +13,8 @@ from pydantic import SecretStr
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.settings import Settings, env_name
-from core.settings_docs import FIELD_DOCS
+from core.config.docs import FIELD_DOCS
+from core.config.settings import Settings, env_name
 
 
 def _type(field: object) -> str:
@@ -39,7 +39,7 @@ def render_markdown() -> str:
     lines = [
         "# Configuration",
         "",
-        "Every setting, generated from `core/settings.py` by `scripts/gen_config_docs.py`.",
+        "Every setting, generated from `core/config/settings.py` by `scripts/gen_config_docs.py`.",
         "Runbook names are kept as they are; arbops' own settings are `ARBOPS_<NAME>`.",
         "Sources: `.env`, then `.env.<ARBITRAGE_ENV>`; the process environment wins over both.",
         "`ARBITRAGE_ENV` itself comes from the process environment, else from `.env`, else",

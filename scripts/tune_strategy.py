@@ -62,7 +62,7 @@ def files(real: Path, patterns: list[str]) -> list[Path]:
 def sim_recording(path: Path, snapshots: int, seed: int = 7) -> Path:
     """BTC on the calibrated sim, one book every 5 minutes, as a replay recording."""
     from core.clock import ManualClock
-    from core.settings import Settings
+    from core.config.settings import Settings
     from core.venues.replay_market import Recorder
     from core.venues.sim_market import SimMarket
 
@@ -100,8 +100,8 @@ async def main() -> int:
 
     from loguru import logger
 
+    from core.config.settings import Settings
     from core.journal.sqlite_store import SqliteStore
-    from core.settings import Settings
 
     logger.remove()
     data_dir = a.data_dir or Path(tempfile.mkdtemp(prefix="arbops-tune-"))

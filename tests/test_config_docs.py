@@ -5,8 +5,8 @@ import importlib.util
 import re
 from pathlib import Path
 
-from core.settings import Settings, env_name
-from core.settings_docs import FIELD_DOCS
+from core.config.docs import FIELD_DOCS
+from core.config.settings import Settings, env_name
 
 ROOT = Path(__file__).resolve().parent.parent
 

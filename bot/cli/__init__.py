@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     os.umask(PRIVATE_UMASK)
     try:
         args = parse_args(cmd, ns)
-        from core.settings import load_settings, load_settings_tolerant
+        from core.config.settings import load_settings, load_settings_tolerant
 
         if cmd.tolerant_settings:
             settings, warnings = load_settings_tolerant()

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from core.commands import BacktestArgs
+from core.config.settings import Settings
 from core.errors import BadInput, ExitCode
-from core.settings import Settings
 
 
 def cmd_backtest(settings: Settings, args: BacktestArgs) -> int:

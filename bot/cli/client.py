@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from core.commands import BY_NAME, Args
+from core.config.settings import Settings
 from core.control_channel import ask, local_actor, socket_path_for
 from core.errors import EngineNotRunning, ExitCode, ServiceError
-from core.settings import Settings
 
 if TYPE_CHECKING:
     from core.service import OperatorService

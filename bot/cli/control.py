@@ -28,8 +28,8 @@ from core.commands import (
     ResetArgs,
     StatusArgs,
 )
+from core.config.settings import Settings
 from core.errors import BadInput, EngineNotRunning, ExitCode, ServiceError
-from core.settings import Settings
 
 if TYPE_CHECKING:
     pass
@@ -268,8 +268,8 @@ def cmd_config(settings: Settings, args: ConfigArgs) -> int:
     import os
     from pathlib import Path
 
-    from core.env_files import resolve_env_files
-    from core.settings_check import check_settings
+    from core.config.check import check_settings
+    from core.config.env_files import resolve_env_files
 
     report = check_settings(settings, resolve_env_files(Path.cwd()), os.environ)
     for line in report.loaded:

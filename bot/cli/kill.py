@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from core.commands import ReasonArgs
+from core.config.settings import DEFAULT_DATA_DIR, Settings, absolute_data_dir
 from core.control_channel import ask, local_actor, socket_path_for, verify_listener_path
 from core.domain.models import TradingState
 from core.errors import ArbopsError, EngineNotRunning, ExitCode, UntrustedListener
 from core.redaction import redact
 from core.safety.engine_registry import running_engines
 from core.safety.instance_lock import probe_holder
-from core.settings import DEFAULT_DATA_DIR, Settings, absolute_data_dir
 from core.trading.durable_state import StateRecord, read_state_file, write_state_file
 
 ASK_TIMEOUT_S = 3.0  # a healthy engine answers a kill in milliseconds

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from core.config.settings import Settings
 from core.errors import BadInput, ExitCode, ServiceError
-from core.settings import Settings
 
 
 def cmd_report(settings: Settings, args: Any, *, now: float | None = None) -> int:

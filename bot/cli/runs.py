@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from bot.cli.client import EngineClient
 from core.commands import DemoArgs, NoArgs, RunArgs
+from core.config.settings import Settings
 from core.errors import BadInput, EngineNotRunning, ExitCode, ServiceError
-from core.settings import Settings
 
 if TYPE_CHECKING:
     from core.service import OperatorService
@@ -30,7 +30,7 @@ def cmd_demo(settings: Settings, args: DemoArgs) -> int:
     # On the calibrated market the strategy holds for hours and a 75-second demo would
     # show nothing trading; the demo rehearses on the "rehearsal" profile and says so.
     if settings.sim_profile != "rehearsal" and "sim_profile" not in settings.model_fields_set:
-        from core.settings import load_settings
+        from core.config.settings import load_settings
 
         settings = load_settings(sim_profile="rehearsal")
     print(f"arbops demo: paper phase 1 on the simulated market ({args.universe}, "

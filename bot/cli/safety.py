@@ -13,8 +13,8 @@ from bot.cli import print_json
 from bot.cli.client import EngineClient
 from bot.views import ladder_lines, preflight_lines, zone
 from core.commands import ArmArgs, JsonArgs, NoArgs, OverrideArgs, PreflightArgs
+from core.config.settings import Settings
 from core.errors import BadInput, ExitCode, Refused
-from core.settings import Settings
 
 
 def cmd_preflight(settings: Settings, args: PreflightArgs) -> int:

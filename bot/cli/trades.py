@@ -13,8 +13,8 @@ from bot.views import (
     zone,
 )
 from core.commands import DailyArgs, JsonArgs, TradesArgs
+from core.config.settings import Settings
 from core.errors import ExitCode
-from core.settings import Settings
 
 
 def cmd_trades(settings: Settings, args: TradesArgs) -> int:

@@ -9,8 +9,8 @@ from bot.cli import print_json
 from bot.cli.client import EngineClient
 from bot.views import balance_lines, reconcile_lines
 from core.commands import DrillArgs, JsonArgs, RecordArgs
+from core.config.settings import Settings
 from core.errors import ExitCode, ServiceError
-from core.settings import Settings
 
 
 def cmd_reconcile(settings: Settings, args: JsonArgs) -> int:

@@ -1,11 +1,11 @@
 """TELEGRAM_ALLOWED_USERS = "id:role,..." -> {user id: Role}. Fail-closed parsing,
-the same as `arbops config check` (core.settings_check.parse_allowlist)."""
+the same as `arbops config check` (core.config.check.parse_allowlist)."""
 from __future__ import annotations
 
 from loguru import logger
 
 from core.commands import Role
-from core.settings_check import parse_allowlist
+from core.config.check import parse_allowlist
 
 _ROLES = {"viewer": Role.VIEWER, "operator": Role.OPERATOR, "admin": Role.ADMIN}
 

@@ -12,9 +12,9 @@ if TYPE_CHECKING:
     from bot.telegram.confirm import PendingStore
     from bot.telegram.live_status import LiveStatus
     from bot.telegram.sender import Sender
+    from core.config.settings import Settings
     from core.ports import Notifier
     from core.service import OperatorService
-    from core.settings import Settings
 
 
 

@@ -20,7 +20,7 @@ from aiogram import BaseMiddleware
 from aiogram.types import Chat, Message, TelegramObject
 
 from bot.telegram.context import AuditNote, TelegramDeps
-from core.settings_check import KNOWN_BOT_IDS
+from core.config.check import KNOWN_BOT_IDS
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 

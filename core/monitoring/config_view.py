@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import AliasChoices, SecretStr
 
+from core.config.settings import Settings
 from core.monitoring.logging_setup import redact
-from core.settings import Settings
 
 
 def _names(field: str) -> list[str]:

@@ -15,8 +15,8 @@ from typing import Any, Literal
 from loguru import logger
 
 from core.domain.journal_kinds import Severity
+from core.domain.money import usd
 from core.domain.trade_events import TradeEvent, TradeEventKind
-from core.money import usd
 
 Mode = Literal["off", "every", "digest"]
 TITLE = "trade"

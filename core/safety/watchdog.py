@@ -19,10 +19,10 @@ import psutil
 from loguru import logger
 
 from core.clock import Clock
+from core.config.settings import Settings
 from core.domain.models import TradingState
 from core.monitoring.notifier import AlertGate
 from core.monitoring.perf import ResourceSampler
-from core.settings import Settings
 from core.trading.durable_state import read_state_file
 from guards.book import GuardBook, worst
 from guards.snapshot import Snapshot

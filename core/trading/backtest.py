@@ -23,10 +23,10 @@ from typing import Annotated, Any
 from pydantic import TypeAdapter, ValidationError
 
 from core.clock import ManualClock
+from core.config.settings import Settings
 from core.domain.models import TradingState, Venue
 from core.errors import BadInput
 from core.ports import JournalStore
-from core.settings import Settings
 from core.trading.durable_state import DurableState
 from core.trading.phase_run import PhaseRun, RunSpec
 from core.trading.phases import PHASES

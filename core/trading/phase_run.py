@@ -19,16 +19,16 @@ from typing import Any
 from loguru import logger
 
 from core.clock import Clock, ManualClock
+from core.config.settings import Settings
 from core.crash_points import CrashPoints
 from core.domain.journal_kinds import UNRESOLVED_INTENTS, EventKind, Severity
 from core.domain.models import ExitReason, TradingState, Venue
+from core.domain.money import usd
 from core.domain.paper_funding import paper_holdings
 from core.errors import ExchangeError, RateLimited
 from core.files import write_atomic
 from core.journal.write_behind import WriteBehind
-from core.money import usd
 from core.ports import JournalStore
-from core.settings import Settings
 from core.trading.durable_state import DurableState
 from core.trading.engine import Engine, EngineConfig
 from core.trading.gateway import Gateway, Purpose, TradingVenue

@@ -18,7 +18,7 @@ import pytest
 from bot.app import build_service
 from bot.cli import main
 from core.commands import COMMANDS, RunArgs
-from core.settings import Settings
+from core.config.settings import Settings
 from tests.helpers.procs import arbops_env, run_cli, short_data_dir
 
 

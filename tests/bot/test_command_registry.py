@@ -18,9 +18,9 @@ import pytest
 from bot.app import build_service
 from bot.cli import HANDLER_MODULES, find
 from core.commands import BY_NAME, COMMANDS, bind, validate_args
+from core.config.settings import Settings
 from core.domain.models import TradingState
 from core.errors import ArbopsError, CommandError, ExitCode
-from core.settings import Settings
 
 # A valid Telegram argument text and the same arguments as the control channel takes them.
 SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {

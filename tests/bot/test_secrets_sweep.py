@@ -88,7 +88,7 @@ def test_offline_cli_logs_on_stderr_are_masked():
     code = textwrap.dedent("""
         from loguru import logger
         from bot.cli.client import EngineClient
-        from core.settings import load_settings
+        from core.config.settings import load_settings
 
         async def log_it(service):
             secret = service.settings.binance_api_secret.get_secret_value()

@@ -27,8 +27,8 @@ from bot.views import (
     usd,
     when,
 )
+from core.config.settings import Settings
 from core.monitoring.config_view import config_view
-from core.settings import Settings
 
 SEOUL = ZoneInfo("Asia/Seoul")
 

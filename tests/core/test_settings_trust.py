@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from core.env_files import resolve_env_files
+from core.config.check import parse_allowlist, unknown_names
+from core.config.env_files import resolve_env_files
+from core.config.settings import load_settings
 from core.errors import SettingsError
-from core.settings import load_settings
-from core.settings_check import parse_allowlist, unknown_names
 from tests.helpers.procs import arbops_env, run_cli, short_data_dir
 
 LIVE_FILE = "ARBITRAGE_ENV=live\nUPBIT_ACCESS_KEY=live-upbit-access\n"

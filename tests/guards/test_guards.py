@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.config.settings import Settings
 from core.safety.watchdog import headroom_warnings, thresholds_from
-from core.settings import Settings
 from guards.book import GuardBook, worst
 from guards.snapshot import Snapshot
 from guards.thresholds import Thresholds

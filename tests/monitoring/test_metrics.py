@@ -18,8 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot.app import build_service
 from bot.monitoring_app import start_metrics, start_metrics_server
 from core.commands import RunArgs
+from core.config.settings import Settings
 from core.monitoring.metrics import METRICS, RUNBOOK_NAME_EXCEPTIONS
-from core.settings import Settings
 
 RUNBOOK_TEN = {
     "arbitrage_loop_latency_ms": "histogram",

@@ -12,12 +12,12 @@ from types import SimpleNamespace
 import pytest
 
 from bot.cli.reports import cmd_report
+from core.config.settings import Settings
 from core.errors import ArbopsError
 from core.monitoring.charts.worker import HANG_ENV
 from core.monitoring.reports import build_report, default_date, resolve_date
 from core.monitoring.reports.compute import daily_report, weekly_report
 from core.monitoring.reports.run_report import format_run, run_report
-from core.settings import Settings
 from tests.monitoring.journal_fixture import KST, build_journal, kst
 
 NOW = kst(12, 12)  # Monday 2026-01-12 12:00 KST: the whole week is over

@@ -17,10 +17,10 @@ from bot.app import DB_NAME, build_service
 from bot.monitoring_app import start_schedules
 from bot.scheduler import DAILY_JOB, RECONCILE_JOB, WEEKLY_JOB, build_scheduler, report_triggers
 from core.clock import ManualClock
+from core.config.settings import Settings
 from core.journal.sqlite_store import SqliteStore
 from core.monitoring.charts.worker import HANG_ENV
 from core.monitoring.jobs import DAILY_FLAG, WEEKLY_FLAG, ReportJobs, last_slot
-from core.settings import Settings
 from tests.monitoring.journal_fixture import KST, build_journal, kst
 
 

@@ -12,9 +12,9 @@ import pytest
 
 from bot.app import build_service
 from core.commands import RunArgs
+from core.config.settings import Settings
 from core.domain.trade_events import TradeEvent, TradeEventKind
 from core.monitoring.trade_notices import TradeNotices, describe, digest, resolve_mode
-from core.settings import Settings
 
 pytestmark = [pytest.mark.timeout(60)]
 

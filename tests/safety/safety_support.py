@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from core.settings import Settings
+from core.config.settings import Settings
 
 TG_TOKEN = "123456789:" + "A" * 35
 GOOD_SECRETS: dict[str, Any] = {

@@ -227,7 +227,7 @@ async def test_status_says_what_redis_holds(redis_url: str, tmp_path: Path) -> N
     """`arbops status` names Redis next to Telegram and metrics: off without REDIS_URL,
     and with it, the trading state the last write left there."""
     from bot.app import build_service
-    from core.settings import Settings
+    from core.config.settings import Settings
 
     off = await build_service(Settings(data_dir=tmp_path / "a", log_level="WARNING"))
     try:
@@ -253,8 +253,8 @@ async def test_status_asks_redis_now_and_is_bounded(redis_url: str, tmp_path: Pa
     import time as _time
 
     from bot.app import build_service
+    from core.config.settings import Settings
     from core.service import REDIS_PING_TIMEOUT_S
-    from core.settings import Settings
 
     service = await build_service(Settings(
         data_dir=tmp_path / "up", redis_url=redis_url, log_level="WARNING",

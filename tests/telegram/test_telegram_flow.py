@@ -13,7 +13,7 @@ import pytest
 from bot.drill.emulator.telegram_api import BotApiStandIn
 from bot.telegram_app import start_telegram
 from core.commands import COMMANDS
-from core.settings import Settings
+from core.config.settings import Settings
 from tests.telegram.tg_support import (
     ALERT_CHAT,
     OPERATOR,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from core.settings_check import parse_chat_list
+from core.config.check import parse_chat_list
 from tests.telegram.tg_support import ALERT_CHAT, OPERATOR, VIEWER, Env, telegram_env
 
 pytestmark = [pytest.mark.timeout(60)]

@@ -20,9 +20,9 @@ from bot.telegram.format import fit, h, plain
 from bot.telegram.parsing import parse_model_args, parse_reason, parse_run_args
 from bot.telegram_app import build_dispatcher
 from core.commands import AuditArgs, NoArgs, ReasonArgs, Role, RunArgs
+from core.config.settings import Settings
 from core.domain.models import TradingState
 from core.errors import ServiceError, UsageError
-from core.settings import Settings
 
 WORDS = ["1", "2", "3", "0", "4", "paper", "live", "PAPER", "30", "90s", "5m", "2h", "1.5",
          "top10", "top20", "top7", "top", "seed=3", "seed=x", "cap=50", "cap=5000", "cap=inf",

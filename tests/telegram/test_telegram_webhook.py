@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 
 from bot.drill.emulator.telegram_api import TOKEN
+from core.config.settings import load_settings
 from core.errors import SettingsError
-from core.settings import load_settings
 from tests.helpers.procs import arbops_env, run_cli, short_data_dir
 from tests.telegram.tg_support import VIEWER, Env, telegram_env
 

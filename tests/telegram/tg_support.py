@@ -12,7 +12,7 @@ from typing import Any
 from bot.app import DB_NAME, build_service
 from bot.drill.emulator.telegram_api import TOKEN, BotApiStandIn
 from bot.telegram_app import TelegramApp, start_telegram
-from core.settings import Settings
+from core.config.settings import Settings
 
 OPERATOR, VIEWER, ADMIN, OPERATOR2, STRANGER = 1001, 1002, 1003, 1004, 6666
 ALERT_CHAT = -100200300

@@ -9,7 +9,7 @@ import pytest
 
 from bot.app import build_service
 from core.commands import RunArgs
-from core.settings import Settings
+from core.config.settings import Settings
 
 
 async def run_continuous(tmp_path: Path, on_progress: Any = None, **gate: Any) -> Any:

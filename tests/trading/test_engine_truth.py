@@ -21,10 +21,10 @@ import pytest
 from bot.app import DB_NAME, build_service
 from core.clock import ManualClock
 from core.commands import RunArgs
+from core.config.settings import Settings
 from core.domain.models import OrderStatus, Side, Venue
 from core.errors import OrderRejected
 from core.journal.sqlite_store import SqliteStore
-from core.settings import Settings
 from core.trading.gateway import Gateway, OrderIntent, Purpose
 from core.trading.phase_run import RunOutcome
 from core.trading.state import TradingStateBox

@@ -25,10 +25,10 @@ import pytest
 
 from bot.app import DB_NAME, build_service, start_watchdog
 from core.commands import RunArgs
+from core.config.settings import Settings
 from core.domain.models import TradingState
 from core.errors import ServiceError
 from core.service import OperatorService
-from core.settings import Settings
 from core.trading.phase_run import PhaseRun, RunOutcome
 
 pytestmark = [pytest.mark.timeout(90)]

@@ -32,8 +32,8 @@ from typing import Any
 from bot.app import real_venues, venue_budgets
 from bot.drill.stepped_feed import SteppedFeed
 from core.clock import Clock, SystemClock
+from core.config.settings import Settings
 from core.journal.sqlite_store import SqliteStore
-from core.settings import Settings
 from core.trading.phase_run import PhaseRun, RunSpec
 from core.trading.state import TradingStateBox
 from core.venues.ccxt_market_data import CcxtMarketData

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 
 from bot.drill.emulator import EmulatorHandle, start_emulator
-from core.settings import Settings
+from core.config.settings import Settings
 
 BASES = ["BTC", "ETH", "XRP", "DOGE", "SOL", "ADA"]
 SYMBOL = {"binance": "BTC/USDT", "upbit": "BTC/KRW"}

@@ -14,8 +14,8 @@ import pytest
 from bot.app import build_service
 from bot.drill.emulator import start_emulator
 from core.commands import RunArgs
+from core.config.settings import Settings
 from core.safety.redis_state import FileEngineLock
-from core.settings import Settings
 from core.trading.phase_run import PhaseRun
 from tests.venues.support import admin, db_rows
 

@@ -15,9 +15,9 @@ from bot.app import build_service
 from bot.cli.control import status_lines
 from bot.drill.emulator import start_emulator
 from core.commands import RunArgs
+from core.config.settings import Settings
 from core.errors import ServiceError
 from core.safety.redis_state import FileEngineLock
-from core.settings import Settings
 from tests.venues.support import admin
 
 CAP = 20.0

@@ -15,9 +15,9 @@ from typing import Any
 from bot.app import build_service, start_watchdog
 from core.clock import SystemClock
 from core.commands import RunArgs
+from core.config.settings import Settings
 from core.domain.models import TradingState, Venue
 from core.monitoring.notifier import LogNotifier
-from core.settings import Settings
 from core.trading.phase_run import PhaseRun, RunSpec
 from core.trading.state import TradingStateBox
 from tests.venues.support import HOLDING, db_rows, emu_settings, emulator

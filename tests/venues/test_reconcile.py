@@ -14,10 +14,10 @@ import pytest
 
 from bot.app import build_service
 from core.commands import RunArgs
+from core.config.settings import Settings
 from core.domain.journal_kinds import EventKind
 from core.domain.models import OrderRequest, OrderType, Side, Venue
 from core.journal.sqlite_store import SqliteStore
-from core.settings import Settings
 from core.venues.ccxt_exchange import CcxtExchange
 from core.venues.reconcile import expected_changes, reconcile_run
 from core.venues.recovery import recover_live

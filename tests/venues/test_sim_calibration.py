@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from core.clock import ManualClock
-from core.settings import Settings
+from core.config.settings import Settings
 from core.venues.sim_market import SimMarket
 
 REAL = Path(__file__).resolve().parents[2] / "data" / "real"

@@ -3,7 +3,7 @@
 Runbook names are kept as they are (ARBITRAGE_ENV, LIVE_ARM_*, venue keys,
 TELEGRAM_*, REDIS_URL, PROMETHEUS_*); arbops' own settings are ARBOPS_<NAME>.
 Files: `.env`, then `.env.<ARBITRAGE_ENV>`; the process environment wins. Which
-mode picks the second file, and what is refused, is core.env_files' rule.
+mode picks the second file, and what is refused, is core.config.env_files' rule.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.env_files import resolve_env_files
+from core.config.env_files import resolve_env_files
 from core.errors import SettingsError
 from core.redaction import register_secrets
 
@@ -353,7 +353,7 @@ def env_name(field: str) -> str:
 
 def load_settings(env_dir: Path | None = None, **overrides: Any) -> Settings:
     """Load settings or raise SettingsError naming every bad field. The files read
-    follow core.env_files; a contradiction between them is refused here too."""
+    follow core.config.env_files; a contradiction between them is refused here too."""
     found = resolve_env_files(env_dir or Path.cwd())
     if found.problems:
         raise SettingsError(list(found.problems))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from pydantic import AliasChoices
 
-from core.env_files import EnvFiles, read_env_file
-from core.settings import RUNBOOK_NAMES, Settings
+from core.config.env_files import EnvFiles, read_env_file
+from core.config.settings import RUNBOOK_NAMES, Settings
 
 ROLE_NAMES = ("viewer", "operator", "admin")
 # Accounts Telegram itself posts as: a group's anonymous admins, channel posts, the
