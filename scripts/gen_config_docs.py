@@ -13,6 +13,7 @@ from pydantic import SecretStr
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from core.config.check import OTHER_NAMES
 from core.config.docs import FIELD_DOCS
 from core.config.settings import Settings, env_name
 
@@ -81,6 +82,10 @@ def render_env_example() -> str:
         note = f" (runbook {runbook})" if runbook else ""
         lines.append(f"# {meaning}{note}")
         lines.append(f"#{env_name(name)}={_default(name)}")
+    lines += ["", "# Read from the environment directly, not settings (debugging and test hooks)."]
+    for other, meaning in OTHER_NAMES.items():
+        lines.append(f"# {meaning}")
+        lines.append(f"#{other}=")
     return "\n".join(lines) + "\n"
 
 

@@ -24,7 +24,12 @@ ROLE_NAMES = ("viewer", "operator", "admin")
 KNOWN_BOT_IDS = {1087968824: "GroupAnonymousBot", 136817688: "Channel_Bot",
                  777000: "Telegram's service account"}
 # Names the process reads outside the settings (debugging and test hooks).
-OTHER_NAMES = ("ARBOPS_DEBUG", "ARBOPS_CHART_TEST_HANG")
+# .env.example lists them after the settings (scripts/gen_config_docs.py).
+OTHER_NAMES = {
+    "ARBOPS_DEBUG": "not a setting: any value makes a CLI error print its traceback",
+    "ARBOPS_CHART_TEST_HANG": ("not a setting, tests only: the chart worker sleeps instead "
+                               "of drawing, so the report's chart timeout can be tested"),
+}
 _ID = re.compile(r"[1-9][0-9]{0,19}")  # ASCII digits only: no sign, "_", or other scripts
 
 
