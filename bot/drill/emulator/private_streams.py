@@ -49,19 +49,19 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from bot.drill.emulator import binance_shapes
 from bot.drill.emulator.auth import binance_verify
 from bot.drill.emulator.errors import ApiError
 from bot.drill.emulator.numfmt import dec_str
 from bot.drill.emulator.upbit_shapes import market_code
+from bot.drill.emulator.ws_conns import WsConn, close_all, serve
 from core.domain.models import MarketSnapshot, Order, OrderStatus, Side, Trade
 
 if TYPE_CHECKING:
     from bot.drill.emulator.state import EmulatorCore, OrderRecord
 
-QUEUE_MAX = 10_000
 UPBIT_AUTH_WAIT_S = 10.0  # an unauthenticated connection is closed after this at the latest
 BINANCE_RATE_LIMITS = [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE",
                         "intervalNum": 1, "limit": 6000}]
@@ -70,19 +70,10 @@ _ZERO = "0.00000000"
 
 
 @dataclass(eq=False)
-class _Conn:
-    venue: str
-    ws: web.WebSocketResponse
+class _Conn(WsConn):
     subscriptions: set[int] = field(default_factory=set)  # Binance subscription ids
     next_id: int = 0
     types: dict[str, list[str]] = field(default_factory=dict)  # Upbit type -> codes
-    queue: asyncio.Queue[str | bytes | None] = field(default_factory=asyncio.Queue)
-
-    def push(self, msg: str | bytes) -> None:
-        if self.queue.qsize() >= QUEUE_MAX:
-            self.queue.put_nowait(None)  # a client that stops reading is dropped
-            return
-        self.queue.put_nowait(msg)
 
 
 @dataclass
@@ -121,11 +112,7 @@ class PrivateStreams:
         self.silent_until[venue] = time.monotonic() + seconds
 
     async def disconnect(self, venue: str) -> int:
-        gone = [c for c in self.conns if c.venue == venue]
-        for c in gone:
-            c.queue.put_nowait(None)
-            await c.ws.close()
-        return len(gone)
+        return await close_all(self.conns, venue)
 
     def state(self) -> dict[str, Any]:
         venues = ("binance", "upbit")
@@ -342,7 +329,7 @@ class PrivateStreams:
     async def binance(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=None)
         await ws.prepare(request)
-        return await self._serve(_Conn("binance", ws), self._binance_request)
+        return await serve(self.conns, _Conn("binance", ws), self._binance_request)
 
     async def upbit(self, request: web.Request) -> web.WebSocketResponse:
         try:
@@ -360,40 +347,7 @@ class PrivateStreams:
                 await ws.send_bytes(json.dumps(_INVALID_AUTH, ensure_ascii=False).encode())
             await ws.close()
             return ws
-        return await self._serve(_Conn("upbit", ws), self._upbit_request)
-
-    async def _serve(self, c: _Conn, on_text: Any) -> web.WebSocketResponse:
-        self.conns.add(c)
-        writer = asyncio.create_task(self._writer(c))
-        try:
-            async for msg in c.ws:
-                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    data = msg.data if isinstance(msg.data, str) else msg.data.decode()
-                    if not await on_text(c, data):
-                        break
-                elif msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
-                    break
-        finally:
-            self.conns.discard(c)
-            c.queue.put_nowait(None)
-            with contextlib.suppress(Exception):
-                await writer
-            await c.ws.close()
-        return c.ws
-
-    async def _writer(self, c: _Conn) -> None:
-        while True:
-            msg = await c.queue.get()
-            if msg is None or c.ws.closed:
-                await c.ws.close()
-                return
-            try:
-                if isinstance(msg, bytes):
-                    await c.ws.send_bytes(msg)
-                else:
-                    await c.ws.send_str(msg)
-            except (ConnectionError, RuntimeError):
-                return
+        return await serve(self.conns, _Conn("upbit", ws), self._upbit_request)
 
     # --- Binance WebSocket API requests --------------------------------------------------------
     def _answer(self, c: _Conn, rid: Any, result: Any = None, status: int = 200,

@@ -20,42 +20,31 @@ venue is closed) and `silence` (connections stay open, nothing is sent).
 """
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from bot.drill.emulator.numfmt import dec_str
+from bot.drill.emulator.ws_conns import WsConn, close_all, serve
 from core.domain.models import MarketSnapshot, OrderBook
 
 BINANCE_MAX_MESSAGES_PER_S = 5
 BINANCE_MAX_STREAMS = 1024
 UPBIT_LEVELS = 15
-QUEUE_MAX = 10_000  # a client that stops reading is dropped, as a venue does
 
 
 @dataclass(eq=False)
-class _Conn:
-    venue: str
-    ws: web.WebSocketResponse
+class _Conn(WsConn):
     combined: bool = False  # Binance /stream: events wrapped in {"stream", "data"}
     streams: set[str] = field(default_factory=set)  # Binance stream names
     codes: list[str] = field(default_factory=list)  # Upbit codes
     only_snapshot: bool = False
     only_realtime: bool = False
-    queue: asyncio.Queue[str | bytes | None] = field(default_factory=asyncio.Queue)
     received: deque[float] = field(default_factory=deque)
-
-    def push(self, msg: str | bytes) -> None:
-        if self.queue.qsize() >= QUEUE_MAX:
-            self.queue.put_nowait(None)  # the writer closes it
-            return
-        self.queue.put_nowait(msg)
 
 
 def _levels(book: OrderBook) -> tuple[dict[float, float], dict[float, float]]:
@@ -105,11 +94,7 @@ class BookStreams:
         self.silent_until[venue] = time.monotonic() + seconds
 
     async def disconnect(self, venue: str) -> int:
-        gone = [c for c in self.conns if c.venue == venue]
-        for c in gone:
-            c.queue.put_nowait(None)
-            await c.ws.close()
-        return len(gone)
+        return await close_all(self.conns, venue)
 
     def state(self) -> dict[str, Any]:
         return {"connections": {v: sum(1 for c in self.conns if c.venue == v)
@@ -191,45 +176,12 @@ class BookStreams:
         for name in request.query.get("streams", "").split("/"):
             if name:
                 c.streams.add(name.lower())
-        return await self._serve(c, self._binance_request)
+        return await serve(self.conns, c, self._binance_request)
 
     async def upbit(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=None)
         await ws.prepare(request)
-        return await self._serve(_Conn("upbit", ws), self._upbit_request)
-
-    async def _serve(self, c: _Conn, on_text: Any) -> web.WebSocketResponse:
-        self.conns.add(c)
-        writer = asyncio.create_task(self._writer(c))
-        try:
-            async for msg in c.ws:
-                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    data = msg.data if isinstance(msg.data, str) else msg.data.decode()
-                    if not await on_text(c, data):
-                        break
-                elif msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
-                    break
-        finally:
-            self.conns.discard(c)
-            c.queue.put_nowait(None)
-            with contextlib.suppress(Exception):
-                await writer
-            await c.ws.close()
-        return c.ws
-
-    async def _writer(self, c: _Conn) -> None:
-        while True:
-            msg = await c.queue.get()
-            if msg is None or c.ws.closed:
-                await c.ws.close()
-                return
-            try:
-                if isinstance(msg, bytes):
-                    await c.ws.send_bytes(msg)
-                else:
-                    await c.ws.send_str(msg)
-            except (ConnectionError, RuntimeError):
-                return
+        return await serve(self.conns, _Conn("upbit", ws), self._upbit_request)
 
     async def _binance_request(self, c: _Conn, text: str) -> bool:
         now = time.monotonic()
